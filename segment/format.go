@@ -1,0 +1,115 @@
+package segment
+
+import (
+	"encoding/binary"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/instadump/instadump/internal/errs"
+)
+
+// These constants are part of the wire format and must not change.
+const (
+	// Magic starts every segment file.
+	Magic = "\x89IDSEG\r\n"
+	// TrailerMagic ends every segment file.
+	TrailerMagic = "\x89IDEND\r\n"
+	// Version is the format version this package writes and reads.
+	Version = 1
+	// HeaderSize is the size of the header.
+	HeaderSize = 32
+	// TrailerSize is the size of the trailer.
+	TrailerSize = 48
+	// ChunkHeaderSize is the size of a chunk header.
+	ChunkHeaderSize = 12
+	// EntryHeaderSize is the fixed part of an index entry.
+	EntryHeaderSize = 44
+	// MaxChunk is the largest raw length of one chunk.
+	MaxChunk = 16 << 20
+	// MaxNameLen is the longest state name, in bytes.
+	MaxNameLen = 1024
+	// MinFileSize is the size of a segment with no values.
+	MinFileSize = HeaderSize + 4 + TrailerSize
+
+	codecNone = 0
+	codecZstd = 1
+)
+
+// Errors, the same values as the root package's.
+var (
+	ErrCorrupt            = errs.ErrCorrupt
+	ErrBadMagic           = errs.ErrBadMagic
+	ErrChecksum           = errs.ErrChecksum
+	ErrUnsupportedVersion = errs.ErrUnsupportedVersion
+)
+
+// CorruptError names the file and offset of corrupt data.
+type CorruptError = errs.CorruptError
+
+var le = binary.LittleEndian
+
+// Entry locates one value in a segment.
+type Entry struct {
+	Name      string
+	Offset    int64  // of the value's first chunk header
+	StoredLen int64  // bytes on disk, chunk headers included
+	RawLen    int64  // bytes of the raw (msgpack) value
+	StoredSum uint64 // xxhash64 of the stored bytes
+	RawSum    uint64 // xxhash64 of the raw bytes
+}
+
+func appendHeader(b []byte, id uint64) []byte {
+	h := make([]byte, HeaderSize)
+	copy(h, Magic)
+	le.PutUint16(h[8:], Version)
+	le.PutUint64(h[16:], id)
+	le.PutUint64(h[24:], xxhash.Sum64(h[:24]))
+	return append(b, h...)
+}
+
+// parseHeader checks a header and returns the segment ID.
+func parseHeader(h []byte, file string) (uint64, error) {
+	if string(h[:8]) != Magic {
+		return 0, errs.CorruptCause(ErrBadMagic, file, 0, "not a segment file: bad magic % x", h[:8])
+	}
+	if got, want := le.Uint64(h[24:]), xxhash.Sum64(h[:24]); got != want {
+		return 0, errs.CorruptCause(ErrChecksum, file, 24, "header checksum %016x, want %016x", got, want)
+	}
+	if v := le.Uint16(h[8:]); v != Version {
+		return 0, &errs.VersionError{File: file, Offset: 8, What: "segment format version", Got: uint64(v), Max: Version}
+	}
+	if le.Uint16(h[10:]) != 0 || le.Uint32(h[12:]) != 0 {
+		return 0, errs.Corruptf(file, 10, "reserved header bytes are not zero")
+	}
+	return le.Uint64(h[16:]), nil
+}
+
+func appendTrailer(b []byte, indexOff, indexLen int64, indexSum, id uint64) []byte {
+	t := make([]byte, TrailerSize)
+	le.PutUint64(t[0:], uint64(indexOff))
+	le.PutUint64(t[8:], uint64(indexLen))
+	le.PutUint64(t[16:], indexSum)
+	le.PutUint64(t[24:], id)
+	le.PutUint64(t[32:], xxhash.Sum64(t[:32]))
+	copy(t[40:], TrailerMagic)
+	return append(b, t...)
+}
+
+func appendEntry(b []byte, e *Entry) []byte {
+	var h [EntryHeaderSize]byte
+	le.PutUint16(h[0:], uint16(len(e.Name)))
+	le.PutUint64(h[4:], uint64(e.Offset))
+	le.PutUint64(h[12:], uint64(e.StoredLen))
+	le.PutUint64(h[20:], uint64(e.RawLen))
+	le.PutUint64(h[28:], e.StoredSum)
+	le.PutUint64(h[36:], e.RawSum)
+	b = append(b, h[:]...)
+	return append(b, e.Name...)
+}
+
+func appendChunkHeader(b []byte, codec byte, raw, stored int) []byte {
+	var h [ChunkHeaderSize]byte
+	h[0] = codec
+	le.PutUint32(h[4:], uint32(raw))
+	le.PutUint32(h[8:], uint32(stored))
+	return append(b, h[:]...)
+}

@@ -1,0 +1,220 @@
+package segment
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// DefaultChunkSize is the raw size of the chunks a value is cut into.
+const DefaultChunkSize = 4 << 20
+
+// Options tune a Writer. The zero value is good.
+type Options struct {
+	Level     Level // compression level; LevelFastest by default
+	Workers   int   // goroutines compressing chunks; GOMAXPROCS by default
+	ChunkSize int   // raw bytes per chunk; DefaultChunkSize by default, at most MaxChunk
+}
+
+// Info describes a finished segment.
+type Info struct {
+	ID      uint64
+	Size    int64   // bytes written
+	Entries []Entry // sorted by name
+}
+
+// Writer writes one segment to an io.Writer.
+//
+// Add hands chunks of a value to Workers goroutines that compress them
+// while the caller goes on; one goroutine writes them in order. At most
+// about 2×Workers chunks are in flight, so memory stays bounded however
+// large the values. A Writer is not safe for concurrent use.
+type Writer struct {
+	id    uint64
+	opts  Options
+	bw    *bufio.Writer
+	names map[string]bool
+
+	sem   chan struct{} // bounds chunks being compressed
+	order chan *job     // chunks in file order, to the write loop
+	done  chan struct{} // closed when the write loop ends
+
+	// Owned by the write loop until done is closed.
+	off     int64
+	entries []Entry
+	err     error
+
+	finished bool
+}
+
+type pendingValue struct {
+	name   string
+	rawLen int64
+	rawSum uint64
+}
+
+type job struct {
+	v           *pendingValue
+	first, last bool
+	raw         []byte
+	out         []byte
+	codec       byte
+	ready       chan struct{}
+}
+
+var bufPool sync.Pool // *[]byte, compression outputs
+
+// NewWriter writes a segment header to w and returns a Writer for the
+// values. The caller must call Finish (and then sync the file).
+func NewWriter(w io.Writer, id uint64, opts Options) (*Writer, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = DefaultChunkSize
+	}
+	if opts.ChunkSize > MaxChunk {
+		return nil, fmt.Errorf("segment: chunk size %d exceeds the format's limit of %d", opts.ChunkSize, MaxChunk)
+	}
+	if opts.Level < LevelFastest || opts.Level > LevelNone {
+		return nil, fmt.Errorf("segment: unknown compression level %d", opts.Level)
+	}
+	sw := &Writer{
+		id:    id,
+		opts:  opts,
+		bw:    bufio.NewWriterSize(w, 1<<20),
+		names: map[string]bool{},
+		sem:   make(chan struct{}, opts.Workers),
+		order: make(chan *job, 2*opts.Workers),
+		done:  make(chan struct{}),
+		off:   HeaderSize,
+	}
+	if _, err := sw.bw.Write(appendHeader(nil, id)); err != nil {
+		return nil, err
+	}
+	go sw.writeLoop()
+	return sw, nil
+}
+
+// ErrFinished is returned by Add and Finish after Finish.
+var ErrFinished = errors.New("segment: writer already finished")
+
+// Add adds a value under name. raw must not be changed until Finish
+// returns. Names must be unique, non-empty and at most MaxNameLen bytes.
+func (w *Writer) Add(name string, raw []byte) error {
+	if w.finished {
+		return ErrFinished
+	}
+	if name == "" || len(name) > MaxNameLen {
+		return fmt.Errorf("segment: state name %q must be 1 to %d bytes", name, MaxNameLen)
+	}
+	if w.names[name] {
+		return fmt.Errorf("segment: state %q added twice", name)
+	}
+	w.names[name] = true
+	v := &pendingValue{name: name, rawLen: int64(len(raw)), rawSum: xxhash.Sum64(raw)}
+	if len(raw) == 0 {
+		j := &job{v: v, first: true, last: true, ready: make(chan struct{})}
+		close(j.ready)
+		w.order <- j
+		return nil
+	}
+	for lo := 0; lo < len(raw); lo += w.opts.ChunkSize {
+		hi := min(lo+w.opts.ChunkSize, len(raw))
+		j := &job{v: v, first: lo == 0, last: hi == len(raw), raw: raw[lo:hi], ready: make(chan struct{})}
+		w.sem <- struct{}{}
+		go w.compress(j)
+		w.order <- j
+	}
+	return nil
+}
+
+func (w *Writer) compress(j *job) {
+	defer func() { <-w.sem; close(j.ready) }()
+	j.codec = codecNone
+	if w.opts.Level == LevelNone {
+		return
+	}
+	var buf []byte
+	if p, ok := bufPool.Get().(*[]byte); ok {
+		buf = (*p)[:0]
+	}
+	out := encoder(w.opts.Level).EncodeAll(j.raw, buf)
+	if len(out) < len(j.raw) {
+		j.codec, j.out = codecZstd, out
+	} else {
+		bufPool.Put(&out)
+	}
+}
+
+func (w *Writer) writeLoop() {
+	defer close(w.done)
+	var d xxhash.Digest
+	var start int64
+	var hdr []byte
+	for j := range w.order {
+		<-j.ready
+		if j.first {
+			d.Reset()
+			start = w.off
+		}
+		if w.err == nil && len(j.raw) > 0 {
+			data := j.raw
+			if j.codec == codecZstd {
+				data = j.out
+			}
+			hdr = appendChunkHeader(hdr[:0], j.codec, len(j.raw), len(data))
+			d.Write(hdr)
+			d.Write(data)
+			if _, err := w.bw.Write(hdr); err != nil {
+				w.err = err
+			} else if _, err := w.bw.Write(data); err != nil {
+				w.err = err
+			}
+			w.off += int64(len(hdr) + len(data))
+		}
+		if j.out != nil {
+			bufPool.Put(&j.out)
+		}
+		if j.last {
+			w.entries = append(w.entries, Entry{
+				Name: j.v.name, Offset: start, StoredLen: w.off - start,
+				RawLen: j.v.rawLen, StoredSum: d.Sum64(), RawSum: j.v.rawSum,
+			})
+		}
+	}
+}
+
+// Finish waits for every value to be written, then writes the index and
+// the trailer and flushes. It does not sync: the caller does.
+func (w *Writer) Finish() (Info, error) {
+	if w.finished {
+		return Info{}, ErrFinished
+	}
+	w.finished = true
+	close(w.order)
+	<-w.done
+	if w.err != nil {
+		return Info{}, w.err
+	}
+	sort.Slice(w.entries, func(i, k int) bool { return w.entries[i].Name < w.entries[k].Name })
+	index := make([]byte, 4, 4+len(w.entries)*(EntryHeaderSize+16))
+	le.PutUint32(index, uint32(len(w.entries)))
+	for i := range w.entries {
+		index = appendEntry(index, &w.entries[i])
+	}
+	tail := appendTrailer(index, w.off, int64(len(index)), xxhash.Sum64(index), w.id)
+	if _, err := w.bw.Write(tail); err != nil {
+		return Info{}, err
+	}
+	if err := w.bw.Flush(); err != nil {
+		return Info{}, err
+	}
+	return Info{ID: w.id, Size: w.off + int64(len(tail)), Entries: w.entries}, nil
+}
