@@ -57,16 +57,16 @@
 // Index: a count, then the entries sorted by name (bytewise, no two
 // alike):
 //
-//	 0  4  entry count N
-//	 4     N entries, each:
-//	         0  2  name length L, 1 <= L <= MaxNameLen (1024)
-//	         2  2  zero (reserved)
-//	         4  8  offset of the value
-//	        12  8  stored length of the value (chunk headers included)
-//	        20  8  raw length of the value (sum of its chunks' R)
-//	        28  8  xxhash64 of the value's stored bytes
-//	        36  8  xxhash64 of the value's raw bytes
-//	        44  L  name, UTF-8
+//	0  4  entry count N
+//	4     N entries, each:
+//	        0  2  name length L, 1 <= L <= MaxNameLen (1024)
+//	        2  2  zero (reserved)
+//	        4  8  offset of the value
+//	       12  8  stored length of the value (chunk headers included)
+//	       20  8  raw length of the value (sum of its chunks' R)
+//	       28  8  xxhash64 of the value's stored bytes
+//	       36  8  xxhash64 of the value's raw bytes
+//	       44  L  name, UTF-8
 //
 // Sorted by offset, the values tile [32, index offset) with no gap and no
 // overlap, so the checksums together cover every byte of the file.
