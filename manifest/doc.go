@@ -1,0 +1,107 @@
+// Package manifest reads and writes the instadump manifest: the log of
+// commit records that says which snapshots exist and where every state's
+// value of each one lives, and the CURRENT file that names the live log.
+//
+// # Usage
+//
+//	w, err := manifest.Create(f, 4)          // a new MANIFEST-000004
+//	_, err = w.Append(manifest.Record{...})  // a full record first
+//	err = w.Sync()                           // the commit point
+//
+//	rep, err := manifest.Replay(f, size, "MANIFEST-000004", 3)
+//	// rep.Snapshots: the last 3 snapshots; rep.ValidEnd: where to
+//	// truncate before appending, when rep.Tail != TailClean.
+//
+// # Format
+//
+// All fixed-width integers are little-endian. "uvarint" is
+// encoding/binary's unsigned varint, "varint" its zig-zag signed one.
+// These constants are part of the wire format and must not change.
+//
+// A manifest file is a header followed by records:
+//
+//	+--------+----------+----------+-----+
+//	| header | record 0 | record 1 | ... |
+//	+--------+----------+----------+-----+
+//
+// Header, 32 bytes (layout frozen across versions):
+//
+//	 0  8  magic "\x89IDMAN\r\n" (89 49 44 4D 41 4E 0D 0A)
+//	 8  2  format version, 1
+//	10  6  zero (reserved)
+//	16  8  file number (the N of MANIFEST-N)
+//	24  8  xxhash64 of bytes 0..24
+//
+// Record frame:
+//
+//	 0  4  record magic D8 49 44 52
+//	 4  4  payload length L, 1 <= L <= MaxRecordSize (1 GiB)
+//	 8  8  xxhash64 of bytes 4..8 followed by the payload
+//	16  L  payload
+//
+// Payload: a kind byte, then fields until the end of the payload.
+//
+//	0  1  kind: 1 = full (the whole snapshot), 2 = delta (changes
+//	      against the record before it)
+//	1     fields, each: tag (uvarint), length (uvarint), value
+//
+// Record fields:
+//
+//	tag 1  snapshot ID, uvarint; required; IDs strictly increase
+//	tag 2  time, varint nanoseconds since 1970-01-01 UTC; required
+//	tag 3  state (repeated): a value written or carried forward;
+//	       its value is itself a list of fields, below
+//	tag 4  removed state name (repeated; delta only)
+//	tag 5  next segment ID, uvarint: no segment at or above it is in
+//	       use (optional)
+//
+// State fields (the value of a tag 3 field):
+//
+//	tag 1  name, 1 to 1024 bytes (required)
+//	tag 2  segment ID, uvarint (required, not zero)
+//	tag 3  offset of the value in the segment, uvarint (required)
+//	tag 4  stored length, uvarint (required)
+//	tag 5  raw length, uvarint (required)
+//	tag 6  xxhash64 of the stored bytes, 8 bytes (required)
+//	tag 7  xxhash64 of the raw bytes, 8 bytes (required)
+//	tag 8  ID of the snapshot that wrote this value, uvarint (required,
+//	       at most the record's snapshot ID)
+//
+// Tags 1 to 63 must be understood: a reader that meets one it does not
+// know fails with ErrUnsupportedVersion (the record was written by a newer
+// instadump with a field that matters). Tags 64 and above may be skipped
+// by a reader that does not know them. A field other than a repeated one
+// appearing twice is corruption.
+//
+// The first record of a file is full. A delta record lists only the
+// states whose location changed and the states removed; every other state
+// keeps its location from the record before. Writers keep replay bounded
+// by rolling over to a new file (whose first records are full) when a
+// file grows past a limit.
+//
+// CURRENT is a small text file naming the live manifest, replaced
+// atomically by rename and never edited:
+//
+//	instadump CURRENT 1\n            magic and version
+//	MANIFEST-000004\n                the live manifest
+//	xxh64 0123456789abcdef\n         xxhash64 of the two lines above
+//
+// # Torn tails and corruption
+//
+// Replay reads records until the end of the file. A frame that is cut
+// short, zeroed or fails its checksum, with no valid frame anywhere after
+// it, is a torn tail: the remains of an append a crash interrupted. Replay
+// reports it (Tail, ValidEnd) and the caller must cut it away before it
+// appends. A bad frame followed by a valid one is corruption: Replay fails
+// with an error wrapping ErrCorrupt naming the file and offset. A frame
+// whose checksum holds but whose payload does not decode is corruption too.
+//
+// # Security
+//
+// A manifest is trusted to be a file instadump wrote; checksums detect
+// damage, not forgery. Every length is checked against the bytes at hand
+// before use, so Replay allocates at most about the size of the file
+// (plus, with keep, the maps of the snapshots kept) and never panics.
+// Looking for a valid frame after a bad one can take time quadratic in
+// the file size on crafted input; rollover keeps real files small.
+package manifest
