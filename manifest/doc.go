@@ -54,6 +54,8 @@
 //	tag 4  removed state name (repeated; delta only)
 //	tag 5  next segment ID, uvarint: no segment at or above it is in
 //	       use (optional)
+//	tag 6  bytes written: the size of the segment this snapshot wrote,
+//	       uvarint (optional; absent when it wrote none)
 //
 // State fields (the value of a tag 3 field):
 //

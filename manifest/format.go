@@ -54,6 +54,7 @@ const (
 	tagState
 	tagRemoved
 	tagNextSegment
+	tagWritten
 )
 
 // State field tags.
@@ -109,6 +110,7 @@ type Record struct {
 	Snapshot    uint64
 	Time        time.Time
 	NextSegment uint64     // 0 when not recorded
+	Written     int64      // bytes of the segment this snapshot wrote; 0 if none
 	States      []StateRef // Full: every state; Delta: those written or moved
 	Removed     []string   // Delta only: states dropped
 }

@@ -86,6 +86,7 @@ type Snapshot struct {
 	ID          uint64
 	Time        time.Time
 	NextSegment uint64
+	Written     int64 // bytes of the segment this snapshot wrote
 	States      map[string]StateRef
 	Offset      int64 // of the record that made it
 }
@@ -258,7 +259,7 @@ func (rep *Replayed) fold(file string, keep int) error {
 		}
 		if i >= first {
 			rep.Snapshots = append(rep.Snapshots, Snapshot{
-				ID: rec.Snapshot, Time: rec.Time, NextSegment: rec.NextSegment,
+				ID: rec.Snapshot, Time: rec.Time, NextSegment: rec.NextSegment, Written: rec.Written,
 				States: maps.Clone(cur), Offset: at,
 			})
 		}
@@ -270,7 +271,7 @@ func (rep *Replayed) fold(file string, keep int) error {
 // states of next whose location differs from prev's, and the states of
 // prev that next lacks.
 func Diff(prev, next *Snapshot) Record {
-	rec := Record{Kind: Delta, Snapshot: next.ID, Time: next.Time, NextSegment: next.NextSegment}
+	rec := Record{Kind: Delta, Snapshot: next.ID, Time: next.Time, NextSegment: next.NextSegment, Written: next.Written}
 	for _, name := range sortedNames(next.States) {
 		if s := next.States[name]; prev.States[name] != s {
 			rec.States = append(rec.States, s)
@@ -286,7 +287,7 @@ func Diff(prev, next *Snapshot) Record {
 
 // FullRecord returns the full record of snapshot s.
 func FullRecord(s *Snapshot) Record {
-	rec := Record{Kind: Full, Snapshot: s.ID, Time: s.Time, NextSegment: s.NextSegment}
+	rec := Record{Kind: Full, Snapshot: s.ID, Time: s.Time, NextSegment: s.NextSegment, Written: s.Written}
 	for _, name := range sortedNames(s.States) {
 		rec.States = append(rec.States, s.States[name])
 	}

@@ -32,9 +32,9 @@ var t0 = time.Date(2026, 11, 25, 8, 0, 0, 123456789, time.UTC)
 // sampleRecords: three snapshots, the later two as deltas.
 func sampleRecords() []Record {
 	return []Record{
-		{Kind: Full, Snapshot: 1, Time: t0, NextSegment: 2, States: []StateRef{ref("a", 1, 32, 1), ref("b", 1, 52, 1), ref("c", 1, 72, 1)}},
+		{Kind: Full, Snapshot: 1, Time: t0, NextSegment: 2, Written: 4000, States: []StateRef{ref("a", 1, 32, 1), ref("b", 1, 52, 1), ref("c", 1, 72, 1)}},
 		{Kind: Delta, Snapshot: 2, Time: t0.Add(time.Second), NextSegment: 3, States: []StateRef{ref("a", 2, 32, 2)}, Removed: []string{"c"}},
-		{Kind: Delta, Snapshot: 3, Time: t0.Add(2 * time.Second), NextSegment: 4, States: []StateRef{ref("d", 3, 32, 3), ref("b", 3, 52, 3)}},
+		{Kind: Delta, Snapshot: 3, Time: t0.Add(2 * time.Second), NextSegment: 4, Written: 123, States: []StateRef{ref("d", 3, 32, 3), ref("b", 3, 52, 3)}},
 	}
 }
 

@@ -39,6 +39,9 @@ func (r *Record) Validate() error {
 	if r.Kind != Full && r.Kind != Delta {
 		return fmt.Errorf("manifest: record kind %d", r.Kind)
 	}
+	if r.Written < 0 {
+		return fmt.Errorf("manifest: record says %d bytes written", r.Written)
+	}
 	if r.Snapshot == 0 {
 		return fmt.Errorf("manifest: record has snapshot ID 0")
 	}
@@ -96,6 +99,9 @@ func (r *Record) AppendPayload(b []byte) ([]byte, error) {
 	}
 	if r.NextSegment != 0 {
 		b = appendUvarintField(b, tagNextSegment, r.NextSegment)
+	}
+	if r.Written != 0 {
+		b = appendUvarintField(b, tagWritten, uint64(r.Written))
 	}
 	return b, nil
 }
@@ -161,7 +167,7 @@ func DecodePayload(p []byte, file string, base int64) (Record, error) {
 		return r, errs.Corruptf(file, base, "unknown record kind %d", p[0])
 	}
 	f := fieldReader{b: p, pos: 1, base: base, file: file}
-	var have [tagNextSegment + 1]bool
+	var have [tagWritten + 1]bool
 	for f.pos < len(p) {
 		tag, v, at, err := f.next()
 		if err != nil {
@@ -190,6 +196,8 @@ func DecodePayload(p []byte, file string, base int64) (Record, error) {
 			r.Removed = append(r.Removed, string(v))
 		case tagNextSegment:
 			r.NextSegment, err = uvarintValue(v, file, at, "next segment ID")
+		case tagWritten:
+			r.Written, err = int64Value(v, file, at, "bytes written")
 		default:
 			if tag < firstSkippableTag {
 				err = unknownTag(file, at, tag, "record")
