@@ -2,6 +2,9 @@ package segment
 
 import (
 	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/instadump/instadump/internal/errs"
@@ -112,4 +115,18 @@ func appendChunkHeader(b []byte, codec byte, raw, stored int) []byte {
 	le.PutUint32(h[4:], uint32(raw))
 	le.PutUint32(h[8:], uint32(stored))
 	return append(b, h[:]...)
+}
+
+// FileName returns the name of segment file id: six or more digits and
+// ".seg".
+func FileName(id uint64) string { return fmt.Sprintf("%06d.seg", id) }
+
+// ParseFileName returns the ID of a segment file name.
+func ParseFileName(name string) (uint64, bool) {
+	digits, ok := strings.CutSuffix(name, ".seg")
+	if !ok || len(digits) < 6 || strings.TrimLeft(digits, "0123456789") != "" {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(digits, 10, 64)
+	return id, err == nil
 }

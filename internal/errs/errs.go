@@ -82,3 +82,9 @@ func (e *VersionError) Error() string {
 
 // Is makes every *VersionError match ErrUnsupportedVersion.
 func (e *VersionError) Is(target error) bool { return target == ErrUnsupportedVersion }
+
+// ErrClosed reports use of a DB after Close.
+var ErrClosed = errors.New("instadump: DB is closed")
+
+// ErrReadOnly reports a write to a DB opened read-only.
+var ErrReadOnly = errors.New("instadump: DB is open read-only")

@@ -1,0 +1,255 @@
+package engine
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/manifest"
+	"github.com/instadump/instadump/segment"
+)
+
+// Change is a state's new value: its msgpack encoding.
+type Change struct {
+	Name string
+	Raw  []byte
+}
+
+func sortedStateNames(m map[string]manifest.StateRef) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// Commit makes a new snapshot: the current one with changes applied.
+// States not in changes keep their current value, whether or not anyone
+// registered them. It returns when the snapshot is durable. With no
+// changes, it returns the current snapshot (if there is one) and writes
+// nothing. Commit calls are serialised.
+func (e *Engine) Commit(changes []Change) (manifest.Snapshot, error) {
+	e.commitMu.Lock()
+	defer e.commitMu.Unlock()
+	switch {
+	case e.isClosed():
+		return manifest.Snapshot{}, errs.ErrClosed
+	case e.opts.ReadOnly:
+		return manifest.Snapshot{}, errs.ErrReadOnly
+	case e.failed != nil:
+		return manifest.Snapshot{}, e.failed
+	}
+	prev, havePrev := e.Current()
+	if len(changes) == 0 && havePrev {
+		return prev, nil
+	}
+	seen := make(map[string]bool, len(changes))
+	for _, c := range changes {
+		if c.Name == "" || len(c.Name) > segment.MaxNameLen || seen[c.Name] {
+			return manifest.Snapshot{}, fmt.Errorf("instadump: bad or repeated state name %q in a commit", c.Name)
+		}
+		seen[c.Name] = true
+	}
+	next := manifest.Snapshot{ID: prev.ID + 1, Time: time.Now().UTC(), States: maps.Clone(prev.States)}
+	if next.States == nil {
+		next.States = map[string]manifest.StateRef{}
+	}
+	// Values to write: the changes, and with compaction every other state.
+	values := changes
+	since := map[string]uint64{}
+	if e.shouldCompact(prev, seen) {
+		for _, name := range sortedStateNames(prev.States) {
+			if seen[name] {
+				continue
+			}
+			ref := prev.States[name]
+			raw, err := e.Read(ref)
+			if err != nil {
+				return manifest.Snapshot{}, fmt.Errorf("instadump: compaction reading state %q: %w", name, err)
+			}
+			values = append(values, Change{Name: name, Raw: raw})
+			since[name] = ref.Since
+		}
+		e.log.Info("instadump: compacting: rewriting every live value into one segment", "snapshot", next.ID, "states", len(values))
+	}
+	var r *segReader
+	if len(values) > 0 {
+		var err error
+		if r, err = e.writeSegment(e.nextSeg, values); err != nil {
+			return manifest.Snapshot{}, err
+		}
+		e.nextSeg++
+		for _, ent := range r.Entries() {
+			s := since[ent.Name]
+			if s == 0 {
+				s = next.ID
+			}
+			next.States[ent.Name] = manifest.StateRef{Segment: r.ID(), Entry: ent, Since: s}
+		}
+		next.Written = r.Size()
+	}
+	next.NextSegment = e.nextSeg
+	rec := manifest.FullRecord(&next)
+	if havePrev {
+		rec = manifest.Diff(&prev, &next)
+	}
+	if _, err := e.man.Append(rec); err != nil {
+		e.dropSegment(r)
+		return manifest.Snapshot{}, e.fail(fmt.Errorf("instadump: appending snapshot %d to manifest %s: %w", next.ID, e.path(manifest.FileName(e.manNum)), err))
+	}
+	if err := e.man.Sync(); err != nil {
+		// The record may or may not be durable: keep the segment (recovery
+		// decides), refuse writes from now on.
+		return manifest.Snapshot{}, e.fail(fmt.Errorf("instadump: syncing manifest %s for snapshot %d: %w", e.path(manifest.FileName(e.manNum)), next.ID, err))
+	}
+	// Committed.
+	e.mu.Lock()
+	e.snaps = append(e.snaps, next)
+	if over := len(e.snaps) - e.opts.Retain; over > 0 {
+		e.snaps = append([]manifest.Snapshot(nil), e.snaps[over:]...)
+	}
+	e.mu.Unlock()
+	e.collect()
+	if e.man.Size() > e.manLimit {
+		if err := e.rollover(e.manNum + 1); err != nil && e.failed == nil {
+			// Still appending to the old manifest, which is valid.
+			e.log.Warn("instadump: manifest rollover failed; will retry at the next save", "err", err)
+		}
+	}
+	return next, nil
+}
+
+func (e *Engine) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// writeSegment writes values to segment id, syncs it and the directory,
+// and returns its reader. On failure the segment is removed.
+func (e *Engine) writeSegment(id uint64, values []Change) (*segReader, error) {
+	path := e.path(segment.FileName(id))
+	f, err := e.fs.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("instadump: creating segment %s: %w", path, err)
+	}
+	fail := func(what string, err error) (*segReader, error) {
+		f.Close()
+		e.fs.Remove(path) // abandoned: never trusted, never referenced
+		return nil, fmt.Errorf("instadump: %s segment %s (the previous snapshot is intact): %w", what, path, err)
+	}
+	w, err := segment.NewWriter(f, id, segment.Options{Level: e.opts.Level})
+	if err != nil {
+		return fail("writing", err)
+	}
+	for _, v := range values {
+		if err := w.Add(v.Name, v.Raw); err != nil {
+			w.Finish()
+			return fail("writing", err)
+		}
+	}
+	info, err := w.Finish()
+	if err != nil {
+		return fail("writing", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail("syncing", err)
+	}
+	// The segment's name must be durable before a record points at it.
+	if err := e.fs.SyncDir(e.dir); err != nil {
+		return fail("syncing the directory of", err)
+	}
+	r, err := segment.Open(f, info.Size, path)
+	if err != nil {
+		return fail("reading back", err)
+	}
+	sr := &segReader{Reader: r, f: f}
+	e.mu.Lock()
+	e.readers[id] = sr
+	e.mu.Unlock()
+	return sr, nil
+}
+
+// dropSegment abandons a segment whose commit record was never written.
+func (e *Engine) dropSegment(r *segReader) {
+	if r == nil {
+		return
+	}
+	e.mu.Lock()
+	delete(e.readers, r.ID())
+	e.mu.Unlock()
+	r.f.Close()
+	e.fs.Remove(e.path(segment.FileName(r.ID())))
+}
+
+// collect deletes the segments no retained snapshot references. A failure
+// leaves garbage for the next open to remove.
+func (e *Engine) collect() {
+	e.mu.Lock()
+	used := usedSegments(e.snaps)
+	var drop []*segReader
+	for id, r := range e.readers {
+		if !used[id] {
+			drop = append(drop, r)
+			delete(e.readers, id)
+		}
+	}
+	e.mu.Unlock()
+	if len(drop) == 0 {
+		return
+	}
+	for _, r := range drop {
+		r.f.Close()
+		name := segment.FileName(r.ID())
+		if err := e.fs.Remove(e.path(name)); err != nil {
+			e.log.Warn("instadump: cannot delete an unused segment; the next open will", "file", name, "err", err)
+		}
+	}
+	if err := e.fs.SyncDir(e.dir); err != nil {
+		e.log.Warn("instadump: syncing the directory after deleting segments", "err", err)
+	}
+}
+
+// shouldCompact says whether, after a commit writing the states in
+// changed, more than half of the bytes in the segments the retained
+// snapshots reference would be dead: values (and their index entries)
+// that no retained snapshot references.
+func (e *Engine) shouldCompact(prev manifest.Snapshot, changed map[string]bool) bool {
+	e.mu.Lock()
+	// The snapshots that stay retained after the commit.
+	keep := e.snaps
+	if over := len(keep) + 1 - e.opts.Retain; over > 0 {
+		keep = keep[over:]
+	}
+	type loc struct {
+		seg uint64
+		off int64
+	}
+	live := map[loc]int64{}
+	add := func(name string, ref manifest.StateRef) {
+		live[loc{ref.Segment, ref.Offset}] = ref.StoredLen + segment.EntryHeaderSize + int64(len(name))
+	}
+	for i := range keep {
+		for name, ref := range keep[i].States {
+			add(name, ref)
+		}
+	}
+	for name, ref := range prev.States {
+		if !changed[name] {
+			add(name, ref)
+		}
+	}
+	e.mu.Unlock()
+	var liveBytes, total int64
+	segs := map[uint64]bool{}
+	for l, n := range live {
+		liveBytes += n
+		if !segs[l.seg] {
+			segs[l.seg] = true
+			r, err := e.reader(l.seg)
+			if err != nil {
+				return false // reading it fails anyway; compaction would too
+			}
+			total += r.Size() - segment.MinFileSize
+		}
+	}
+	return total-liveBytes > liveBytes
+}
