@@ -1,0 +1,47 @@
+// Package instadump keeps a program's state in ordinary in-memory
+// variables and dumps them to disk, safely, whenever the program chooses.
+// At the next start the variables come back on their own. There is no
+// database server and no schema: name a state, give it a default, and
+// instadump does the rest.
+//
+//	db, err := instadump.Open("db")
+//	counter, err := instadump.NewState(db, "counter", 150)
+//	counter.Set(counter.Get() + 1)
+//	snap, err := db.Save() // durable when it returns nil
+//
+// Or in the style of the Clojure library it descends from, with states
+// declared at package level on a default DB:
+//
+//	var testvar1 = instadump.DefState("testvar1", 150)
+//
+//	func main() {
+//		if err := instadump.Setup("db"); err != nil { ... }
+//		defer instadump.Shutdown()
+//		testvar1.Set(1000)
+//		instadump.SaveAll()
+//	}
+//
+// Values are stored as msgpack (github.com/vmihailenco/msgpack/v5): any
+// type it encodes works, structs by field name, so fields can be added or
+// removed between runs. A value must not be changed in place after Set:
+// build a new one.
+//
+// # Guarantees
+//
+// A snapshot is a consistent cut: every Set, Update and Atomically is
+// wholly in it or wholly out of it. Save returns nil only once the
+// snapshot is durable; a crash at any later moment recovers it or a newer
+// one, never a mix of two. A failing Save (full disk, I/O error) leaves the
+// last snapshot loadable. Damage on disk is found by checksums and
+// reported as ErrCorrupt naming file and offset; wrong data is never
+// handed to the program.
+//
+// # On disk
+//
+// A directory holds segments (package segment: one per save, the states
+// it changed, zstd-compressed and checksummed), a manifest (package
+// manifest: a log of commit records saying where every state's value
+// lives) and CURRENT, naming the live manifest. Package engine holds the
+// commit protocol and recovery. The instadump-inspect command looks
+// inside a directory.
+package instadump

@@ -1,0 +1,72 @@
+package instadump
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/instadump/instadump/internal/vfs"
+	"github.com/instadump/instadump/segment"
+)
+
+// Option configures Open and Setup.
+type Option func(*options)
+
+type options struct {
+	retain      int
+	autoSave    time.Duration
+	saveOnClose bool
+	level       Level
+	logger      *slog.Logger
+	readOnly    bool
+	fallback    bool
+	fs          vfs.FS // tests only
+}
+
+// Level is a compression level for WithCompression.
+type Level = segment.Level
+
+// Compression levels. LevelFastest is the default.
+const (
+	LevelFastest = segment.LevelFastest
+	LevelDefault = segment.LevelDefault
+	LevelBetter  = segment.LevelBetter
+	LevelBest    = segment.LevelBest
+	LevelNone    = segment.LevelNone
+)
+
+// WithRetain keeps the n most recent snapshots (default 3, at least 1).
+// Older ones are dropped, and their data deleted, as new ones are saved.
+func WithRetain(n int) Option { return func(o *options) { o.retain = n } }
+
+// WithAutoSave saves in the background every interval, when something
+// changed since the last save. Errors go to the logger and to
+// DB.AutoSaveErr.
+func WithAutoSave(interval time.Duration) Option {
+	return func(o *options) { o.autoSave = interval }
+}
+
+// WithSaveOnClose makes Close save first, when something changed.
+func WithSaveOnClose() Option { return func(o *options) { o.saveOnClose = true } }
+
+// WithCompression sets the zstd level of new segments (LevelNone stores
+// values uncompressed).
+func WithCompression(level Level) Option { return func(o *options) { o.level = level } }
+
+// WithLogger sends instadump's log (recovery, auto-save errors, fallback)
+// to l. By default nothing is logged.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithReadOnly opens without the lock, repairs nothing and writes
+// nothing: for tools that look at a DB another process may have open.
+// States can be registered and read; Save returns ErrReadOnly.
+func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
+// WithFallback makes Open, when the current snapshot's data is damaged,
+// load the newest retained snapshot whose data is intact instead of
+// failing. It logs an error, reports it in DB.Recovery, and moves the
+// damaged files aside (renamed NAME.broken), never deleting them. Open
+// reads and checks every value of the current snapshot to find damage.
+func WithFallback() Option { return func(o *options) { o.fallback = true } }
+
+// withFS makes the DB use fsys (tests).
+func withFS(fsys vfs.FS) Option { return func(o *options) { o.fs = fsys } }

@@ -1,0 +1,205 @@
+package instadump
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/instadump/instadump/segment"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// State is a named value that instadump saves and restores. Get, Set and
+// Update are safe for concurrent use.
+//
+// Values must not be changed in place after Set, as with atomic.Pointer:
+// a map or slice handed to Set, returned by Get or passed to Update's
+// function belongs to instadump from then on. To change one, build a new
+// value (or a copy) and Set it, or return it from Update. In place, a
+// change would race with readers and could reach a snapshot half made.
+type State[T any] struct {
+	name string
+	def  T
+	cur  atomic.Pointer[T]
+	mu   atomic.Pointer[sync.Mutex] // the writers' lock: its DB's, or unboundMu
+	db   atomic.Pointer[DB]
+
+	// Guarded by *mu.
+	version uint64   // bumped by every change
+	saved   uint64   // the version the last committed snapshot holds
+	pending *capture // a Save's capture not yet committed
+}
+
+// unboundMu is the writers' lock of DefStates before Setup.
+var unboundMu sync.Mutex
+
+// stateBase is what a DB needs of a State of any type.
+type stateBase interface {
+	stateName() string
+	mutex() *sync.Mutex
+	bind(db *DB)
+	// The following run with the state's lock held.
+	capture() *capture
+	release(c *capture, committed bool)
+	dirty() bool
+	install(v any, clean bool)
+	// decode runs with no lock held.
+	decode(raw []byte) (any, error)
+}
+
+func newState[T any](name string, def T) *State[T] {
+	s := &State[T]{name: name, def: def}
+	d := def
+	s.cur.Store(&d)
+	s.mu.Store(&unboundMu)
+	s.version = 1 // a default was never saved
+	return s
+}
+
+// Name returns the state's name.
+func (s *State[T]) Name() string { return s.name }
+
+// Get returns the current value.
+func (s *State[T]) Get() T { return *s.cur.Load() }
+
+// lock takes the state's writers' lock, which changes once, when a
+// DefState is bound to the DB by Setup.
+func (s *State[T]) lock() *sync.Mutex {
+	for {
+		mu := s.mu.Load()
+		mu.Lock()
+		if s.mu.Load() == mu {
+			return mu
+		}
+		mu.Unlock()
+	}
+}
+
+// barrier makes sure a Save that captured this state but has not encoded
+// it yet encodes it now, before a writer may change it in place.
+func (s *State[T]) barrier() {
+	if s.pending != nil {
+		s.pending.run()
+	}
+}
+
+func (s *State[T]) store(v T) {
+	s.cur.Store(&v)
+	s.version++
+}
+
+// Set replaces the value.
+func (s *State[T]) Set(v T) {
+	mu := s.lock()
+	defer mu.Unlock()
+	s.barrier()
+	s.store(v)
+}
+
+// Update replaces the value with fn(current value) atomically and returns
+// it. fn runs with the writers of this state's DB held back: keep it
+// short, and don't call Set, Update or Atomically of the same DB from it.
+func (s *State[T]) Update(fn func(T) T) T {
+	mu := s.lock()
+	defer mu.Unlock()
+	s.barrier()
+	v := fn(*s.cur.Load())
+	s.store(v)
+	return v
+}
+
+func (s *State[T]) stateName() string  { return s.name }
+func (s *State[T]) mutex() *sync.Mutex { return s.mu.Load() }
+func (s *State[T]) dirty() bool        { return s.version != s.saved }
+func (s *State[T]) bind(db *DB)        { s.db.Store(db); s.mu.Store(&db.mu) }
+func (s *State[T]) install(v any, clean bool) {
+	s.store(v.(T))
+	if clean {
+		s.saved = s.version
+	}
+}
+
+func (s *State[T]) capture() *capture {
+	if !s.dirty() {
+		return nil
+	}
+	v := s.cur.Load()
+	c := &capture{name: s.name, version: s.version, encode: func() ([]byte, error) { return encode(*v) }}
+	s.pending = c
+	return c
+}
+
+func (s *State[T]) release(c *capture, committed bool) {
+	if s.pending == c {
+		s.pending = nil
+	}
+	if committed && c.version > s.saved {
+		s.saved = c.version
+	}
+}
+
+func (s *State[T]) decode(raw []byte) (any, error) {
+	var v T
+	if err := msgpack.Unmarshal(raw, &v); err != nil {
+		return nil, &DecodeError{State: s.name, Stored: storedKind(raw), Wanted: reflect.TypeFor[T]().String(), Err: err}
+	}
+	return v, nil
+}
+
+// capture is one state's value as a Save captured it, encoded once: by
+// the Save, or by a writer that got to the state first.
+type capture struct {
+	name    string
+	version uint64
+	encode  func() ([]byte, error)
+	once    sync.Once
+	raw     []byte
+	err     error
+}
+
+func (c *capture) run() {
+	c.once.Do(func() {
+		c.raw, c.err = c.encode()
+		if c.err != nil {
+			c.err = fmt.Errorf("instadump: cannot encode state %q: %w", c.name, c.err)
+		}
+	})
+}
+
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// NewState registers the state name on db and returns it, holding the
+// value the current snapshot has for it, or def if it has none.
+//
+// It fails with ErrDuplicate if name is registered already, with an error
+// wrapping ErrTypeMismatch (a *DecodeError) if the stored value does not
+// decode into T, and with ErrCorrupt if the stored value is damaged.
+// Structs are stored by field name: adding or removing fields is fine.
+func NewState[T any](db *DB, name string, def T) (*State[T], error) {
+	if db == nil {
+		return nil, fmt.Errorf("instadump: NewState(%q) on a nil DB", name)
+	}
+	s := newState(name, def)
+	if err := db.register(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func checkName(name string) error {
+	if name == "" || len(name) > segment.MaxNameLen {
+		return fmt.Errorf("instadump: state name %q must be 1 to %d bytes", name, segment.MaxNameLen)
+	}
+	return nil
+}
