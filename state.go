@@ -90,11 +90,11 @@ func (s *State[T]) store(v T) {
 	s.version++
 }
 
-// Set replaces the value.
+// Set replaces the value. It never waits for a Save: a Save that has
+// captured the old value goes on encoding the old value.
 func (s *State[T]) Set(v T) {
 	mu := s.lock()
 	defer mu.Unlock()
-	s.barrier()
 	s.store(v)
 }
 
