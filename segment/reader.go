@@ -139,7 +139,10 @@ func (r *Reader) parseIndex(index []byte) ([]Entry, error) {
 	// covered by a checksum.
 	byOff := make([]Entry, len(entries))
 	copy(byOff, entries)
-	sort.Slice(byOff, func(i, k int) bool { return byOff[i].Offset < byOff[k].Offset })
+	sort.Slice(byOff, func(i, k int) bool { // empty values first at an offset
+		a, b := byOff[i], byOff[k]
+		return a.Offset < b.Offset || (a.Offset == b.Offset && a.StoredLen < b.StoredLen)
+	})
 	next := int64(HeaderSize)
 	for _, e := range byOff {
 		if e.Offset != next {

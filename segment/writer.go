@@ -51,6 +51,7 @@ type Writer struct {
 	err     error
 
 	finished bool
+	open     *ValueWriter
 }
 
 type pendingValue struct {
@@ -63,12 +64,16 @@ type job struct {
 	v           *pendingValue
 	first, last bool
 	raw         []byte
+	ownRaw      bool // raw came from rawPool: return it when written
 	out         []byte
 	codec       byte
 	ready       chan struct{}
 }
 
-var bufPool sync.Pool // *[]byte, compression outputs
+var (
+	bufPool sync.Pool // *[]byte, compression outputs
+	rawPool sync.Pool // *[]byte, ValueWriter chunks
+)
 
 // NewWriter writes a segment header to w and returns a Writer for the
 // values. The caller must call Finish (and then sync the file).
@@ -108,8 +113,27 @@ var ErrFinished = errors.New("segment: writer already finished")
 // Add adds a value under name. raw must not be changed until Finish
 // returns. Names must be unique, non-empty and at most MaxNameLen bytes.
 func (w *Writer) Add(name string, raw []byte) error {
+	if err := w.start(name); err != nil {
+		return err
+	}
+	v := &pendingValue{name: name, rawLen: int64(len(raw)), rawSum: xxhash.Sum64(raw)}
+	if len(raw) == 0 {
+		w.enqueue(&job{v: v, first: true, last: true})
+		return nil
+	}
+	for lo := 0; lo < len(raw); lo += w.opts.ChunkSize {
+		hi := min(lo+w.opts.ChunkSize, len(raw))
+		w.enqueue(&job{v: v, first: lo == 0, last: hi == len(raw), raw: raw[lo:hi]})
+	}
+	return nil
+}
+
+func (w *Writer) start(name string) error {
 	if w.finished {
 		return ErrFinished
+	}
+	if w.open != nil {
+		return fmt.Errorf("segment: state %q added while the value of %q is still being written", name, w.open.v.name)
 	}
 	if name == "" || len(name) > MaxNameLen {
 		return fmt.Errorf("segment: state name %q must be 1 to %d bytes", name, MaxNameLen)
@@ -118,20 +142,86 @@ func (w *Writer) Add(name string, raw []byte) error {
 		return fmt.Errorf("segment: state %q added twice", name)
 	}
 	w.names[name] = true
-	v := &pendingValue{name: name, rawLen: int64(len(raw)), rawSum: xxhash.Sum64(raw)}
-	if len(raw) == 0 {
-		j := &job{v: v, first: true, last: true, ready: make(chan struct{})}
+	return nil
+}
+
+// enqueue hands a chunk to a compressing goroutine and to the write loop.
+func (w *Writer) enqueue(j *job) {
+	j.ready = make(chan struct{})
+	if len(j.raw) == 0 {
 		close(j.ready)
-		w.order <- j
-		return nil
-	}
-	for lo := 0; lo < len(raw); lo += w.opts.ChunkSize {
-		hi := min(lo+w.opts.ChunkSize, len(raw))
-		j := &job{v: v, first: lo == 0, last: hi == len(raw), raw: raw[lo:hi], ready: make(chan struct{})}
+	} else {
 		w.sem <- struct{}{}
 		go w.compress(j)
-		w.order <- j
 	}
+	w.order <- j
+}
+
+// Value starts a value under name and returns a writer for its raw bytes:
+// a streaming Add. Each chunk is compressed as soon as it is full, while
+// the caller goes on writing. Close it before adding another value or
+// calling Finish.
+func (w *Writer) Value(name string) (*ValueWriter, error) {
+	if err := w.start(name); err != nil {
+		return nil, err
+	}
+	vw := &ValueWriter{w: w, v: &pendingValue{name: name}, first: true}
+	vw.d.Reset()
+	w.open = vw
+	return vw, nil
+}
+
+// ValueWriter writes one value of a segment. Get one from Writer.Value.
+type ValueWriter struct {
+	w      *Writer
+	v      *pendingValue
+	buf    []byte
+	d      xxhash.Digest
+	first  bool
+	closed bool
+}
+
+func (vw *ValueWriter) flush(last bool) {
+	vw.w.enqueue(&job{v: vw.v, first: vw.first, last: last, raw: vw.buf, ownRaw: vw.buf != nil})
+	vw.first = false
+	vw.buf = nil
+}
+
+// Write appends p to the value.
+func (vw *ValueWriter) Write(p []byte) (int, error) {
+	if vw.closed {
+		return 0, ErrFinished
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if len(vw.buf) == vw.w.opts.ChunkSize {
+			vw.flush(false) // only now is it known that more follows
+		}
+		if vw.buf == nil {
+			if b, ok := rawPool.Get().(*[]byte); ok && cap(*b) >= vw.w.opts.ChunkSize {
+				vw.buf = (*b)[:0]
+			} else {
+				vw.buf = make([]byte, 0, vw.w.opts.ChunkSize)
+			}
+		}
+		k := copy(vw.buf[len(vw.buf):vw.w.opts.ChunkSize], p)
+		vw.buf = vw.buf[:len(vw.buf)+k]
+		vw.d.Write(p[:k])
+		vw.v.rawLen += int64(k)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// Close ends the value.
+func (vw *ValueWriter) Close() error {
+	if vw.closed {
+		return ErrFinished
+	}
+	vw.closed = true
+	vw.v.rawSum = vw.d.Sum64()
+	vw.flush(true)
+	vw.w.open = nil
 	return nil
 }
 
@@ -182,6 +272,10 @@ func (w *Writer) writeLoop() {
 		if j.out != nil {
 			bufPool.Put(&j.out)
 		}
+		if j.ownRaw {
+			raw := j.raw
+			rawPool.Put(&raw)
+		}
 		if j.last {
 			w.entries = append(w.entries, Entry{
 				Name: j.v.name, Offset: start, StoredLen: w.off - start,
@@ -196,6 +290,9 @@ func (w *Writer) writeLoop() {
 func (w *Writer) Finish() (Info, error) {
 	if w.finished {
 		return Info{}, ErrFinished
+	}
+	if w.open != nil {
+		w.open.Close()
 	}
 	w.finished = true
 	close(w.order)

@@ -1,0 +1,217 @@
+package instadump
+
+import (
+	"encoding/gob"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Saves measured against a plain gob + fsync + rename of the same state,
+// in the same run:
+//
+//	go test -run '^$' -bench . -benchtime 3x -count 5 .
+//
+// INSTADUMP_BENCH_MB sets the size of the large state (200 by default).
+
+type benchRecord struct {
+	Name    string
+	Count   int64
+	Updated time.Time
+	Tags    []string
+	Score   float64
+}
+
+func benchMB() int {
+	if s := os.Getenv("INSTADUMP_BENCH_MB"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return n
+		}
+		panic("INSTADUMP_BENCH_MB must be a positive integer")
+	}
+	return 200
+}
+
+func makeRecords(n int, seed int64) []benchRecord {
+	rng := rand.New(rand.NewSource(seed))
+	tags := []string{"red", "green", "blue", "archived", "vip"}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]benchRecord, n)
+	for i := range recs {
+		recs[i] = benchRecord{
+			Name:    fmt.Sprintf("user-%09d", rng.Intn(1_000_000_000)),
+			Count:   rng.Int63n(1_000_000),
+			Updated: base.Add(time.Duration(rng.Int63n(int64(365 * 24 * time.Hour)))),
+			Tags:    tags[:rng.Intn(4)],
+			Score:   rng.Float64() * 100,
+		}
+	}
+	return recs
+}
+
+var (
+	bigOnce sync.Once
+	bigMap  map[string]benchRecord
+	bigSize int
+)
+
+// bigState is a map of about benchMB() megabytes as msgpack.
+func bigState(b *testing.B) map[string]benchRecord {
+	bigOnce.Do(func() {
+		const perRecord = 75 // msgpack bytes per entry, measured below
+		recs := makeRecords(benchMB()<<20/perRecord, 1)
+		bigMap = make(map[string]benchRecord, len(recs))
+		for i, r := range recs {
+			bigMap[fmt.Sprintf("k%09d", i)] = r
+		}
+		raw, err := msgpack.Marshal(bigMap)
+		if err != nil {
+			panic(err)
+		}
+		bigSize = len(raw)
+	})
+	b.SetBytes(int64(bigSize))
+	return bigMap
+}
+
+func BenchmarkSaveFull(b *testing.B) {
+	m := bigState(b)
+	b.Run("instadump", func(b *testing.B) {
+		b.SetBytes(int64(bigSize))
+		db, err := Open(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		big, _ := NewState(db, "big", m)
+		other, _ := NewState(db, "other", 0)
+		var maxOther, maxSame time.Duration
+		for b.Loop() {
+			big.Set(m) // dirty: the whole map is written
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var otherWait, sameWait atomic.Int64
+			wg.Go(func() { otherWait.Store(int64(longestSet(stop, func(i int) { other.Set(i) }))) })
+			wg.Go(func() { sameWait.Store(int64(longestSet(stop, func(int) { big.Set(m) }))) })
+			if _, err := db.Save(); err != nil {
+				b.Fatal(err)
+			}
+			close(stop)
+			wg.Wait()
+			maxOther = max(maxOther, time.Duration(otherWait.Load()))
+			maxSame = max(maxSame, time.Duration(sameWait.Load()))
+		}
+		b.ReportMetric(float64(maxOther.Microseconds()), "max-µs-Set-other")
+		b.ReportMetric(float64(maxSame.Microseconds()), "max-µs-Set-saved")
+	})
+	b.Run("gob+fsync+rename", func(b *testing.B) {
+		b.SetBytes(int64(bigSize))
+		dir := b.TempDir()
+		for b.Loop() {
+			if err := gobSave(dir, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("msgpack-encode-only", func(b *testing.B) {
+		b.SetBytes(int64(bigSize))
+		for b.Loop() {
+			if _, err := encode(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// longestSet calls set until stop is closed, pausing a little between
+// calls, and returns the longest a call took.
+func longestSet(stop chan struct{}, set func(int)) time.Duration {
+	var longest time.Duration
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return longest
+		case <-time.After(100 * time.Microsecond):
+		}
+		t := time.Now()
+		set(i)
+		longest = max(longest, time.Since(t))
+	}
+}
+
+func gobSave(dir string, v any) error {
+	tmp := filepath.Join(dir, "state.gob.tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := gob.NewEncoder(f).Encode(v); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "state.gob")); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// BenchmarkSaveIncremental: 100 states of about benchMB()/100 MB each;
+// a save changing 1 of them against one changing all.
+func BenchmarkSaveIncremental(b *testing.B) {
+	per := benchMB() << 20 / 100 / 75
+	vals := make([][]benchRecord, 100)
+	for i := range vals {
+		vals[i] = makeRecords(per, int64(i))
+	}
+	db, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	states := make([]*State[[]benchRecord], 100)
+	for i := range states {
+		states[i], _ = NewState(db, fmt.Sprintf("s%02d", i), vals[i])
+	}
+	if _, err := db.Save(); err != nil {
+		b.Fatal(err)
+	}
+	for _, changed := range []int{1, 100} {
+		b.Run(fmt.Sprintf("changed-%d-of-100", changed), func(b *testing.B) {
+			var written int64
+			n := 0
+			for b.Loop() {
+				for k := 0; k < changed; k++ {
+					i := (n + k) % 100
+					states[i].Set(vals[i])
+				}
+				n++
+				s, err := db.Save()
+				if err != nil {
+					b.Fatal(err)
+				}
+				written = s.Bytes
+			}
+			b.ReportMetric(float64(written), "bytes-written")
+		})
+	}
+}
