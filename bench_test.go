@@ -3,6 +3,7 @@ package instadump
 import (
 	"encoding/gob"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -124,7 +125,7 @@ func BenchmarkSaveFull(b *testing.B) {
 	b.Run("msgpack-encode-only", func(b *testing.B) {
 		b.SetBytes(int64(bigSize))
 		for b.Loop() {
-			if _, err := encode(m); err != nil {
+			if err := encodeTo(io.Discard, m); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/instadump/instadump/engine"
 	"github.com/instadump/instadump/manifest"
+	"github.com/instadump/instadump/segment"
 )
 
 // DB is an open instadump directory and the states registered on it.
@@ -185,20 +185,26 @@ func (db *DB) save() (Snapshot, error) {
 	}
 	db.mu.Unlock()
 
-	encodeAll(caps)
-	changes := make([]engine.Change, 0, len(caps))
-	var err error
-	for _, c := range caps {
-		if c.err != nil {
-			err = c.err
-			break
+	names := make([]string, len(caps))
+	for i, c := range caps {
+		names[i] = c.name
+	}
+	snap, err := db.eng.CommitFunc(names, func(w *segment.Writer) error {
+		for _, c := range caps {
+			vw, err := w.Value(c.name)
+			if err != nil {
+				return err
+			}
+			err = c.writeTo(vw)
+			if cerr := vw.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
 		}
-		changes = append(changes, engine.Change{Name: c.name, Raw: c.raw})
-	}
-	var snap manifest.Snapshot
-	if err == nil {
-		snap, err = db.eng.Commit(changes)
-	}
+		return nil
+	})
 	db.mu.Lock()
 	for i, c := range caps {
 		owners[i].release(c, err == nil)
@@ -208,20 +214,6 @@ func (db *DB) save() (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	return toSnapshot(snap), nil
-}
-
-// encodeAll encodes the captures on every core.
-func encodeAll(caps []*capture) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(caps)) {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(len(caps)); i = next.Add(1) - 1 {
-				caps[i].run()
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // Reload sets every registered state back to its value in the last

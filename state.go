@@ -1,8 +1,9 @@
 package instadump
 
 import (
-	"bytes"
+	"bufio"
 	"fmt"
+	"io"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -126,7 +127,7 @@ func (s *State[T]) capture() *capture {
 		return nil
 	}
 	v := s.cur.Load()
-	c := &capture{name: s.name, version: s.version, encode: func() ([]byte, error) { return encode(*v) }}
+	c := &capture{name: s.name, version: s.version, encodeTo: func(w io.Writer) error { return encodeTo(w, *v) }}
 	s.pending = c
 	return c
 }
@@ -148,35 +149,96 @@ func (s *State[T]) decode(raw []byte) (any, error) {
 	return v, nil
 }
 
-// capture is one state's value as a Save captured it, encoded once: by
-// the Save, or by a writer that got to the state first.
+// capture is one state's value as a Save captured it. The Save encodes
+// it straight into the new segment; a writer that must change the state
+// before that (Update, GetIn) encodes it first into a buffer, or waits
+// for the Save's encoding to end.
 type capture struct {
-	name    string
-	version uint64
-	encode  func() ([]byte, error)
-	once    sync.Once
-	raw     []byte
-	err     error
+	name     string
+	version  uint64
+	encodeTo func(io.Writer) error
+	once     sync.Once
+	buf      *chunkBuf // encoded ahead by a writer
+	streamed bool      // encoded by the Save itself
+	err      error
 }
 
+// run encodes the value into a buffer, unless it is encoded already.
 func (c *capture) run() {
 	c.once.Do(func() {
-		c.raw, c.err = c.encode()
-		if c.err != nil {
-			c.err = fmt.Errorf("instadump: cannot encode state %q: %w", c.name, c.err)
-		}
+		c.buf = &chunkBuf{}
+		c.err = c.encodeTo(c.buf)
 	})
 }
 
-func encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	enc.Reset(&buf)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
+// writeTo writes the encoded value to w, encoding it straight into w if
+// no writer did first.
+func (c *capture) writeTo(w io.Writer) error {
+	c.once.Do(func() {
+		c.streamed = true
+		c.err = c.encodeTo(w)
+	})
+	if c.err == nil && !c.streamed {
+		c.err = c.buf.writeTo(w)
 	}
-	return buf.Bytes(), nil
+	if c.err != nil {
+		return fmt.Errorf("instadump: cannot encode state %q: %w", c.name, c.err)
+	}
+	return nil
+}
+
+// encodeTo writes v's msgpack encoding to w.
+func encodeTo(w io.Writer, v any) error {
+	bw := bufioPool.Get().(*bufio.Writer)
+	bw.Reset(w)
+	enc := msgpack.GetEncoder()
+	enc.Reset(bw)
+	err := enc.Encode(v)
+	msgpack.PutEncoder(enc)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	bufioPool.Put(bw)
+	return err
+}
+
+var bufioPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// chunkBuf is an in-memory buffer of fixed-size chunks from a pool: it
+// never copies what it holds to grow, and touches no fresh memory once the
+// pool is warm.
+type chunkBuf struct{ chunks [][]byte }
+
+const chunkBufSize = 1 << 20
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, chunkBufSize); return &b }}
+
+func (b *chunkBuf) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(b.chunks) == 0 || len(b.chunks[len(b.chunks)-1]) == chunkBufSize {
+			b.chunks = append(b.chunks, (*chunkPool.Get().(*[]byte))[:0])
+		}
+		last := &b.chunks[len(b.chunks)-1]
+		k := copy((*last)[len(*last):chunkBufSize], p)
+		*last = (*last)[:len(*last)+k]
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// writeTo writes the chunks to w and returns them to the pool.
+func (b *chunkBuf) writeTo(w io.Writer) error {
+	var err error
+	for _, c := range b.chunks {
+		if err == nil {
+			_, err = w.Write(c)
+		}
+		chunkPool.Put(&c)
+	}
+	b.chunks = nil
+	return err
 }
 
 // NewState registers the state name on db and returns it, holding the

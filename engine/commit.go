@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"time"
 
@@ -21,12 +22,29 @@ func sortedStateNames(m map[string]manifest.StateRef) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// Commit makes a new snapshot: the current one with changes applied.
-// States not in changes keep their current value, whether or not anyone
-// registered them. It returns when the snapshot is durable. With no
-// changes, it returns the current snapshot (if there is one) and writes
-// nothing. Commit calls are serialised.
+// Commit is CommitFunc with the values at hand.
 func (e *Engine) Commit(changes []Change) (manifest.Snapshot, error) {
+	names := make([]string, len(changes))
+	for i, c := range changes {
+		names[i] = c.Name
+	}
+	return e.CommitFunc(names, func(w *segment.Writer) error {
+		for _, c := range changes {
+			if err := w.Add(c.Name, c.Raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CommitFunc makes a new snapshot: the current one with the states in
+// names given new values, which fill adds to the new segment's writer
+// (exactly those names, by Add or Value). States not in names keep their
+// current value, whether or not anyone registered them. It returns when
+// the snapshot is durable. With no names, it returns the current snapshot
+// (if there is one) and writes nothing. Commits are serialised.
+func (e *Engine) CommitFunc(names []string, fill func(*segment.Writer) error) (manifest.Snapshot, error) {
 	e.commitMu.Lock()
 	defer e.commitMu.Unlock()
 	switch {
@@ -38,43 +56,56 @@ func (e *Engine) Commit(changes []Change) (manifest.Snapshot, error) {
 		return manifest.Snapshot{}, e.failed
 	}
 	prev, havePrev := e.Current()
-	if len(changes) == 0 && havePrev {
+	if len(names) == 0 && havePrev {
 		return prev, nil
 	}
-	seen := make(map[string]bool, len(changes))
-	for _, c := range changes {
-		if c.Name == "" || len(c.Name) > segment.MaxNameLen || seen[c.Name] {
-			return manifest.Snapshot{}, fmt.Errorf("instadump: bad or repeated state name %q in a commit", c.Name)
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if n == "" || len(n) > segment.MaxNameLen || seen[n] {
+			return manifest.Snapshot{}, fmt.Errorf("instadump: bad or repeated state name %q in a commit", n)
 		}
-		seen[c.Name] = true
+		seen[n] = true
 	}
 	next := manifest.Snapshot{ID: prev.ID + 1, Time: time.Now().UTC(), States: maps.Clone(prev.States)}
 	if next.States == nil {
 		next.States = map[string]manifest.StateRef{}
 	}
 	// Values to write: the changes, and with compaction every other state.
-	values := changes
+	var carried []string
 	since := map[string]uint64{}
 	if e.shouldCompact(prev, seen) {
 		for _, name := range sortedStateNames(prev.States) {
-			if seen[name] {
-				continue
+			if !seen[name] {
+				carried = append(carried, name)
+				since[name] = prev.States[name].Since
 			}
-			ref := prev.States[name]
-			raw, err := e.Read(ref)
-			if err != nil {
-				return manifest.Snapshot{}, fmt.Errorf("instadump: compaction reading state %q: %w", name, err)
-			}
-			values = append(values, Change{Name: name, Raw: raw})
-			since[name] = ref.Since
 		}
-		e.log.Info("instadump: compacting: rewriting every live value into one segment", "snapshot", next.ID, "states", len(values))
+		e.log.Info("instadump: compacting: rewriting every live value into one segment", "snapshot", next.ID, "states", len(names)+len(carried))
 	}
 	var r *segReader
-	if len(values) > 0 {
+	if len(names)+len(carried) > 0 {
 		var err error
-		if r, err = e.writeSegment(e.nextSeg, values); err != nil {
+		r, err = e.writeSegment(e.nextSeg, func(w *segment.Writer) error {
+			if err := fill(w); err != nil {
+				return err
+			}
+			for _, name := range carried {
+				raw, err := e.Read(prev.States[name])
+				if err != nil {
+					return fmt.Errorf("compaction reading state %q: %w", name, err)
+				}
+				if err := w.Add(name, raw); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			return manifest.Snapshot{}, err
+		}
+		if !writtenAsAsked(r.Entries(), seen, since) {
+			e.dropSegment(r)
+			return manifest.Snapshot{}, fmt.Errorf("instadump: the values written to %s are not the %d states of the commit", r.File(), len(names))
 		}
 		e.nextSeg++
 		for _, ent := range r.Entries() {
@@ -117,15 +148,30 @@ func (e *Engine) Commit(changes []Change) (manifest.Snapshot, error) {
 	return next, nil
 }
 
+// writtenAsAsked says whether a segment holds exactly the changed and
+// carried states.
+func writtenAsAsked(entries []segment.Entry, changed map[string]bool, carried map[string]uint64) bool {
+	if len(entries) != len(changed)+len(carried) {
+		return false
+	}
+	for _, ent := range entries {
+		if _, ok := carried[ent.Name]; !ok && !changed[ent.Name] {
+			return false
+		}
+	}
+	return true
+}
+
 func (e *Engine) isClosed() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.closed
 }
 
-// writeSegment writes values to segment id, syncs it and the directory,
-// and returns its reader. On failure the segment is removed.
-func (e *Engine) writeSegment(id uint64, values []Change) (*segReader, error) {
+// writeSegment writes segment id with the values fill adds, syncs it and
+// the directory, and returns its reader. On failure the segment is
+// removed.
+func (e *Engine) writeSegment(id uint64, fill func(*segment.Writer) error) (*segReader, error) {
 	path := e.path(segment.FileName(id))
 	f, err := e.fs.Create(path)
 	if err != nil {
@@ -136,15 +182,13 @@ func (e *Engine) writeSegment(id uint64, values []Change) (*segReader, error) {
 		e.fs.Remove(path) // abandoned: never trusted, never referenced
 		return nil, fmt.Errorf("instadump: %s segment %s (the previous snapshot is intact): %w", what, path, err)
 	}
-	w, err := segment.NewWriter(f, id, segment.Options{Level: e.opts.Level})
+	w, err := segment.NewWriter(f, id, segment.Options{Level: e.opts.Level, Workers: max(1, runtime.GOMAXPROCS(0)-1)})
 	if err != nil {
 		return fail("writing", err)
 	}
-	for _, v := range values {
-		if err := w.Add(v.Name, v.Raw); err != nil {
-			w.Finish()
-			return fail("writing", err)
-		}
+	if err := fill(w); err != nil {
+		w.Finish()
+		return fail("writing", err)
 	}
 	info, err := w.Finish()
 	if err != nil {
