@@ -119,7 +119,16 @@ func Open(dir string, o Options) (*Engine, error) {
 		}
 		e.lock = lock
 	}
-	if err := e.recover(); err != nil {
+	err := e.recover()
+	// A read-only open races with the owner's saves: a rollover or a
+	// garbage collection may delete a file between reading CURRENT and
+	// opening what it names. Start over when that happens.
+	for try := 0; err != nil && o.ReadOnly && errors.Is(err, errMissing) && try < 10; try++ {
+		e.closeFiles()
+		e.snaps, e.report = nil, Report{}
+		err = e.recover()
+	}
+	if err != nil {
 		e.closeFiles()
 		if e.lock != nil {
 			e.lock.Close()
@@ -128,6 +137,9 @@ func Open(dir string, o Options) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// errMissing marks a file that a snapshot needs but that is not there.
+var errMissing = errors.New("file is missing")
 
 func (e *Engine) path(name string) string { return filepath.Join(e.dir, name) }
 
@@ -263,7 +275,7 @@ func (e *Engine) replay(num uint64) (*manifest.Replayed, error) {
 	name := manifest.FileName(num)
 	rep, err := e.replayFile(name)
 	if vfs.IsNotExist(err) {
-		return nil, errs.Corruptf(e.path(name), 0, "manifest %s named by CURRENT is missing", name)
+		return nil, errs.CorruptCause(errMissing, e.path(name), 0, "manifest %s named by CURRENT is missing", name)
 	}
 	if err != nil {
 		return nil, err
@@ -386,7 +398,7 @@ func (e *Engine) reader(id uint64) (*segReader, error) {
 	path := e.path(segment.FileName(id))
 	f, err := e.fs.Open(path)
 	if vfs.IsNotExist(err) {
-		return nil, errs.Corruptf(path, 0, "segment %s is missing, though a retained snapshot references it", segment.FileName(id))
+		return nil, errs.CorruptCause(errMissing, path, 0, "segment %s is missing, though a retained snapshot references it", segment.FileName(id))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("instadump: opening segment %s: %w", path, err)

@@ -368,3 +368,40 @@ func TestDamagedSegment(t *testing.T) {
 	}
 	_ = bytes.MinRead
 }
+
+// A read-only open works while another engine keeps saving, rolling its
+// manifest over and deleting segments.
+func TestReadOnlyWhileSaving(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{ManifestLimit: 1, Retain: 1})
+	defer e.Close()
+	commit(t, e, "a", "0")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i < 300; i++ {
+			if _, err := e.Commit([]Change{{"a", []byte(fmt.Sprint(i))}}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for opened := 0; ; opened++ {
+		select {
+		case <-done:
+			if opened == 0 {
+				t.Fatal("no read-only open happened during the saves")
+			}
+			return
+		default:
+		}
+		ro, err := Open(dir, Options{FS: m, ReadOnly: true})
+		if err != nil {
+			t.Fatalf("read-only open %d during saves: %v", opened, err)
+		}
+		if _, ok := ro.Current(); !ok {
+			t.Fatal("read-only open found no snapshot")
+		}
+		ro.Close()
+	}
+}
