@@ -414,3 +414,24 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("after reopen small=%q", got)
 	}
 }
+
+func TestInterfaceStates(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	a := newStateT[any](t, db, "a", nil)
+	b := newStateT[any](t, db, "b", "x")
+	if err := db.Atomically(func(tx *Tx) error {
+		b.SetIn(tx, nil)
+		if b.GetIn(tx) != nil {
+			t.Error("GetIn after SetIn(nil)")
+		}
+		return nil
+	}); err != nil || b.Get() != nil {
+		t.Fatalf("SetIn(nil): %v, b=%v", err, b.Get())
+	}
+	saveT(t, db)
+	a.Set(5)
+	if err := db.Reload(); err != nil || a.Get() != nil {
+		t.Fatalf("reload of a nil interface: %v, a=%v", err, a.Get())
+	}
+}

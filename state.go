@@ -115,8 +115,10 @@ func (s *State[T]) stateName() string  { return s.name }
 func (s *State[T]) mutex() *sync.Mutex { return s.mu.Load() }
 func (s *State[T]) dirty() bool        { return s.version != s.saved }
 func (s *State[T]) bind(db *DB)        { s.db.Store(db); s.mu.Store(&db.mu) }
+// install sets a value that decode or SetIn boxed as a *T (a T in an
+// interface could not hold a nil interface value).
 func (s *State[T]) install(v any, clean bool) {
-	s.store(v.(T))
+	s.store(*v.(*T))
 	if clean {
 		s.saved = s.version
 	}
@@ -142,8 +144,8 @@ func (s *State[T]) release(c *capture, committed bool) {
 }
 
 func (s *State[T]) decode(raw []byte) (any, error) {
-	var v T
-	if err := msgpack.Unmarshal(raw, &v); err != nil {
+	v := new(T)
+	if err := msgpack.Unmarshal(raw, v); err != nil {
 		return nil, &DecodeError{State: s.name, Stored: storedKind(raw), Wanted: reflect.TypeFor[T]().String(), Err: err}
 	}
 	return v, nil

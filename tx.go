@@ -62,7 +62,7 @@ func (s *State[T]) checkTx(tx *Tx, op string) {
 func (s *State[T]) GetIn(tx *Tx) T {
 	s.checkTx(tx, "GetIn")
 	if v, ok := tx.writes[s]; ok {
-		return v.(T)
+		return *v.(*T)
 	}
 	s.barrier() // fn may change what it gets in place
 	return *s.cur.Load()
@@ -73,5 +73,5 @@ func (s *State[T]) GetIn(tx *Tx) T {
 func (s *State[T]) SetIn(tx *Tx, v T) {
 	s.checkTx(tx, "SetIn")
 	s.barrier()
-	tx.writes[s] = v
+	tx.writes[s] = &v
 }
