@@ -115,6 +115,7 @@ func (s *State[T]) stateName() string  { return s.name }
 func (s *State[T]) mutex() *sync.Mutex { return s.mu.Load() }
 func (s *State[T]) dirty() bool        { return s.version != s.saved }
 func (s *State[T]) bind(db *DB)        { s.db.Store(db); s.mu.Store(&db.mu) }
+
 // install sets a value that decode or SetIn boxed as a *T (a T in an
 // interface could not hold a nil interface value).
 func (s *State[T]) install(v any, clean bool) {
