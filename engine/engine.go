@@ -338,42 +338,23 @@ func (e *Engine) moveAside(name string) {
 	e.log.Warn("instadump: moved a damaged file aside", "file", name+BrokenSuffix)
 }
 
-// checkSnapshot opens every segment s references and checks each state's
-// location against the segment's index; with deep, it reads and verifies
-// every value. It returns the names of the damaged files.
+// checkSnapshot checks s (see CheckSnapshot) and returns the names of
+// the damaged files and the first problem.
 func (e *Engine) checkSnapshot(s *manifest.Snapshot, deep bool) ([]string, error) {
-	var bad []string
-	var first error
-	fail := func(seg uint64, err error) {
-		if first == nil {
-			first = err
-		}
-		if name := segment.FileName(seg); !containsString(bad, name) {
-			bad = append(bad, name)
-		}
+	problems := e.CheckSnapshot(s, deep)
+	if len(problems) == 0 {
+		return nil, nil
 	}
-	for _, name := range sortedStateNames(s.States) {
-		ref := s.States[name]
-		if containsString(bad, segment.FileName(ref.Segment)) {
-			continue
-		}
-		r, err := e.reader(ref.Segment)
-		if err != nil {
-			fail(ref.Segment, err)
-			continue
-		}
-		if got, ok := r.Find(name); !ok || got != ref.Entry {
-			fail(ref.Segment, errs.Corruptf(e.path(segment.FileName(ref.Segment)), ref.Offset,
-				"snapshot %d says state %q is at offset %d (%d bytes), but the segment's index does not agree", s.ID, name, ref.Offset, ref.StoredLen))
-			continue
-		}
-		if deep {
-			if _, err := r.Read(ref.Entry); err != nil {
-				fail(ref.Segment, err)
+	var bad []string
+	for _, p := range problems {
+		var ce *errs.CorruptError
+		if errors.As(p, &ce) {
+			if name := filepath.Base(ce.File); !containsString(bad, name) {
+				bad = append(bad, name)
 			}
 		}
 	}
-	return bad, first
+	return bad, problems[0]
 }
 
 func containsString(list []string, s string) bool {
