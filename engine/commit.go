@@ -118,6 +118,11 @@ func (e *Engine) CommitFunc(names []string, fill func(*segment.Writer) error) (m
 		next.Written = r.Size()
 	}
 	next.NextSegment = e.nextSeg
+	retained := append(append([]manifest.Snapshot(nil), e.Snapshots()...), next)
+	if over := len(retained) - e.opts.Retain; over > 0 {
+		retained = retained[over:]
+	}
+	next.Retained = retained[0].ID // readers must not expect older segments
 	rec := manifest.FullRecord(&next)
 	if havePrev {
 		rec = manifest.Diff(&prev, &next)
@@ -133,10 +138,7 @@ func (e *Engine) CommitFunc(names []string, fill func(*segment.Writer) error) (m
 	}
 	// Committed.
 	e.mu.Lock()
-	e.snaps = append(e.snaps, next)
-	if over := len(e.snaps) - e.opts.Retain; over > 0 {
-		e.snaps = append([]manifest.Snapshot(nil), e.snaps[over:]...)
-	}
+	e.snaps = retained
 	e.mu.Unlock()
 	e.collect()
 	if e.man.Size() > e.manLimit {

@@ -123,7 +123,7 @@ func Open(dir string, o Options) (*Engine, error) {
 	// A read-only open races with the owner's saves: a rollover or a
 	// garbage collection may delete a file between reading CURRENT and
 	// opening what it names. Start over when that happens.
-	for try := 0; err != nil && o.ReadOnly && errors.Is(err, errMissing) && try < 10; try++ {
+	for try := 0; err != nil && o.ReadOnly && errors.Is(err, ErrFileMissing) && try < 10; try++ {
 		e.closeFiles()
 		e.snaps, e.report = nil, Report{}
 		err = e.recover()
@@ -138,8 +138,10 @@ func Open(dir string, o Options) (*Engine, error) {
 	return e, nil
 }
 
-// errMissing marks a file that a snapshot needs but that is not there.
-var errMissing = errors.New("file is missing")
+// ErrFileMissing marks a file that a snapshot needs but that is not
+// there. It is also ErrCorrupt; to a read-only reader beside a process
+// that is saving it can also mean the file was deleted a moment ago.
+var ErrFileMissing = errors.New("instadump: file is missing")
 
 func (e *Engine) path(name string) string { return filepath.Join(e.dir, name) }
 
@@ -213,6 +215,13 @@ func (e *Engine) recover() error {
 		e.log.Warn("instadump: ignoring the torn tail of the manifest, left by a crash during a save that was never acknowledged", "err", rep.TailErr)
 	}
 	snaps := rep.Snapshots
+	// Open every retained snapshot's segments now: a reader beside a
+	// saving process then holds them before they can be deleted.
+	for i := range snaps {
+		for _, st := range snaps[i].States {
+			e.reader(st.Segment) // errors surface in the checks and reads
+		}
+	}
 	if len(snaps) > 0 {
 		if snaps, err = e.checkSnapshots(snaps); err != nil {
 			return err
@@ -275,7 +284,7 @@ func (e *Engine) replay(num uint64) (*manifest.Replayed, error) {
 	name := manifest.FileName(num)
 	rep, err := e.replayFile(name)
 	if vfs.IsNotExist(err) {
-		return nil, errs.CorruptCause(errMissing, e.path(name), 0, "manifest %s named by CURRENT is missing", name)
+		return nil, errs.CorruptCause(ErrFileMissing, e.path(name), 0, "manifest %s named by CURRENT is missing", name)
 	}
 	if err != nil {
 		return nil, err
@@ -379,7 +388,7 @@ func (e *Engine) reader(id uint64) (*segReader, error) {
 	path := e.path(segment.FileName(id))
 	f, err := e.fs.Open(path)
 	if vfs.IsNotExist(err) {
-		return nil, errs.CorruptCause(errMissing, path, 0, "segment %s is missing, though a retained snapshot references it", segment.FileName(id))
+		return nil, errs.CorruptCause(ErrFileMissing, path, 0, "segment %s is missing, though a retained snapshot references it", segment.FileName(id))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("instadump: opening segment %s: %w", path, err)
@@ -458,6 +467,11 @@ func (e *Engine) rollover(num uint64) error {
 	if err != nil {
 		return abandon(fmt.Errorf("instadump: writing manifest %s: %w", path, err))
 	}
+	e.mu.Lock()
+	for i := range e.snaps {
+		e.snaps[i].Retained = e.snaps[0].ID
+	}
+	e.mu.Unlock()
 	for i := range e.snaps {
 		var rec manifest.Record
 		if i == 0 {

@@ -405,3 +405,28 @@ func TestReadOnlyWhileSaving(t *testing.T) {
 		ro.Close()
 	}
 }
+
+// Reopening with a larger retention does not resurrect snapshots whose
+// segments were deleted under the smaller one.
+func TestRetentionGrowsAfterReopen(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{Retain: 1})
+	for i := 0; i < 5; i++ {
+		commit(t, e, "a", fmt.Sprint(i), fmt.Sprintf("s%d", i), "x")
+	}
+	e.Close()
+	for _, ro := range []bool{true, false} {
+		e = open(t, m, Options{Retain: 3, ReadOnly: ro})
+		if snaps := e.Snapshots(); len(snaps) != 1 || snaps[0].ID != 5 {
+			t.Fatalf("read-only %v: snapshots %v", ro, snaps)
+		}
+		e.Close()
+	}
+	e = open(t, m, Options{Retain: 3})
+	commit(t, e, "a", "x")
+	commit(t, e, "a", "y")
+	if snaps := e.Snapshots(); len(snaps) != 3 {
+		t.Fatalf("%d snapshots retained after growing retention", len(snaps))
+	}
+	e.Close()
+}

@@ -67,7 +67,7 @@ func (e *Engine) ReadManifest() (*manifest.Replayed, string, error) {
 	name := manifest.FileName(num)
 	f, err := e.fs.Open(e.path(name))
 	if err != nil {
-		return nil, "", errs.CorruptCause(errMissing, e.path(name), 0, "manifest %s named by CURRENT cannot be opened: %v", name, err)
+		return nil, "", errs.CorruptCause(ErrFileMissing, e.path(name), 0, "manifest %s named by CURRENT cannot be opened: %v", name, err)
 	}
 	defer f.Close()
 	size, err := f.Size()

@@ -56,6 +56,9 @@
 //	       use (optional)
 //	tag 6  bytes written: the size of the segment this snapshot wrote,
 //	       uvarint (optional; absent when it wrote none)
+//	tag 7  oldest retained snapshot: the writer keeps snapshots from this
+//	       ID on (uvarint, at most the record's ID; optional). Replay
+//	       drops older snapshots: their segments may be deleted.
 //
 // State fields (the value of a tag 3 field):
 //

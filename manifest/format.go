@@ -55,6 +55,7 @@ const (
 	tagRemoved
 	tagNextSegment
 	tagWritten
+	tagRetained
 )
 
 // State field tags.
@@ -111,6 +112,7 @@ type Record struct {
 	Time        time.Time
 	NextSegment uint64     // 0 when not recorded
 	Written     int64      // bytes of the segment this snapshot wrote; 0 if none
+	Retained    uint64     // the oldest snapshot the writer retains after this one; 0 if not recorded
 	States      []StateRef // Full: every state; Delta: those written or moved
 	Removed     []string   // Delta only: states dropped
 }

@@ -86,7 +86,8 @@ type Snapshot struct {
 	ID          uint64
 	Time        time.Time
 	NextSegment uint64
-	Written     int64 // bytes of the segment this snapshot wrote
+	Written     int64  // bytes of the segment this snapshot wrote
+	Retained    uint64 // the oldest snapshot retained with it (0: unknown)
 	States      map[string]StateRef
 	Offset      int64 // of the record that made it
 }
@@ -235,7 +236,7 @@ func (rep *Replayed) fold(file string, keep int) error {
 	if keep > 0 && len(rep.Records) > keep {
 		first = len(rep.Records) - keep
 	}
-	var prev uint64
+	var prev, floor uint64
 	for i, rec := range rep.Records {
 		at := rep.Offsets[i]
 		if i == 0 && rec.Kind != Full {
@@ -245,6 +246,7 @@ func (rep *Replayed) fold(file string, keep int) error {
 			return errs.Corruptf(file, at, "snapshot ID %d does not follow %d", rec.Snapshot, prev)
 		}
 		prev = rec.Snapshot
+		floor = rec.Retained
 		if rec.Kind == Full {
 			clear(cur)
 		}
@@ -259,10 +261,15 @@ func (rep *Replayed) fold(file string, keep int) error {
 		}
 		if i >= first {
 			rep.Snapshots = append(rep.Snapshots, Snapshot{
-				ID: rec.Snapshot, Time: rec.Time, NextSegment: rec.NextSegment, Written: rec.Written,
+				ID: rec.Snapshot, Time: rec.Time, NextSegment: rec.NextSegment, Written: rec.Written, Retained: rec.Retained,
 				States: maps.Clone(cur), Offset: at,
 			})
 		}
+	}
+	// Snapshots older than the last record's floor are no longer retained
+	// by the writer: their segments may be gone.
+	for len(rep.Snapshots) > 0 && rep.Snapshots[0].ID < floor {
+		rep.Snapshots = rep.Snapshots[1:]
 	}
 	return nil
 }
@@ -271,7 +278,7 @@ func (rep *Replayed) fold(file string, keep int) error {
 // states of next whose location differs from prev's, and the states of
 // prev that next lacks.
 func Diff(prev, next *Snapshot) Record {
-	rec := Record{Kind: Delta, Snapshot: next.ID, Time: next.Time, NextSegment: next.NextSegment, Written: next.Written}
+	rec := Record{Kind: Delta, Snapshot: next.ID, Time: next.Time, NextSegment: next.NextSegment, Written: next.Written, Retained: next.Retained}
 	for _, name := range sortedNames(next.States) {
 		if s := next.States[name]; prev.States[name] != s {
 			rec.States = append(rec.States, s)
@@ -287,7 +294,7 @@ func Diff(prev, next *Snapshot) Record {
 
 // FullRecord returns the full record of snapshot s.
 func FullRecord(s *Snapshot) Record {
-	rec := Record{Kind: Full, Snapshot: s.ID, Time: s.Time, NextSegment: s.NextSegment, Written: s.Written}
+	rec := Record{Kind: Full, Snapshot: s.ID, Time: s.Time, NextSegment: s.NextSegment, Written: s.Written, Retained: s.Retained}
 	for _, name := range sortedNames(s.States) {
 		rec.States = append(rec.States, s.States[name])
 	}

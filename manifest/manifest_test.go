@@ -34,7 +34,7 @@ func sampleRecords() []Record {
 	return []Record{
 		{Kind: Full, Snapshot: 1, Time: t0, NextSegment: 2, Written: 4000, States: []StateRef{ref("a", 1, 32, 1), ref("b", 1, 52, 1), ref("c", 1, 72, 1)}},
 		{Kind: Delta, Snapshot: 2, Time: t0.Add(time.Second), NextSegment: 3, States: []StateRef{ref("a", 2, 32, 2)}, Removed: []string{"c"}},
-		{Kind: Delta, Snapshot: 3, Time: t0.Add(2 * time.Second), NextSegment: 4, Written: 123, States: []StateRef{ref("d", 3, 32, 3), ref("b", 3, 52, 3)}},
+		{Kind: Delta, Snapshot: 3, Time: t0.Add(2 * time.Second), NextSegment: 4, Written: 123, Retained: 1, States: []StateRef{ref("d", 3, 32, 3), ref("b", 3, 52, 3)}},
 	}
 }
 
@@ -87,6 +87,12 @@ func TestRoundTripAndFold(t *testing.T) {
 		if s.ID != uint64(i+1) || !reflect.DeepEqual(s.States, want[i]) || s.Offset != rep.Offsets[i] {
 			t.Fatalf("snapshot %d: %+v", i+1, s)
 		}
+	}
+	// The last record's floor drops older snapshots.
+	floored := append([]Record(nil), recs...)
+	floored[2].Retained = 2
+	if s := replay(t, writeLog(t, 1, floored), 0).Snapshots; len(s) != 2 || s[0].ID != 2 {
+		t.Fatalf("retained floor 2: %d snapshots", len(s))
 	}
 	if kept := replay(t, data, 2).Snapshots; len(kept) != 2 || kept[0].ID != 2 || kept[1].ID != 3 {
 		t.Fatalf("keep 2: %+v", kept)

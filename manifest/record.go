@@ -39,6 +39,9 @@ func (r *Record) Validate() error {
 	if r.Kind != Full && r.Kind != Delta {
 		return fmt.Errorf("manifest: record kind %d", r.Kind)
 	}
+	if r.Retained > r.Snapshot {
+		return fmt.Errorf("manifest: snapshot %d says it retains from snapshot %d on", r.Snapshot, r.Retained)
+	}
 	if r.Written < 0 {
 		return fmt.Errorf("manifest: record says %d bytes written", r.Written)
 	}
@@ -102,6 +105,9 @@ func (r *Record) AppendPayload(b []byte) ([]byte, error) {
 	}
 	if r.Written != 0 {
 		b = appendUvarintField(b, tagWritten, uint64(r.Written))
+	}
+	if r.Retained != 0 {
+		b = appendUvarintField(b, tagRetained, r.Retained)
 	}
 	return b, nil
 }
@@ -167,7 +173,7 @@ func DecodePayload(p []byte, file string, base int64) (Record, error) {
 		return r, errs.Corruptf(file, base, "unknown record kind %d", p[0])
 	}
 	f := fieldReader{b: p, pos: 1, base: base, file: file}
-	var have [tagWritten + 1]bool
+	var have [tagRetained + 1]bool
 	for f.pos < len(p) {
 		tag, v, at, err := f.next()
 		if err != nil {
@@ -198,6 +204,8 @@ func DecodePayload(p []byte, file string, base int64) (Record, error) {
 			r.NextSegment, err = uvarintValue(v, file, at, "next segment ID")
 		case tagWritten:
 			r.Written, err = int64Value(v, file, at, "bytes written")
+		case tagRetained:
+			r.Retained, err = uvarintValue(v, file, at, "oldest retained snapshot")
 		default:
 			if tag < firstSkippableTag {
 				err = unknownTag(file, at, tag, "record")

@@ -1,0 +1,188 @@
+// Command instadump-inspect looks inside an instadump DB directory from
+// the shell. It opens the directory read-only (no lock, no repair, no
+// writes), so it works while the owning process has it open and saves.
+//
+//	instadump-inspect COMMAND [flags] DIR [ARGS]
+//
+// Commands: snapshots, states, get, dump, diff, segments, manifest,
+// verify. Every listing takes --json; every command takes --help. Exit
+// status: 0 success, 1 failure (verify: damage found), 2 usage error.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/instadump/instadump/inspect"
+)
+
+// command is one subcommand: its flags are set up by flags, run does the
+// work on the parsed positional arguments.
+type command struct {
+	name  string
+	args  string // positional arguments, for the usage line
+	about string
+	nargs int
+	flags func(fs *flag.FlagSet, o *opts)
+	run   func(e *env, args []string) int
+}
+
+type opts struct {
+	json     bool
+	snapshot uint64
+}
+
+// env is what a command runs with.
+type env struct {
+	stdout, stderr io.Writer
+	opts           opts
+	progress       bool // stderr is a terminal
+}
+
+var commands = []*command{cmdSnapshots, cmdStates, cmdGet, cmdDump, cmdDiff, cmdSegments, cmdManifest, cmdVerify}
+
+func jsonFlag(fs *flag.FlagSet, o *opts) { fs.BoolVar(&o.json, "json", false, "machine-readable JSON output") }
+
+func snapshotFlag(fs *flag.FlagSet, o *opts) {
+	jsonFlag(fs, o)
+	fs.Uint64Var(&o.snapshot, "snapshot", 0, "the snapshot `ID` to show (default: the current one)")
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: instadump-inspect COMMAND [flags] DIR [ARGS]")
+	fmt.Fprintln(w, "\ncommands:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.args, c.about)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nRun instadump-inspect COMMAND --help for a command's flags.")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, isTerminal(os.Stderr)))
+}
+
+// run runs the command line args and returns the exit status.
+func run(args []string, stdout, stderr io.Writer, terminal bool) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	var cmd *command
+	for _, c := range commands {
+		if c.name == args[0] {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "instadump-inspect: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	e := &env{stdout: stdout, stderr: stderr, progress: terminal}
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if cmd.flags != nil {
+		cmd.flags(fs, &e.opts)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: instadump-inspect %s [flags] %s\n\n%s\n", cmd.name, cmd.args, cmd.about)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(interleave(fs, args[1:])); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != cmd.nargs {
+		fmt.Fprintf(stderr, "instadump-inspect %s: want %d argument(s) (%s), got %d\n", cmd.name, cmd.nargs, cmd.args, fs.NArg())
+		fs.Usage()
+		return 2
+	}
+	return cmd.run(e, fs.Args())
+}
+
+// interleave moves flags after positional arguments to the front, so that
+// "get DIR NAME --json" works as well as "get --json DIR NAME".
+func interleave(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) > 1 && a[0] == '-' {
+			flags = append(flags, a)
+			name := a[1:]
+			if len(name) > 0 && name[0] == '-' {
+				name = name[1:]
+			}
+			if f := fs.Lookup(name); f != nil && i+1 < len(args) {
+				if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !bf.IsBoolFlag() {
+					flags = append(flags, args[i+1])
+					i++
+				}
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+// open opens DIR, printing a warning if it had to fall back.
+func (e *env) open(dir string) (*inspect.DB, bool) {
+	db, err := inspect.Open(dir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "instadump-inspect: %v\n", err)
+		return nil, false
+	}
+	if w := db.Warning(); w != nil {
+		fmt.Fprintf(e.stderr, "instadump-inspect: WARNING: %v\n", w)
+	}
+	return db, true
+}
+
+func (e *env) fail(err error) int {
+	fmt.Fprintf(e.stderr, "instadump-inspect: %v\n", err)
+	return 1
+}
+
+func (e *env) printJSON(v any) int {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return e.fail(err)
+	}
+	return 0
+}
+
+func (e *env) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+}
+
+func parseID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("snapshot ID %q: want a positive integer", s)
+	}
+	return id, nil
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

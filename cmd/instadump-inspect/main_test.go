@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/instadump/instadump"
+	"github.com/instadump/instadump/segment"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+type profile struct {
+	Name    string
+	Tags    []string
+	Joined  time.Time
+	Avatar  []byte
+	Balance float64
+}
+
+// buildDB makes a DB with three snapshots in dir.
+func buildDB(t *testing.T, dir string) {
+	t.Helper()
+	db, err := instadump.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	counter, _ := instadump.NewState(db, "counter", 150)
+	greeting, _ := instadump.NewState(db, "greeting", "abc")
+	user, _ := instadump.NewState(db, "user", profile{
+		Name: "ada", Tags: []string{"admin", "early"}, Joined: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		Avatar: []byte{0xde, 0xad, 0xbe, 0xef}, Balance: 12.5,
+	})
+	scores, _ := instadump.NewState(db, "scores", map[string]int{"ada": 3})
+	mustSave := func() {
+		if _, err := db.Save(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustSave()
+	counter.Set(1000)
+	mustSave()
+	greeting.Set("hello")
+	scores.Set(map[string]int{"ada": 4})
+	_ = user
+	mustSave()
+}
+
+func runCmd(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut, false)
+	return out.String(), errOut.String(), code
+}
+
+var timeRE = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	got = timeRE.ReplaceAllString(got, "TIME")
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("%s: output differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
+	}
+}
+
+func TestHumanOutput(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	buildDB(t, dir)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"snapshots", []string{"snapshots", dir}},
+		{"states", []string{"states", dir}},
+		{"states-1", []string{"states", "--snapshot", "1", dir}},
+		{"get-user", []string{"get", dir, "user"}},
+		{"get-counter-1", []string{"get", "--snapshot", "1", dir, "counter"}},
+		{"dump", []string{"dump", dir}},
+		{"diff", []string{"diff", dir, "1", "3"}},
+		{"segments", []string{"segments", dir}},
+		{"manifest", []string{"manifest", dir}},
+	} {
+		out, errOut, code := runCmd(t, tc.args...)
+		if code != 0 || errOut != "" {
+			t.Fatalf("%v: exit %d, stderr %q", tc.args, code, errOut)
+		}
+		golden(t, tc.name, out)
+	}
+	out, _, code := runCmd(t, "verify", dir)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("verify: exit %d: %s", code, out)
+	}
+}
+
+func decodeJSON(t *testing.T, out string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+}
+
+func TestJSONOutput(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	buildDB(t, dir)
+	jsonOut := func(args ...string) string {
+		out, errOut, code := runCmd(t, append(args, "--json")...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+		return out
+	}
+	var snaps []struct {
+		ID       uint64
+		States   int
+		Bytes    int64 `json:"bytes_written"`
+		Segments []uint64
+	}
+	decodeJSON(t, jsonOut("snapshots", dir), &snaps)
+	if len(snaps) != 3 || snaps[2].ID != 3 || snaps[2].States != 4 || snaps[0].Bytes == 0 || len(snaps[2].Segments) != 3 {
+		t.Fatalf("snapshots: %+v", snaps)
+	}
+	var states []struct {
+		Name      string
+		Segment   uint64
+		ChangedIn uint64 `json:"changed_in"`
+	}
+	decodeJSON(t, jsonOut("states", dir), &states)
+	if len(states) != 4 || states[0].Name != "counter" || states[0].ChangedIn != 2 || states[1].ChangedIn != 3 {
+		t.Fatalf("states: %+v", states)
+	}
+	var user map[string]any
+	decodeJSON(t, jsonOut("get", dir, "user"), &user)
+	if user["Name"] != "ada" || user["Joined"] != "2026-01-02T03:04:05Z" || user["Avatar"] != "3q2+7w==" || user["Balance"] != 12.5 {
+		t.Fatalf("user: %v", user)
+	}
+	var dump map[string]any
+	decodeJSON(t, jsonOut("dump", "--snapshot", "2", dir), &dump)
+	if dump["counter"] != float64(1000) || dump["greeting"] != "abc" {
+		t.Fatalf("dump of snapshot 2: %v", dump)
+	}
+	var diffs []struct{ Name, Change string }
+	decodeJSON(t, jsonOut("diff", dir, "2", "3"), &diffs)
+	if fmt.Sprint(diffs) != "[{greeting changed} {scores changed}]" {
+		t.Fatalf("diff: %v", diffs)
+	}
+	var segs []struct {
+		File      string
+		Orphan    bool
+		Snapshots []uint64
+	}
+	decodeJSON(t, jsonOut("segments", dir), &segs)
+	if len(segs) != 3 || segs[0].Orphan || len(segs[0].Snapshots) != 3 {
+		t.Fatalf("segments: %+v", segs)
+	}
+	var man struct {
+		File    string
+		Records []struct{ Kind string }
+	}
+	decodeJSON(t, jsonOut("manifest", dir), &man)
+	if len(man.Records) != 3 || man.Records[0].Kind != "full" || man.Records[1].Kind != "delta" {
+		t.Fatalf("manifest: %+v", man)
+	}
+	var ver struct {
+		OK       bool
+		Problems []string
+	}
+	decodeJSON(t, jsonOut("verify", dir), &ver)
+	if !ver.OK || len(ver.Problems) != 0 {
+		t.Fatalf("verify: %+v", ver)
+	}
+}
+
+func TestVerifyFindsFlippedBit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	buildDB(t, dir)
+	seg := filepath.Join(dir, segment.FileName(1))
+	data, _ := os.ReadFile(seg)
+	data[segment.HeaderSize+segment.ChunkHeaderSize+1] ^= 0x04
+	os.WriteFile(seg, data, 0o644)
+	out, _, code := runCmd(t, "verify", dir)
+	if code != 1 || !strings.Contains(out, "DAMAGED") || !strings.Contains(out, seg) {
+		t.Fatalf("verify of a flipped bit: exit %d\n%s", code, out)
+	}
+	// The other commands say what is damaged rather than crash.
+	for _, args := range [][]string{{"dump", "--snapshot", "1", dir}, {"get", "--snapshot", "1", dir, "counter"}} {
+		_, errOut, code := runCmd(t, args...)
+		if code == 0 && errOut == "" {
+			t.Fatalf("%v on damaged data: no complaint", args)
+		}
+		if !strings.Contains(errOut, seg) {
+			t.Fatalf("%v: stderr does not name %s: %s", args, seg, errOut)
+		}
+	}
+	if _, _, code := runCmd(t, "snapshots", dir); code != 0 {
+		t.Fatalf("snapshots on a DB with one damaged value: exit %d", code)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	buildDB(t, dir)
+	for _, args := range [][]string{
+		{}, {"frobnicate", dir}, {"states", "--bogus", dir}, {"get", dir}, {"diff", dir, "1", "x"}, {"snapshots"},
+	} {
+		if _, errOut, code := runCmd(t, args...); code != 2 || !strings.Contains(errOut, "usage") && !strings.Contains(errOut, "want") {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+	for _, c := range commands {
+		out, _, code := runCmd(t, c.name, "--help")
+		if code != 0 || !strings.Contains(out, "usage: instadump-inspect "+c.name) {
+			t.Fatalf("%s --help: exit %d\n%s", c.name, code, out)
+		}
+	}
+	if out, _, code := runCmd(t, "--help"); code != 0 || !strings.Contains(out, "verify") {
+		t.Fatalf("--help: %d %s", code, out)
+	}
+	if _, errOut, code := runCmd(t, "snapshots", filepath.Join(dir, "missing")); code != 1 || errOut == "" {
+		t.Fatalf("missing dir: exit %d", code)
+	}
+}
+
+// The commands work while another process keeps saving to the DB.
+func TestWhileAnotherProcessSaves(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	buildDB(t, dir)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "INSTADUMP_SAVER_DIR="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	deadline := time.Now().Add(2 * time.Second)
+	rounds := 0
+	for ; time.Now().Before(deadline) || rounds < 5; rounds++ {
+		for _, args := range [][]string{{"snapshots", dir}, {"dump", dir}, {"segments", dir}, {"manifest", dir}, {"verify", dir}, {"states", dir}} {
+			out, errOut, code := runCmd(t, args...)
+			if code != 0 {
+				t.Fatalf("round %d, %v: exit %d\n%s%s", rounds, args, code, out, errOut)
+			}
+		}
+	}
+	out, _, _ := runCmd(t, "snapshots", "--json", dir)
+	var snaps []struct{ ID uint64 }
+	decodeJSON(t, out, &snaps)
+	if snaps[len(snaps)-1].ID <= 3 {
+		t.Fatal("the other process saved nothing")
+	}
+}
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("INSTADUMP_SAVER_DIR"); dir != "" {
+		saver(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// saver keeps changing and saving until it is killed.
+func saver(dir string) {
+	db, err := instadump.Open(dir, instadump.WithRetain(2))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	counter, _ := instadump.NewState(db, "counter", 0)
+	for i := 0; ; i++ {
+		counter.Set(i)
+		if _, err := db.Save(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+}
