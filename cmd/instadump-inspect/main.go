@@ -48,7 +48,9 @@ type env struct {
 
 var commands = []*command{cmdSnapshots, cmdStates, cmdGet, cmdDump, cmdDiff, cmdSegments, cmdManifest, cmdVerify}
 
-func jsonFlag(fs *flag.FlagSet, o *opts) { fs.BoolVar(&o.json, "json", false, "machine-readable JSON output") }
+func jsonFlag(fs *flag.FlagSet, o *opts) {
+	fs.BoolVar(&o.json, "json", false, "machine-readable JSON output")
+}
 
 func snapshotFlag(fs *flag.FlagSet, o *opts) {
 	jsonFlag(fs, o)
