@@ -155,7 +155,10 @@ func (d *DB) Value(id uint64, name string) (any, error) {
 // Decode decodes msgpack bytes without a Go type, as Value does.
 func Decode(raw []byte) (any, error) {
 	br := bytes.NewReader(raw) // an io.ByteScanner: the decoder reads it directly
-	v, err := msgpack.NewDecoder(br).DecodeInterface()
+	dec := msgpack.NewDecoder(br)
+	// Keys may be of any type; jsonable makes them strings.
+	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
+	v, err := dec.DecodeInterface()
 	if err != nil {
 		return nil, fmt.Errorf("not valid msgpack: %w", err)
 	}
