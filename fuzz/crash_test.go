@@ -1,0 +1,482 @@
+package fuzz
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/instadump/instadump/engine"
+	"github.com/instadump/instadump/internal/vfs"
+	"github.com/instadump/instadump/manifest"
+	"github.com/instadump/instadump/segment"
+)
+
+// Crash recovery, proven against a model: every mutating filesystem
+// operation of a workload is a crash point; at each, the crashable MemFS
+// yields the states a machine could reboot into, and recovery from each
+// must give exactly the last acknowledged snapshot or the one in flight.
+
+// figures counted across the crash tests, printed by TestMain.
+var figures struct {
+	crashPoints, crashStates, injected, flipped, flipDetected, killRounds, killInflight atomic.Int64
+}
+
+const dbDir = "db"
+
+var errCrashed = errors.New("crashed: the machine lost power")
+
+// model is what the tests expect: the contents of the last acknowledged
+// snapshot, and of the one in flight.
+type model struct {
+	acked      map[string]string
+	ackedID    uint64
+	inflight   map[string]string
+	inflightID uint64
+	history    map[uint64]map[string]string // every acknowledged snapshot
+}
+
+func newModel() *model {
+	return &model{acked: map[string]string{}, history: map[uint64]map[string]string{}}
+}
+
+// env runs a workload on an FS, keeping the model.
+type env struct {
+	fs   vfs.FS
+	opts engine.Options
+	e    *engine.Engine
+	m    *model
+}
+
+func (w *env) open() error {
+	if w.e != nil {
+		w.e.Close()
+		w.e = nil
+	}
+	o := w.opts
+	o.FS = w.fs
+	e, err := engine.Open(dbDir, o)
+	if err != nil {
+		return err
+	}
+	w.e = e
+	// An open may finish recovering the in-flight snapshot: learn which.
+	if s, ok := e.Current(); ok && w.m.inflight != nil && s.ID == w.m.inflightID {
+		w.ack()
+	}
+	w.m.inflight = nil
+	return nil
+}
+
+func (w *env) ack() {
+	w.m.acked, w.m.ackedID = w.m.inflight, w.m.inflightID
+	w.m.history[w.m.ackedID] = w.m.acked
+	w.m.inflight = nil
+}
+
+// commit commits changes (name → value) and updates the model.
+func (w *env) commit(changes map[string]string) error {
+	var ch []engine.Change
+	for _, name := range sortedKeys(changes) {
+		ch = append(ch, engine.Change{Name: name, Raw: []byte(changes[name])})
+	}
+	next := maps.Clone(w.m.acked)
+	maps.Copy(next, changes)
+	w.m.inflight, w.m.inflightID = next, w.m.ackedID+1
+	if len(changes) == 0 && w.m.ackedID > 0 {
+		w.m.inflightID = w.m.ackedID
+	}
+	s, err := w.e.Commit(ch)
+	if err != nil {
+		return err
+	}
+	if s.ID != w.m.inflightID {
+		return fmt.Errorf("commit made snapshot %d, model expects %d", s.ID, w.m.inflightID)
+	}
+	w.ack()
+	return nil
+}
+
+// readOld reads every retained snapshot and checks it against history.
+func (w *env) readOld() error {
+	for _, s := range w.e.Snapshots() {
+		want, ok := w.m.history[s.ID]
+		if !ok {
+			continue // acknowledged in an earlier life of the model
+		}
+		got, err := contents(w.e, s)
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(got, want) {
+			return fmt.Errorf("snapshot %d reads %v, was %v", s.ID, got, want)
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+func contents(e *engine.Engine, s manifest.Snapshot) (map[string]string, error) {
+	out := map[string]string{}
+	for name, ref := range s.States {
+		raw, err := e.Read(ref)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = string(raw)
+	}
+	return out, nil
+}
+
+// crasher fails every operation from the at-th mutating one on, as a
+// machine that lost power does, and keeps the crash states a reboot could
+// find, taken just before that operation.
+type crasher struct {
+	mem  *vfs.MemFS
+	at   int64
+	kind []vfs.CrashOptions
+
+	mu      sync.Mutex
+	n       int64
+	crashed bool
+	states  []*vfs.MemFS
+}
+
+func (c *crasher) MaybeError(op vfs.Op) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.crashed {
+		return errCrashed
+	}
+	if op.Kind&vfs.OpMutating == 0 {
+		return nil
+	}
+	c.n++
+	if c.n == c.at {
+		c.crashed = true
+		for _, k := range c.kind {
+			c.states = append(c.states, c.mem.CrashClone(k))
+		}
+		return errCrashed
+	}
+	return nil
+}
+
+// crashKinds are the crash states checked at each crash point.
+func crashKinds() []vfs.CrashOptions {
+	kinds := []vfs.CrashOptions{{}}
+	for _, p := range []float64{0.1, 0.5, 1} {
+		for seed := int64(1); seed <= 2; seed++ {
+			kinds = append(kinds, vfs.CrashOptions{KeepUnsynced: p, Seed: seed})
+		}
+	}
+	for _, cut := range []int{0, 1, 9, 100, 5000} {
+		kinds = append(kinds, vfs.CrashOptions{KeepUnsynced: 1, Torn: true, TornLast: cut})
+	}
+	return append(kinds, vfs.CrashOptions{KeepUnsynced: 1, ZeroLast: true})
+}
+
+// workload is a sequence of steps on an env; it stops at the first error.
+type workload struct {
+	name string
+	opts engine.Options
+	run  func(w *env) error
+}
+
+// countOps runs wl without failures and returns its mutating operations.
+func countOps(t testing.TB, wl workload) int64 {
+	n := &vfs.Nth{Kinds: vfs.OpMutating}
+	w := &env{fs: vfs.WithErrors(vfs.NewMem(), n), opts: wl.opts, m: newModel()}
+	if err := wl.run(w); err != nil {
+		t.Fatalf("%s without failures: %v", wl.name, err)
+	}
+	if w.e != nil {
+		w.e.Close()
+	}
+	return n.Count()
+}
+
+// crashAt runs wl, crashing before its at-th mutating operation, and
+// checks recovery from each crash state.
+func crashAt(t testing.TB, wl workload, at int64, kinds []vfs.CrashOptions) {
+	mem := vfs.NewMem()
+	c := &crasher{mem: mem, at: at, kind: kinds}
+	w := &env{fs: vfs.WithErrors(mem, c), opts: wl.opts, m: newModel()}
+	err := wl.run(w)
+	if w.e != nil {
+		w.e.Close()
+	}
+	if !c.crashed {
+		t.Fatalf("%s: no crash at operation %d (err %v)", wl.name, at, err)
+	}
+	// A crash in a commit's clean-up (garbage collection, rollover) is
+	// not the commit's failure: the workload may have ended without error.
+	if err != nil && !errors.Is(err, errCrashed) {
+		t.Fatalf("%s crash at %d: unexpected error: %v", wl.name, at, err)
+	}
+	figures.crashPoints.Add(1)
+	for i, st := range c.states {
+		if err := checkRecovery(st, wl.opts, w.m); err != nil {
+			t.Fatalf("%s, crash before mutating operation %d, crash state %+v: %v", wl.name, at, kinds[i], err)
+		}
+		figures.crashStates.Add(1)
+	}
+}
+
+// checkRecovery opens the crashed filesystem and checks I1/I2: exactly
+// the last acknowledged snapshot or the in-flight one; no temp files or
+// orphans; a further commit and recovery work.
+func checkRecovery(fsys *vfs.MemFS, opts engine.Options, m *model) error {
+	o := opts
+	o.FS = fsys
+	e, err := engine.Open(dbDir, o)
+	if err != nil {
+		return fmt.Errorf("recovery failed: %w", err)
+	}
+	defer e.Close()
+	if err := checkModel(e, m); err != nil {
+		return err
+	}
+	names, err := fsys.List(dbDir)
+	if err != nil {
+		return err
+	}
+	used := map[uint64]bool{}
+	for _, s := range e.Snapshots() {
+		for _, st := range s.States {
+			used[st.Segment] = true
+		}
+	}
+	manifests := 0
+	for _, n := range names {
+		id, isSeg := segment.ParseFileName(n)
+		_, isMan := manifest.ParseFileName(n)
+		switch {
+		case strings.HasSuffix(n, ".tmp"):
+			return fmt.Errorf("temp file %s left after recovery", n)
+		case isSeg && !used[id]:
+			return fmt.Errorf("orphan segment %s left after recovery", n)
+		case isMan:
+			manifests++
+		}
+	}
+	if manifests != 1 {
+		return fmt.Errorf("%d manifests after recovery: %v", manifests, names)
+	}
+	// Life goes on.
+	cur, _ := e.Current()
+	if _, err := e.Commit([]engine.Change{{Name: "after-crash", Raw: []byte("x")}}); err != nil {
+		return fmt.Errorf("commit after recovery: %w", err)
+	}
+	e.Close()
+	e, err = engine.Open(dbDir, o)
+	if err != nil {
+		return fmt.Errorf("second recovery: %w", err)
+	}
+	s, _ := e.Current()
+	got, err := contents(e, s)
+	if err != nil {
+		return err
+	}
+	if s.ID != cur.ID+1 || got["after-crash"] != "x" {
+		return fmt.Errorf("after a commit and reopen: snapshot %d (want %d) %v", s.ID, cur.ID+1, got)
+	}
+	return nil
+}
+
+func checkModel(e *engine.Engine, m *model) error {
+	s, ok := e.Current()
+	if !ok {
+		if m.ackedID != 0 {
+			return fmt.Errorf("no snapshot recovered; snapshot %d was acknowledged", m.ackedID)
+		}
+		return nil
+	}
+	got, err := contents(e, s)
+	if err != nil {
+		return fmt.Errorf("reading recovered snapshot %d: %w", s.ID, err)
+	}
+	switch {
+	case s.ID == m.ackedID && maps.Equal(got, m.acked):
+	case m.inflight != nil && s.ID == m.inflightID && maps.Equal(got, m.inflight):
+	default:
+		return fmt.Errorf("recovered snapshot %d %v; acknowledged %d %v, in flight %d %v", s.ID, got, m.ackedID, m.acked, m.inflightID, m.inflight)
+	}
+	return nil
+}
+
+func val(name string, i, size int) string {
+	return fmt.Sprintf("%s=%d;", name, i) + strings.Repeat(string(rune('a'+i%26)), size)
+}
+
+var workloads = []workload{
+	{"one save", engine.Options{}, func(w *env) error {
+		if err := w.open(); err != nil {
+			return err
+		}
+		return w.commit(map[string]string{"a": val("a", 1, 10), "b": val("b", 1, 5000)})
+	}},
+	{"three saves", engine.Options{}, func(w *env) error {
+		if err := w.open(); err != nil {
+			return err
+		}
+		for i := 1; i <= 3; i++ {
+			if err := w.commit(map[string]string{"a": val("a", i, 100), fmt.Sprint("s", i): val("s", i, 3000)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
+	{"manifest rollover", engine.Options{ManifestLimit: 1}, func(w *env) error {
+		if err := w.open(); err != nil {
+			return err
+		}
+		for i := 1; i <= 8; i++ {
+			if err := w.commit(map[string]string{"a": val("a", i, 10)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
+	{"gc and compaction", engine.Options{Retain: 1, Level: segment.LevelNone}, func(w *env) error {
+		if err := w.open(); err != nil {
+			return err
+		}
+		first := map[string]string{}
+		for k := 0; k < 4; k++ {
+			first[fmt.Sprint("s", k)] = val("s", k, 2000)
+		}
+		if err := w.commit(first); err != nil {
+			return err
+		}
+		for i := 1; i <= 6; i++ {
+			if err := w.commit(map[string]string{fmt.Sprint("s", i%2): val("s", 10+i, 2000)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
+	{"reopen and read old snapshots", engine.Options{Retain: 3}, func(w *env) error {
+		if err := w.open(); err != nil {
+			return err
+		}
+		for i := 1; i <= 2; i++ {
+			if err := w.commit(map[string]string{"a": val("a", i, 50)}); err != nil {
+				return err
+			}
+		}
+		if err := w.open(); err != nil { // recovery's own writes are crash points too
+			return err
+		}
+		if err := w.readOld(); err != nil {
+			return err
+		}
+		if err := w.commit(map[string]string{"b": val("b", 3, 50)}); err != nil {
+			return err
+		}
+		if err := w.open(); err != nil {
+			return err
+		}
+		return w.readOld()
+	}},
+}
+
+func TestCrashPointsEnumerated(t *testing.T) {
+	kinds := crashKinds()
+	for _, wl := range workloads {
+		t.Run(strings.ReplaceAll(wl.name, " ", "-"), func(t *testing.T) {
+			n := countOps(t, wl)
+			for at := int64(1); at <= n; at++ {
+				crashAt(t, wl, at, kinds)
+			}
+			t.Logf("%d crash points, %d crash states each", n, len(kinds))
+		})
+	}
+}
+
+// fuzzWorkload decodes a workload from fuzz input: options, then steps
+// (commits of up to three changes, reopens, reads of old snapshots, empty
+// commits), at most 20.
+func fuzzWorkload(data []byte) workload {
+	next := func() byte {
+		if len(data) == 0 {
+			return 0
+		}
+		b := data[0]
+		data = data[1:]
+		return b
+	}
+	flags := next()
+	opts := engine.Options{Retain: 1 + int(flags%3)}
+	if flags&4 != 0 {
+		opts.ManifestLimit = 1
+	}
+	if flags&8 != 0 {
+		opts.Level = segment.LevelNone
+	}
+	type step struct {
+		op      byte
+		changes map[string]string
+	}
+	var steps []step
+	for i := 0; len(data) > 0 && i < 20; i++ {
+		st := step{op: next() % 5}
+		if st.op <= 1 {
+			st.changes = map[string]string{}
+			for n := 1 + int(next()%3); n > 0; n-- {
+				name := fmt.Sprint("s", next()%6)
+				st.changes[name] = val(name, i, int(next())*23%4000)
+			}
+		}
+		steps = append(steps, st)
+	}
+	return workload{name: "fuzzed", opts: opts, run: func(w *env) error {
+		if err := w.open(); err != nil {
+			return err
+		}
+		for _, st := range steps {
+			var err error
+			switch st.op {
+			case 0, 1:
+				err = w.commit(st.changes)
+			case 2:
+				err = w.open()
+			case 3:
+				err = w.readOld()
+			case 4:
+				err = w.commit(nil)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
+func FuzzCrashRecovery(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 0, 1, 2, 1, 2, 3, 4}, uint16(5), byte(0))
+	f.Add([]byte{5, 0, 2, 1, 9, 0, 1, 2, 2, 1, 3, 0, 2, 5, 200, 3}, uint16(40), byte(3))
+	f.Add([]byte{14, 1, 1, 0, 255, 1, 1, 1, 255, 1, 1, 2, 255, 0, 1, 3, 255}, uint16(77), byte(9))
+	kinds := crashKinds()
+	f.Fuzz(func(t *testing.T, data []byte, at uint16, kind byte) {
+		wl := fuzzWorkload(data)
+		n := countOps(t, wl)
+		crashAt(t, wl, 1+int64(at)%n, []vfs.CrashOptions{kinds[int(kind)%len(kinds)]})
+	})
+}

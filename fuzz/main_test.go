@@ -1,0 +1,24 @@
+package fuzz
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv("INSTADUMP_FUZZ_CHILD"); role != "" {
+		os.Exit(child(role))
+	}
+	code := m.Run()
+	if figures.crashPoints.Load()+figures.injected.Load()+figures.flipped.Load()+figures.killRounds.Load() > 0 {
+		fmt.Printf("crash figures: %d crash points enumerated, %d crash states checked, %d injected errors, %d bits flipped (%d detected or harmless), %d kill -9 rounds (%d recovered the in-flight save)\n",
+			figures.crashPoints.Load(), figures.crashStates.Load(), figures.injected.Load(),
+			figures.flipped.Load(), figures.flipDetected.Load(), figures.killRounds.Load(), figures.killInflight.Load())
+	}
+	os.Exit(code)
+}
+
+func child(role string) int {
+	return 2
+}
