@@ -112,7 +112,7 @@ func (w *env) readOld() error {
 			return err
 		}
 		if !maps.Equal(got, want) {
-			return fmt.Errorf("snapshot %d reads %v, was %v", s.ID, got, want)
+			return fmt.Errorf("snapshot %d reads %s, was %s", s.ID, brief(got), brief(want))
 		}
 	}
 	return nil
@@ -294,7 +294,7 @@ func checkRecovery(fsys *vfs.MemFS, opts engine.Options, m *model) error {
 		return err
 	}
 	if s.ID != cur.ID+1 || got["after-crash"] != "x" {
-		return fmt.Errorf("after a commit and reopen: snapshot %d (want %d) %v", s.ID, cur.ID+1, got)
+		return fmt.Errorf("after a commit and reopen: snapshot %d (want %d) %s", s.ID, cur.ID+1, brief(got))
 	}
 	return nil
 }
@@ -315,9 +315,22 @@ func checkModel(e *engine.Engine, m *model) error {
 	case s.ID == m.ackedID && maps.Equal(got, m.acked):
 	case m.inflight != nil && s.ID == m.inflightID && maps.Equal(got, m.inflight):
 	default:
-		return fmt.Errorf("recovered snapshot %d %v; acknowledged %d %v, in flight %d %v", s.ID, got, m.ackedID, m.acked, m.inflightID, m.inflight)
+		return fmt.Errorf("recovered snapshot %d %s; acknowledged %d %s, in flight %d %s", s.ID, brief(got), m.ackedID, brief(m.acked), m.inflightID, brief(m.inflight))
 	}
 	return nil
+}
+
+// brief shows a model's contents with values cut short.
+func brief(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range sortedKeys(m) {
+		v := m[k]
+		if len(v) > 12 {
+			v = fmt.Sprintf("%s…(%d bytes)", v[:12], len(v))
+		}
+		fmt.Fprintf(&b, "%s:%s ", k, v)
+	}
+	return "{" + strings.TrimSpace(b.String()) + "}"
 }
 
 func val(name string, i, size int) string {
