@@ -12,7 +12,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if figures.crashPoints.Load()+figures.injected.Load()+figures.flipped.Load()+figures.killRounds.Load() > 0 {
-		fmt.Printf("crash figures: %d crash points enumerated, %d crash states checked, %d injected errors, %d bits flipped (%d detected or harmless), %d kill -9 rounds (%d recovered the in-flight save)\n",
+		fmt.Printf("crash figures: %d crash points enumerated, %d crash states checked, %d injected errors, %d bits flipped (%d detected; the rest read back intact), %d kill -9 rounds (%d recovered the in-flight save)\n",
 			figures.crashPoints.Load(), figures.crashStates.Load(), figures.injected.Load(),
 			figures.flipped.Load(), figures.flipDetected.Load(), figures.killRounds.Load(), figures.killInflight.Load())
 	}

@@ -216,6 +216,11 @@ func DecodeCurrent(data []byte, file string) (uint64, error) {
 	if !ok {
 		return 0, errs.Corruptf(file, int64(len(lines[0])), "bad manifest name %q", strings.TrimSuffix(lines[1], "\n"))
 	}
+	// Exactly as written: a changed letter case or an extra zero that
+	// parses to the same values is damage too.
+	if string(EncodeCurrent(num)) != s {
+		return 0, errs.Corruptf(file, 0, "CURRENT is not in its canonical form")
+	}
 	return num, nil
 }
 

@@ -358,6 +358,12 @@ func TestCurrent(t *testing.T) {
 			t.Fatalf("flip %d: %v", i, err)
 		}
 	}
+	// A flipped letter case in the checksum parses to the same number:
+	// still damage (found by the bit-flip tests).
+	upper := strings.ToUpper(string(data[len(data)-17:]))
+	if _, err := DecodeCurrent(append(bytes.Clone(data[:len(data)-17]), upper...), "CURRENT"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("upper-case checksum: %v", err)
+	}
 	v2 := strings.Replace(string(data), "CURRENT 1", "CURRENT 2", 1)
 	body := v2[:strings.LastIndex(v2, "xxh64")]
 	v2 = body + fmt.Sprintf("xxh64 %016x\n", xxhashSumString(body))
