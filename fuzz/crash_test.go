@@ -51,14 +51,16 @@ type env struct {
 	m    *model
 }
 
-func (w *env) open() error {
+func (w *env) open() error { return w.openAt(dbDir) }
+
+func (w *env) openAt(dir string) error {
 	if w.e != nil {
 		w.e.Close()
 		w.e = nil
 	}
 	o := w.opts
 	o.FS = w.fs
-	e, err := engine.Open(dbDir, o)
+	e, err := engine.Open(dir, o)
 	if err != nil {
 		return err
 	}

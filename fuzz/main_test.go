@@ -20,5 +20,10 @@ func TestMain(m *testing.M) {
 }
 
 func child(role string) int {
+	switch role {
+	case "kill":
+		return killChild(os.Getenv("INSTADUMP_KILL_DIR"))
+	}
+	fmt.Fprintln(os.Stderr, "unknown child role", role)
 	return 2
 }
