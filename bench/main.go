@@ -1,0 +1,93 @@
+// Command bench measures instadump against what a user would otherwise
+// write (gob to a temp file, fsync, rename) and against embedded stores
+// (bbolt, Pebble), on the same work in the same run, interleaved, and
+// prints a table of medians with their min–max spread:
+//
+//	cd bench && go run . [flags]
+//	cd bench && go run . -md ../BENCHMARKS.md   # also write the table
+//
+// It lives in its own module so that the peers never enter instadump's.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+var (
+	flagRuns     = flag.Int("runs", 5, "rounds; medians are over these")
+	flagAEntries = flag.Int("a-entries", 1_000_000, "workload A: map entries")
+	flagBStates  = flag.Int("b-states", 1000, "workload B: states")
+	flagBSize    = flag.Int("b-size", 100<<10, "workload B: bytes per state")
+	flagCMB      = flag.Int("c-mb", 64, "workload C: MiB")
+	flagSaves    = flag.Int("disk-saves", 50, "saves of B changing 10% before measuring disk use")
+	flagOnly     = flag.String("only", "ABC", "workloads to run")
+	flagMD       = flag.String("md", "", "also write the results as Markdown to this file")
+	flagDir      = flag.String("dir", "", "directory for the stores (default: a temp dir)")
+)
+
+func main() {
+	flag.Parse()
+	dir := *flagDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "instadump-bench-")
+		if err != nil {
+			fail(err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	var reports []*report
+	for _, name := range *flagOnly {
+		var w *workload
+		switch name {
+		case 'A':
+			w = workloadA(*flagAEntries)
+		case 'B':
+			w = workloadB(*flagBStates, *flagBSize)
+		case 'C':
+			w = workloadC(*flagCMB)
+		default:
+			fail(fmt.Errorf("unknown workload %c", name))
+		}
+		fmt.Fprintf(os.Stderr, "workload %s: %s\n", w.name, w.about)
+		rep, err := runWorkload(w, filepath.Join(dir, w.name))
+		if err != nil {
+			fail(fmt.Errorf("workload %s: %w", w.name, err))
+		}
+		reports = append(reports, rep)
+		runtime.GC()
+	}
+	md := render(reports)
+	fmt.Print(md)
+	if *flagMD != "" {
+		head := fmt.Sprintf("# Benchmarks\n\nMachine: %s, %d cores, %s. Command: `cd bench && go run . %s`. "+
+			"Each cell is the median of %d interleaved rounds, with the min–max spread.\n\n",
+			cpuModel(), runtime.NumCPU(), runtime.Version(), strings.Join(os.Args[1:], " "), *flagRuns)
+		if err := os.WriteFile(*flagMD, []byte(head+md), 0o644); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
