@@ -216,3 +216,29 @@ func BenchmarkSaveIncremental(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSaveOneOfMany: 1000 states of about 10 KB; each save changes
+// one. Measures the fixed cost of a save.
+func BenchmarkSaveOneOfMany(b *testing.B) {
+	db, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	states := make([]*State[[]benchRecord], 1000)
+	for i := range states {
+		states[i], _ = NewState(db, fmt.Sprintf("s%04d", i), makeRecords(130, int64(i)))
+	}
+	if _, err := db.Save(); err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for b.Loop() {
+		s := states[n%len(states)]
+		s.Set(s.Get())
+		n++
+		if _, err := db.Save(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

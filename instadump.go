@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ type DB struct {
 
 	mu     sync.Mutex // held by writers, transactions and a Save's capture
 	states map[string]stateBase
+	sorted []stateBase // the registered states, by name
 
 	saveMu sync.Mutex // serialises Save, Reload, ReloadFrom and Close
 	closed atomic.Bool
@@ -140,20 +140,14 @@ func (db *DB) register(s stateBase) error {
 	s.bind(db)
 	old.Unlock()
 	db.states[name] = s
+	i, _ := slices.BinarySearchFunc(db.sorted, name, func(x stateBase, n string) int { return strings.Compare(x.stateName(), n) })
+	db.sorted = slices.Insert(db.sorted, i, s)
 	return nil
 }
 
 // registered returns the registered states, sorted by name. Call with
-// db.mu held.
-func (db *DB) registered() []stateBase {
-	out := make([]stateBase, 0, len(db.states))
-	for _, name := range slices.Sorted(maps.Keys(db.states)) {
-		if s := db.states[name]; s != nil {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+// db.mu held; don't modify the slice.
+func (db *DB) registered() []stateBase { return db.sorted }
 
 // Save writes one consistent snapshot of every state and returns once it
 // is durable. Only the states changed since the last snapshot are
@@ -256,7 +250,7 @@ func (db *DB) ReloadFrom(id uint64) error {
 
 func (db *DB) reloadFrom(snap manifest.Snapshot, isCurrent bool) error {
 	db.mu.Lock()
-	states := db.registered()
+	states := slices.Clone(db.registered()) // used after the lock is let go
 	db.mu.Unlock()
 	var missing []string
 	for _, s := range states {

@@ -242,15 +242,14 @@ func (e *Engine) collect() {
 	if len(drop) == 0 {
 		return
 	}
+	// No directory sync: a removal that a crash undoes leaves an orphan,
+	// which the next open removes.
 	for _, r := range drop {
 		r.f.Close()
 		name := segment.FileName(r.ID())
 		if err := e.fs.Remove(e.path(name)); err != nil {
 			e.log.Warn("instadump: cannot delete an unused segment; the next open will", "file", name, "err", err)
 		}
-	}
-	if err := e.fs.SyncDir(e.dir); err != nil {
-		e.log.Warn("instadump: syncing the directory after deleting segments", "err", err)
 	}
 }
 

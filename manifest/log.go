@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/instadump/instadump/internal/errs"
@@ -276,19 +278,21 @@ func (rep *Replayed) fold(file string, keep int) error {
 
 // Diff returns the delta record that turns snapshot prev into next: the
 // states of next whose location differs from prev's, and the states of
-// prev that next lacks.
+// prev that next lacks, each sorted by name. It sorts only what changed.
 func Diff(prev, next *Snapshot) Record {
 	rec := Record{Kind: Delta, Snapshot: next.ID, Time: next.Time, NextSegment: next.NextSegment, Written: next.Written, Retained: next.Retained}
-	for _, name := range sortedNames(next.States) {
-		if s := next.States[name]; prev.States[name] != s {
+	for name, s := range next.States {
+		if p, ok := prev.States[name]; !ok || p != s {
 			rec.States = append(rec.States, s)
 		}
 	}
-	for _, name := range sortedNames(prev.States) {
+	slices.SortFunc(rec.States, func(a, b StateRef) int { return strings.Compare(a.Name, b.Name) })
+	for name := range prev.States {
 		if _, ok := next.States[name]; !ok {
 			rec.Removed = append(rec.Removed, name)
 		}
 	}
+	slices.Sort(rec.Removed)
 	return rec
 }
 
