@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -137,7 +138,7 @@ func (db *DB) register(s stateBase) error {
 	if stored {
 		s.install(v, true)
 	}
-	s.bind(db)
+	s.bind(db, stored)
 	old.Unlock()
 	db.states[name] = s
 	i, _ := slices.BinarySearchFunc(db.sorted, name, func(x stateBase, n string) int { return strings.Compare(x.stateName(), n) })
@@ -184,12 +185,15 @@ func (db *DB) save() (Snapshot, error) {
 		names[i] = c.name
 	}
 	snap, err := db.eng.CommitFunc(names, func(w *segment.Writer) error {
-		for _, c := range caps {
+		ahead := startEncodeAhead(caps)
+		defer ahead.stop()
+		for i, c := range caps {
 			vw, err := w.Value(c.name)
 			if err != nil {
 				return err
 			}
 			err = c.writeTo(vw)
+			ahead.consumed(i)
 			if cerr := vw.Close(); err == nil {
 				err = cerr
 			}
@@ -208,6 +212,75 @@ func (db *DB) save() (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	return toSnapshot(snap), nil
+}
+
+// aheadBudget bounds the bytes encoded ahead of the segment writer.
+const aheadBudget = 32 << 20
+
+// encodeAhead encodes captures into buffers on another core while the
+// Save streams the current one into the segment, staying at most
+// aheadBudget bytes ahead. The Save then copies the buffered ones.
+type encodeAhead struct {
+	caps     []*capture
+	mu       sync.Mutex
+	cond     *sync.Cond
+	buffered int64 // bytes encoded ahead and not yet consumed
+	at       int   // the capture the Save is at
+	quit     bool
+	done     chan struct{}
+}
+
+func startEncodeAhead(caps []*capture) *encodeAhead {
+	a := &encodeAhead{caps: caps, done: make(chan struct{})}
+	a.cond = sync.NewCond(&a.mu)
+	if len(caps) < 2 || runtime.GOMAXPROCS(0) < 2 {
+		close(a.done)
+		return a
+	}
+	go func() {
+		defer close(a.done)
+		for i := 1; i < len(caps); i++ {
+			a.mu.Lock()
+			for !a.quit && i > a.at+1 && a.buffered > aheadBudget {
+				a.cond.Wait()
+			}
+			quit, behind := a.quit, i <= a.at
+			a.mu.Unlock()
+			if quit {
+				return
+			}
+			if behind {
+				continue // the Save got there first
+			}
+			caps[i].run()
+			a.mu.Lock()
+			if i > a.at { // not consumed yet
+				a.buffered += caps[i].buffered()
+			}
+			a.mu.Unlock()
+		}
+	}()
+	return a
+}
+
+// consumed says the Save has written capture i.
+func (a *encodeAhead) consumed(i int) {
+	a.mu.Lock()
+	a.at = i
+	if i > 0 {
+		a.buffered -= a.caps[i].buffered()
+		a.buffered = max(a.buffered, 0)
+	}
+	a.cond.Broadcast()
+	a.mu.Unlock()
+}
+
+func (a *encodeAhead) stop() {
+	a.mu.Lock()
+	a.quit = true
+	a.cond.Broadcast()
+	a.mu.Unlock()
+	<-a.done
 }
 
 // Reload sets every registered state back to its value in the last

@@ -184,3 +184,33 @@ func TestSetupNamesFailedStates(t *testing.T) {
 	// The directory is not left locked.
 	openT(t, dir).Close()
 }
+
+// A DefState saved in one DB is written to the next one Setup opens, not
+// taken as already saved there (found running the tests twice in one
+// process).
+func TestDefStateMovesToANewDB(t *testing.T) {
+	first, second := t.TempDir(), t.TempDir()
+	if err := Setup(first); err != nil {
+		t.Fatal(err)
+	}
+	defA.Set(42)
+	if _, err := SaveAll(); err != nil {
+		t.Fatal(err)
+	}
+	Shutdown()
+	if err := Setup(second); err != nil {
+		t.Fatal(err)
+	}
+	defer Shutdown()
+	if _, err := SaveAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ReloadAll(); err != nil {
+		t.Fatalf("ReloadAll in the second DB: %v", err)
+	}
+	Shutdown()
+	db := openT(t, second)
+	if got := newStateT(t, db, "default-test-a", 0).Get(); got != 42 {
+		t.Fatalf("the second DB holds %d", got)
+	}
+}

@@ -40,7 +40,7 @@ var unboundMu sync.Mutex
 type stateBase interface {
 	stateName() string
 	mutex() *sync.Mutex
-	bind(db *DB)
+	bind(db *DB, loaded bool)
 	// The following run with the state's lock held.
 	capture() *capture
 	release(c *capture, committed bool)
@@ -114,7 +114,17 @@ func (s *State[T]) Update(fn func(T) T) T {
 func (s *State[T]) stateName() string  { return s.name }
 func (s *State[T]) mutex() *sync.Mutex { return s.mu.Load() }
 func (s *State[T]) dirty() bool        { return s.version != s.saved }
-func (s *State[T]) bind(db *DB)        { s.db.Store(db); s.mu.Store(&db.mu) }
+
+// bind moves the state to db. Its value, unless just loaded from db's
+// snapshot, is dirty there: the next Save writes it.
+func (s *State[T]) bind(db *DB, loaded bool) {
+	if !loaded && s.db.Load() != nil { // a DefState moving to a new DB
+		s.version++
+	}
+	s.pending = nil
+	s.db.Store(db)
+	s.mu.Store(&db.mu)
+}
 
 // install sets a value that decode or SetIn boxed as a *T (a T in an
 // interface could not hold a nil interface value).
@@ -162,6 +172,7 @@ type capture struct {
 	encodeTo func(io.Writer) error
 	once     sync.Once
 	buf      *chunkBuf // encoded ahead by a writer
+	size     int64     // bytes in buf, fixed once encoded
 	streamed bool      // encoded by the Save itself
 	err      error
 }
@@ -171,8 +182,15 @@ func (c *capture) run() {
 	c.once.Do(func() {
 		c.buf = &chunkBuf{}
 		c.err = c.encodeTo(c.buf)
+		for _, ch := range c.buf.chunks {
+			c.size += int64(len(ch))
+		}
 	})
 }
+
+// buffered returns the bytes a writer or the encode-ahead helper
+// buffered for the capture. Call it only after run or writeTo.
+func (c *capture) buffered() int64 { return c.size }
 
 // writeTo writes the encoded value to w, encoding it straight into w if
 // no writer did first.

@@ -71,9 +71,15 @@ type job struct {
 }
 
 var (
-	bufPool sync.Pool // *[]byte, compression outputs
-	rawPool sync.Pool // *[]byte, ValueWriter chunks
+	bufPool   sync.Pool // *[]byte, compression outputs
+	rawPool   sync.Pool // *[]byte, ValueWriter chunks of ChunkSize
+	smallPool sync.Pool // *[]byte, a ValueWriter's first smallChunk bytes
 )
+
+// smallChunk is the capacity a value's first buffer starts with: most
+// values are small, and a fresh ChunkSize buffer for each would touch
+// megabytes of new memory per save.
+const smallChunk = 64 << 10
 
 // NewWriter writes a segment header to w and returns a Writer for the
 // values. The caller must call Finish (and then sync the file).
@@ -193,24 +199,38 @@ func (vw *ValueWriter) Write(p []byte) (int, error) {
 		return 0, ErrFinished
 	}
 	n := len(p)
+	size := vw.w.opts.ChunkSize
 	for len(p) > 0 {
-		if len(vw.buf) == vw.w.opts.ChunkSize {
+		if len(vw.buf) == size {
 			vw.flush(false) // only now is it known that more follows
 		}
-		if vw.buf == nil {
-			if b, ok := rawPool.Get().(*[]byte); ok && cap(*b) >= vw.w.opts.ChunkSize {
-				vw.buf = (*b)[:0]
-			} else {
-				vw.buf = make([]byte, 0, vw.w.opts.ChunkSize)
-			}
+		switch {
+		case vw.buf == nil && vw.first && size > smallChunk:
+			vw.buf = getBuf(&smallPool, smallChunk)
+		case vw.buf == nil:
+			vw.buf = getBuf(&rawPool, size)
+		case len(vw.buf) == cap(vw.buf) && cap(vw.buf) < size:
+			// The value outgrew its small first buffer.
+			big := append(getBuf(&rawPool, size), vw.buf...)
+			small := vw.buf
+			smallPool.Put(&small)
+			vw.buf = big
 		}
-		k := copy(vw.buf[len(vw.buf):vw.w.opts.ChunkSize], p)
+		k := copy(vw.buf[len(vw.buf):min(cap(vw.buf), size)], p)
 		vw.buf = vw.buf[:len(vw.buf)+k]
 		vw.d.Write(p[:k])
 		vw.v.rawLen += int64(k)
 		p = p[k:]
 	}
 	return n, nil
+}
+
+// getBuf returns an empty buffer of capacity n from pool, or a new one.
+func getBuf(pool *sync.Pool, n int) []byte {
+	if b, ok := pool.Get().(*[]byte); ok && cap(*b) == n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
 }
 
 // Close ends the value.
@@ -274,7 +294,11 @@ func (w *Writer) writeLoop() {
 		}
 		if j.ownRaw {
 			raw := j.raw
-			rawPool.Put(&raw)
+			if cap(raw) == smallChunk {
+				smallPool.Put(&raw)
+			} else {
+				rawPool.Put(&raw)
+			}
 		}
 		if j.last {
 			w.entries = append(w.entries, Entry{
