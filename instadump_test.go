@@ -435,3 +435,27 @@ func TestInterfaceStates(t *testing.T) {
 		t.Fatalf("reload of a nil interface: %v, a=%v", err, a.Get())
 	}
 }
+
+// A large map is encoded on several cores: the bytes decode to the same
+// map.
+func TestLargeMapRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	m := make(map[int]string, 3*splitMapMin)
+	for i := 0; i < 3*splitMapMin+17; i++ {
+		m[i] = fmt.Sprint("v", i)
+	}
+	newStateT(t, db, "m", m)
+	saveT(t, db)
+	db.Close()
+	db = openT(t, dir)
+	got := newStateT(t, db, "m", map[int]string(nil)).Get()
+	if len(got) != len(m) {
+		t.Fatalf("%d entries back, want %d", len(got), len(m))
+	}
+	for k, v := range m {
+		if got[k] != v {
+			t.Fatalf("entry %d: %q, want %q", k, got[k], v)
+		}
+	}
+}

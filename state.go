@@ -1,7 +1,6 @@
 package instadump
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"reflect"
@@ -207,24 +206,6 @@ func (c *capture) writeTo(w io.Writer) error {
 	}
 	return nil
 }
-
-// encodeTo writes v's msgpack encoding to w.
-func encodeTo(w io.Writer, v any) error {
-	bw := bufioPool.Get().(*bufio.Writer)
-	bw.Reset(w)
-	enc := msgpack.GetEncoder()
-	enc.Reset(bw)
-	err := enc.Encode(v)
-	msgpack.PutEncoder(enc)
-	if err == nil {
-		err = bw.Flush()
-	}
-	bw.Reset(nil)
-	bufioPool.Put(bw)
-	return err
-}
-
-var bufioPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // chunkBuf is an in-memory buffer of fixed-size chunks from a pool: it
 // never copies what it holds to grow, and touches no fresh memory once the
