@@ -11,6 +11,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/fileheader"
 	"github.com/instadump/instadump/segment"
 )
 
@@ -130,29 +131,11 @@ func ParseFileName(name string) (uint64, bool) {
 	return n, err == nil
 }
 
-func appendHeader(b []byte, num uint64) []byte {
-	h := make([]byte, HeaderSize)
-	copy(h, Magic)
-	le.PutUint16(h[8:], Version)
-	le.PutUint64(h[16:], num)
-	le.PutUint64(h[24:], xxhash.Sum64(h[:24]))
-	return append(b, h...)
-}
+func appendHeader(b []byte, id uint64) []byte { return fileheader.Append(b, Magic, Version, id) }
 
+// parseHeader checks a header and returns the file number.
 func parseHeader(h []byte, file string) (uint64, error) {
-	if string(h[:8]) != Magic {
-		return 0, errs.CorruptCause(ErrBadMagic, file, 0, "not a manifest file: bad magic % x", h[:8])
-	}
-	if got, want := le.Uint64(h[24:]), xxhash.Sum64(h[:24]); got != want {
-		return 0, errs.CorruptCause(ErrChecksum, file, 24, "header checksum %016x, want %016x", got, want)
-	}
-	if v := le.Uint16(h[8:]); v != Version {
-		return 0, &errs.VersionError{File: file, Offset: 8, What: "manifest format version", Got: uint64(v), Max: Version}
-	}
-	if le.Uint16(h[10:]) != 0 || le.Uint32(h[12:]) != 0 {
-		return 0, errs.Corruptf(file, 10, "reserved header bytes are not zero")
-	}
-	return le.Uint64(h[16:]), nil
+	return fileheader.Parse(h, file, "manifest", Magic, Version)
 }
 
 // frameSum is the checksum of a frame: its length field, then payload.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/fileheader"
 )
 
 // These constants are part of the wire format and must not change.
@@ -60,30 +61,11 @@ type Entry struct {
 	RawSum    uint64 // xxhash64 of the raw bytes
 }
 
-func appendHeader(b []byte, id uint64) []byte {
-	h := make([]byte, HeaderSize)
-	copy(h, Magic)
-	le.PutUint16(h[8:], Version)
-	le.PutUint64(h[16:], id)
-	le.PutUint64(h[24:], xxhash.Sum64(h[:24]))
-	return append(b, h...)
-}
+func appendHeader(b []byte, id uint64) []byte { return fileheader.Append(b, Magic, Version, id) }
 
 // parseHeader checks a header and returns the segment ID.
 func parseHeader(h []byte, file string) (uint64, error) {
-	if string(h[:8]) != Magic {
-		return 0, errs.CorruptCause(ErrBadMagic, file, 0, "not a segment file: bad magic % x", h[:8])
-	}
-	if got, want := le.Uint64(h[24:]), xxhash.Sum64(h[:24]); got != want {
-		return 0, errs.CorruptCause(ErrChecksum, file, 24, "header checksum %016x, want %016x", got, want)
-	}
-	if v := le.Uint16(h[8:]); v != Version {
-		return 0, &errs.VersionError{File: file, Offset: 8, What: "segment format version", Got: uint64(v), Max: Version}
-	}
-	if le.Uint16(h[10:]) != 0 || le.Uint32(h[12:]) != 0 {
-		return 0, errs.Corruptf(file, 10, "reserved header bytes are not zero")
-	}
-	return le.Uint64(h[16:]), nil
+	return fileheader.Parse(h, file, "segment", Magic, Version)
 }
 
 func appendTrailer(b []byte, indexOff, indexLen int64, indexSum, id uint64) []byte {
