@@ -145,16 +145,26 @@ var ErrFileMissing = errors.New("instadump: file is missing")
 
 func (e *Engine) path(name string) string { return filepath.Join(e.dir, name) }
 
-func (e *Engine) readFile(name string) ([]byte, error) {
+// openSized opens file name of the directory read-only, with its size.
+func (e *Engine) openSized(name string) (vfs.File, int64, error) {
 	f, err := e.fs.Open(e.path(name))
+	if err != nil {
+		return nil, 0, err
+	}
+	size, err := f.Size()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, size, nil
+}
+
+func (e *Engine) readFile(name string) ([]byte, error) {
+	f, size, err := e.openSized(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
 	if name == CurrentFile && size > manifest.MaxCurrentSize {
 		return nil, errs.Corruptf(e.path(name), manifest.MaxCurrentSize, "CURRENT is %d bytes, more than %d", size, manifest.MaxCurrentSize)
 	}
@@ -268,15 +278,11 @@ func (e *Engine) recoverFresh(d *dirState) error {
 }
 
 func (e *Engine) replayFile(name string) (*manifest.Replayed, error) {
-	f, err := e.fs.Open(e.path(name))
+	f, size, err := e.openSized(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
 	return manifest.Replay(f, size, e.path(name), e.opts.Retain)
 }
 

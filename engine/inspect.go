@@ -39,15 +39,11 @@ func (e *Engine) SegmentFiles() ([]SegmentFile, error) {
 		if !ok {
 			continue
 		}
-		f, err := e.fs.Open(e.path(n))
+		f, size, err := e.openSized(n)
 		if err != nil {
 			continue // deleted since the listing
 		}
-		size, err := f.Size()
 		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("instadump: size of %s: %w", e.path(n), err)
-		}
 		out = append(out, SegmentFile{ID: id, Name: n, Size: size})
 	}
 	return out, nil
@@ -65,15 +61,11 @@ func (e *Engine) ReadManifest() (*manifest.Replayed, string, error) {
 		return nil, "", err
 	}
 	name := manifest.FileName(num)
-	f, err := e.fs.Open(e.path(name))
+	f, size, err := e.openSized(name)
 	if err != nil {
 		return nil, "", errs.CorruptCause(ErrFileMissing, e.path(name), 0, "manifest %s named by CURRENT cannot be opened: %v", name, err)
 	}
 	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return nil, "", err
-	}
 	rep, err := manifest.Replay(f, size, e.path(name), 0)
 	return rep, e.path(name), err
 }
