@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
+
+	"github.com/instadump/instadump/inspect"
 )
 
 var cmdDiff = &command{
@@ -20,24 +22,21 @@ var cmdDiff = &command{
 			fmt.Fprintf(e.stderr, "instadump-inspect diff: %v\n", err)
 			return 2
 		}
-		db, ok := e.open(args[0])
-		if !ok {
-			return 1
-		}
-		defer db.Close()
-		diffs, err := db.Diff(a, b)
-		if err != nil {
-			return e.fail(err)
-		}
-		if e.opts.json {
-			return e.printJSON(diffs)
-		}
-		tw := e.table()
-		fmt.Fprintln(tw, "NAME\tCHANGE")
-		for _, d := range diffs {
-			fmt.Fprintf(tw, "%s\t%s\n", d.Name, d.Change)
-		}
-		tw.Flush()
-		return 0
+		return e.withDB(args[0], func(db *inspect.DB) int {
+			diffs, err := db.Diff(a, b)
+			if err != nil {
+				return e.fail(err)
+			}
+			if e.opts.json {
+				return e.printJSON(diffs)
+			}
+			tw := e.table()
+			fmt.Fprintln(tw, "NAME\tCHANGE")
+			for _, d := range diffs {
+				fmt.Fprintf(tw, "%s\t%s\n", d.Name, d.Change)
+			}
+			tw.Flush()
+			return 0
+		})
 	},
 }

@@ -148,17 +148,19 @@ func interleave(fs *flag.FlagSet, args []string) []string {
 	return append(flags, pos...)
 }
 
-// open opens DIR, printing a warning if it had to fall back.
-func (e *env) open(dir string) (*inspect.DB, bool) {
+// withDB opens dir, printing a warning if it had to fall back, runs f on
+// it and closes it; it returns f's exit status, or 1 if dir does not open.
+func (e *env) withDB(dir string, f func(*inspect.DB) int) int {
 	db, err := inspect.Open(dir)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "instadump-inspect: %v\n", err)
-		return nil, false
+		return 1
 	}
+	defer db.Close()
 	if w := db.Warning(); w != nil {
 		fmt.Fprintf(e.stderr, "instadump-inspect: WARNING: %v\n", w)
 	}
-	return db, true
+	return f(db)
 }
 
 func (e *env) fail(err error) int {

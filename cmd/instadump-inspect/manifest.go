@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/instadump/instadump/inspect"
 )
 
 var cmdManifest = &command{
@@ -10,31 +11,28 @@ var cmdManifest = &command{
 	about: "list the live manifest's records, one a line",
 	flags: func(fs *flag.FlagSet, o *opts) { jsonFlag(fs, o) },
 	run: func(e *env, args []string) int {
-		db, ok := e.open(args[0])
-		if !ok {
-			return 1
-		}
-		defer db.Close()
-		m, err := db.Manifest()
-		if err != nil {
-			return e.fail(err)
-		}
-		if e.opts.json {
-			var torn string
-			if m.TornTail != nil {
-				torn = m.TornTail.Error()
+		return e.withDB(args[0], func(db *inspect.DB) int {
+			m, err := db.Manifest()
+			if err != nil {
+				return e.fail(err)
 			}
-			return e.printJSON(map[string]any{"file": m.Path, "records": m.Records, "torn_tail": torn})
-		}
-		tw := e.table()
-		fmt.Fprintln(tw, "OFFSET\tKIND\tSNAPSHOT\tTIME\tSTATES\tREMOVED\tBYTES")
-		for _, r := range m.Records {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\n", r.Offset, r.Kind, r.Snapshot, fmtTime(r.Time), r.States, r.Removed, r.Bytes)
-		}
-		tw.Flush()
-		if m.TornTail != nil {
-			fmt.Fprintf(e.stdout, "torn tail (a save that crashed before its commit; ignored): %v\n", m.TornTail)
-		}
-		return 0
+			if e.opts.json {
+				var torn string
+				if m.TornTail != nil {
+					torn = m.TornTail.Error()
+				}
+				return e.printJSON(map[string]any{"file": m.Path, "records": m.Records, "torn_tail": torn})
+			}
+			tw := e.table()
+			fmt.Fprintln(tw, "OFFSET\tKIND\tSNAPSHOT\tTIME\tSTATES\tREMOVED\tBYTES")
+			for _, r := range m.Records {
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\n", r.Offset, r.Kind, r.Snapshot, fmtTime(r.Time), r.States, r.Removed, r.Bytes)
+			}
+			tw.Flush()
+			if m.TornTail != nil {
+				fmt.Fprintf(e.stdout, "torn tail (a save that crashed before its commit; ignored): %v\n", m.TornTail)
+			}
+			return 0
+		})
 	},
 }

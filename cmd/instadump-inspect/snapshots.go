@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/instadump/instadump/inspect"
 	"strings"
 )
 
@@ -11,25 +12,22 @@ var cmdSnapshots = &command{
 	about: "list the retained snapshots: ID, time, states, bytes written, segments referenced",
 	flags: func(fs *flag.FlagSet, o *opts) { jsonFlag(fs, o) },
 	run: func(e *env, args []string) int {
-		db, ok := e.open(args[0])
-		if !ok {
-			return 1
-		}
-		defer db.Close()
-		snaps := db.Snapshots()
-		if e.opts.json {
-			return e.printJSON(snaps)
-		}
-		tw := e.table()
-		fmt.Fprintln(tw, "ID\tTIME\tSTATES\tBYTES\tSEGMENTS")
-		for _, s := range snaps {
-			var segs []string
-			for _, id := range s.Segments {
-				segs = append(segs, fmt.Sprint(id))
+		return e.withDB(args[0], func(db *inspect.DB) int {
+			snaps := db.Snapshots()
+			if e.opts.json {
+				return e.printJSON(snaps)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", s.ID, fmtTime(s.Time), s.States, s.Bytes, strings.Join(segs, ","))
-		}
-		tw.Flush()
-		return 0
+			tw := e.table()
+			fmt.Fprintln(tw, "ID\tTIME\tSTATES\tBYTES\tSEGMENTS")
+			for _, s := range snaps {
+				var segs []string
+				for _, id := range s.Segments {
+					segs = append(segs, fmt.Sprint(id))
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", s.ID, fmtTime(s.Time), s.States, s.Bytes, strings.Join(segs, ","))
+			}
+			tw.Flush()
+			return 0
+		})
 	},
 }

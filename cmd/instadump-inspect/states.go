@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/instadump/instadump/inspect"
 )
 
 var cmdStates = &command{
@@ -10,24 +11,21 @@ var cmdStates = &command{
 	about: "list every state of a snapshot: name, encoded and stored size, segment, the snapshot that last changed it",
 	flags: func(fs *flag.FlagSet, o *opts) { snapshotFlag(fs, o) },
 	run: func(e *env, args []string) int {
-		db, ok := e.open(args[0])
-		if !ok {
-			return 1
-		}
-		defer db.Close()
-		states, err := db.States(e.opts.snapshot)
-		if err != nil {
-			return e.fail(err)
-		}
-		if e.opts.json {
-			return e.printJSON(states)
-		}
-		tw := e.table()
-		fmt.Fprintln(tw, "NAME\tENCODED\tSTORED\tSEGMENT\tCHANGED-IN")
-		for _, s := range states {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", s.Name, s.Encoded, s.Stored, s.Segment, s.ChangedIn)
-		}
-		tw.Flush()
-		return 0
+		return e.withDB(args[0], func(db *inspect.DB) int {
+			states, err := db.States(e.opts.snapshot)
+			if err != nil {
+				return e.fail(err)
+			}
+			if e.opts.json {
+				return e.printJSON(states)
+			}
+			tw := e.table()
+			fmt.Fprintln(tw, "NAME\tENCODED\tSTORED\tSEGMENT\tCHANGED-IN")
+			for _, s := range states {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", s.Name, s.Encoded, s.Stored, s.Segment, s.ChangedIn)
+			}
+			tw.Flush()
+			return 0
+		})
 	},
 }
