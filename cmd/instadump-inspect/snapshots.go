@@ -3,8 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
-	"github.com/instadump/instadump/inspect"
 	"strings"
+
+	"github.com/instadump/instadump/inspect"
 )
 
 var cmdSnapshots = &command{
