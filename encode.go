@@ -68,8 +68,11 @@ func splittable(rv reflect.Value) bool {
 	return true
 }
 
+// batch is splitBatch entries of the map, copied into arrays that are
+// reused from batch to batch (SetIterKey/SetIterValue), so that cutting
+// the map allocates nothing per entry.
 type batch struct {
-	keys, vals []reflect.Value
+	keys, vals reflect.Value // arrays [splitBatch]K and [splitBatch]V
 	n          int
 	out        chunkBuf
 	err        error
@@ -84,8 +87,16 @@ func encodeMapParallel(enc *msgpack.Encoder, bw *bufio.Writer, rv reflect.Value)
 		return err
 	}
 	workers := runtime.GOMAXPROCS(0)
-	jobs := make(chan *batch, 2*workers)
-	order := make(chan *batch, 2*workers)
+	inFlight := 2 * workers
+	jobs := make(chan *batch, inFlight)
+	order := make(chan *batch, inFlight)
+	free := make(chan *batch, inFlight+1)
+	for range inFlight + 1 {
+		free <- &batch{
+			keys: reflect.New(reflect.ArrayOf(splitBatch, rv.Type().Key())).Elem(),
+			vals: reflect.New(reflect.ArrayOf(splitBatch, rv.Type().Elem())).Elem(),
+		}
+	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -93,15 +104,11 @@ func encodeMapParallel(enc *msgpack.Encoder, bw *bufio.Writer, rv reflect.Value)
 			defer msgpack.PutEncoder(e)
 			for b := range jobs {
 				e.Reset(&b.out)
-				for i := range b.keys {
-					if b.err = e.EncodeValue(b.keys[i]); b.err == nil {
-						b.err = e.EncodeValue(b.vals[i])
-					}
-					if b.err != nil {
-						break
+				for i := 0; i < b.n && b.err == nil; i++ {
+					if b.err = e.EncodeValue(b.keys.Index(i)); b.err == nil {
+						b.err = e.EncodeValue(b.vals.Index(i))
 					}
 				}
-				b.keys, b.vals = nil, nil
 				close(b.done)
 			}
 		})
@@ -111,15 +118,17 @@ func encodeMapParallel(enc *msgpack.Encoder, bw *bufio.Writer, rv reflect.Value)
 		defer close(order)
 		iter := rv.MapRange()
 		for more := true; more; {
-			b := &batch{keys: make([]reflect.Value, 0, splitBatch), vals: make([]reflect.Value, 0, splitBatch), done: make(chan struct{})}
-			for len(b.keys) < splitBatch {
+			b := <-free
+			b.n, b.err, b.done = 0, nil, make(chan struct{})
+			for b.n < splitBatch {
 				if more = iter.Next(); !more {
 					break
 				}
-				b.keys = append(b.keys, iter.Key())
-				b.vals = append(b.vals, iter.Value())
+				b.keys.Index(b.n).SetIterKey(iter)
+				b.vals.Index(b.n).SetIterValue(iter)
+				b.n++
 			}
-			if b.n = len(b.keys); b.n == 0 {
+			if b.n == 0 {
 				return
 			}
 			jobs <- b
@@ -139,6 +148,7 @@ func encodeMapParallel(enc *msgpack.Encoder, bw *bufio.Writer, rv reflect.Value)
 		} else {
 			b.out.writeTo(io.Discard)
 		}
+		free <- b // back to the cutter, arrays and all
 	}
 	wg.Wait()
 	if err == nil && written != n {
