@@ -1,6 +1,7 @@
 package instadump
 
 import (
+	"bufio"
 	"encoding/gob"
 	"fmt"
 	"io"
@@ -241,4 +242,51 @@ func BenchmarkSaveOneOfMany(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkOpenRead: open a DB and load the large state, against gob
+// decoding of the same state from a file.
+func BenchmarkOpenRead(b *testing.B) {
+	m := bigState(b)
+	dir := b.TempDir()
+	db, err := Open(filepath.Join(dir, "db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	NewState(db, "big", m)
+	if _, err := db.Save(); err != nil {
+		b.Fatal(err)
+	}
+	db.Close()
+	if err := gobSave(dir, m); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("instadump", func(b *testing.B) {
+		b.SetBytes(int64(bigSize))
+		for b.Loop() {
+			db, err := Open(filepath.Join(dir, "db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := NewState(db, "big", map[string]benchRecord(nil))
+			if err != nil || len(s.Get()) != len(m) {
+				b.Fatal(err)
+			}
+			db.Close()
+		}
+	})
+	b.Run("gob", func(b *testing.B) {
+		b.SetBytes(int64(bigSize))
+		for b.Loop() {
+			f, err := os.Open(filepath.Join(dir, "state.gob"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var got map[string]benchRecord
+			if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&got); err != nil || len(got) != len(m) {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
 }
