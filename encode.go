@@ -102,12 +102,19 @@ func encodeMapParallel(enc *msgpack.Encoder, bw *bufio.Writer, rv reflect.Value)
 		wg.Go(func() {
 			e := msgpack.GetEncoder()
 			defer msgpack.PutEncoder(e)
+			// The encoder writes a few bytes at a time: buffer them.
+			bw := bufioPool.Get().(*bufio.Writer)
+			defer func() { bw.Reset(nil); bufioPool.Put(bw) }()
 			for b := range jobs {
-				e.Reset(&b.out)
+				bw.Reset(&b.out)
+				e.Reset(bw)
 				for i := 0; i < b.n && b.err == nil; i++ {
 					if b.err = e.EncodeValue(b.keys.Index(i)); b.err == nil {
 						b.err = e.EncodeValue(b.vals.Index(i))
 					}
+				}
+				if b.err == nil {
+					b.err = bw.Flush()
 				}
 				close(b.done)
 			}
