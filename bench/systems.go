@@ -259,8 +259,15 @@ type pebbleSys struct{ db *pebble.DB }
 
 func (*pebbleSys) name() string { return "pebble" }
 
+// quiet drops Pebble's informational log lines.
+type quiet struct{}
+
+func (quiet) Infof(string, ...any)         {}
+func (quiet) Errorf(f string, args ...any) { fmt.Fprintf(os.Stderr, "pebble: "+f+"\n", args...) }
+func (quiet) Fatalf(f string, args ...any) { fail(fmt.Errorf("pebble: "+f, args...)) }
+
 func (s *pebbleSys) open(dir string, w *workload) error {
-	db, err := pebble.Open(dir, &pebble.Options{})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}})
 	if err != nil {
 		return err
 	}
@@ -289,7 +296,7 @@ func (s *pebbleSys) save(w *workload, changed []int) error {
 func (s *pebbleSys) close() error { return s.db.Close() }
 
 func (s *pebbleSys) readAll(dir string, w *workload) error {
-	db, err := pebble.Open(dir, &pebble.Options{})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}})
 	if err != nil {
 		return err
 	}
