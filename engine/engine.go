@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/vfs"
@@ -122,8 +123,9 @@ func Open(dir string, o Options) (*Engine, error) {
 	err := e.recover()
 	// A read-only open races with the owner's saves: a rollover or a
 	// garbage collection may delete a file between reading CURRENT and
-	// opening what it names. Start over when that happens.
-	for try := 0; err != nil && o.ReadOnly && errors.Is(err, ErrFileMissing) && try < 10; try++ {
+	// opening what it names. Start over when that happens, for a while.
+	for wait, deadline := time.Millisecond, time.Now().Add(readOnlyRetry); err != nil && o.ReadOnly && errors.Is(err, ErrFileMissing) && time.Now().Before(deadline); wait = min(2*wait, 50*time.Millisecond) {
+		time.Sleep(wait)
 		e.closeFiles()
 		e.snaps, e.report = nil, Report{}
 		err = e.recover()
@@ -137,6 +139,10 @@ func Open(dir string, o Options) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// readOnlyRetry is how long a read-only open keeps starting over when the
+// owner deletes files under it.
+const readOnlyRetry = 10 * time.Second
 
 // ErrFileMissing marks a file that a snapshot needs but that is not
 // there. It is also ErrCorrupt; to a read-only reader beside a process
@@ -203,6 +209,14 @@ func (e *Engine) recover() error {
 	d, err := e.list()
 	if err != nil {
 		return err
+	}
+	if e.opts.ReadOnly {
+		// Beside a saving owner: hold every segment there is before
+		// reading the manifest, so that the owner deleting one after we
+		// read it cannot take it away (an open file outlives its name).
+		for id := range d.segs {
+			e.reader(id) // one being written does not open yet: fine
+		}
 	}
 	cur, err := e.readFile(CurrentFile)
 	if vfs.IsNotExist(err) {

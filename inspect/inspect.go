@@ -339,16 +339,18 @@ func (d *DB) Manifest() (Manifest, error) {
 // reported as a problem.
 func Verify(dir string, progress func(done, total int64)) []error {
 	// The owner may delete a file between our reading the manifest and
-	// opening the file: then start over, a few times.
-	for try := 0; ; try++ {
+	// opening the file: then start over, for a while.
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		problems := verify(dir, progress)
 		missing := false
 		for _, p := range problems {
 			missing = missing || errors.Is(p, engine.ErrFileMissing)
 		}
-		if !missing || try == 10 {
+		if !missing || time.Now().After(deadline) {
 			return problems
 		}
+		time.Sleep(wait)
 	}
 }
 

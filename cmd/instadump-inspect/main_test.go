@@ -291,5 +291,6 @@ func saver(dir string) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+		time.Sleep(time.Millisecond) // hundreds of saves a second
 	}
 }
