@@ -613,14 +613,6 @@ func (e *Engine) Read(ref manifest.StateRef) ([]byte, error) {
 	return r.Read(ref.Entry)
 }
 
-// Failed returns the sticky error, if a write failure left the DB
-// refusing writes.
-func (e *Engine) Failed() error {
-	e.commitMu.Lock()
-	defer e.commitMu.Unlock()
-	return e.failed
-}
-
 func (e *Engine) closeFiles() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -36,11 +36,6 @@ func Create(f File, num uint64) (*Writer, error) {
 	return &Writer{f: f, off: HeaderSize}, nil
 }
 
-// Resume returns a Writer that appends to f, whose valid data ends at off
-// (Replayed.ValidEnd). The caller has cut any torn tail away first: f's
-// Write must append at off.
-func Resume(f File, off int64) *Writer { return &Writer{f: f, off: off} }
-
 // Append writes rec (not durable until Sync) and returns the offset of
 // its frame.
 func (w *Writer) Append(rec Record) (int64, error) {

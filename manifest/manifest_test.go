@@ -108,21 +108,6 @@ func TestRoundTripAndFold(t *testing.T) {
 	}
 }
 
-func TestResumeAppends(t *testing.T) {
-	recs := sampleRecords()
-	data := writeLog(t, 1, recs[:2])
-	rep := replay(t, data, 0)
-	f := &memFile{}
-	f.Write(data[:rep.ValidEnd])
-	w := Resume(f, rep.ValidEnd)
-	if off, err := w.Append(recs[2]); err != nil || off != int64(len(data)) {
-		t.Fatalf("append at %d: %v", off, err)
-	}
-	if got := replay(t, f.Bytes(), 0); len(got.Records) != 3 {
-		t.Fatalf("%d records after resume", len(got.Records))
-	}
-}
-
 func TestWriterRefusesBadRecords(t *testing.T) {
 	good := sampleRecords()[0]
 	for i, mod := range []func(*Record){
