@@ -76,6 +76,16 @@ var (
 	smallPool sync.Pool // *[]byte, a ValueWriter's first smallChunk bytes
 )
 
+// bufioPool keeps the writers' output buffers: a fresh MiB per segment
+// would cost more than a small save itself.
+var bufioPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<20) }}
+
+func getBufio(w io.Writer) *bufio.Writer {
+	bw := bufioPool.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
 // smallChunk is the capacity a value's first buffer starts with: most
 // values are small, and a fresh ChunkSize buffer for each would touch
 // megabytes of new memory per save.
@@ -99,7 +109,7 @@ func NewWriter(w io.Writer, id uint64, opts Options) (*Writer, error) {
 	sw := &Writer{
 		id:    id,
 		opts:  opts,
-		bw:    bufio.NewWriterSize(w, 1<<20),
+		bw:    getBufio(w),
 		names: map[string]bool{},
 		sem:   make(chan struct{}, opts.Workers),
 		order: make(chan *job, 2*opts.Workers),
@@ -337,5 +347,8 @@ func (w *Writer) Finish() (Info, error) {
 	if err := w.bw.Flush(); err != nil {
 		return Info{}, err
 	}
+	w.bw.Reset(nil)
+	bufioPool.Put(w.bw)
+	w.bw = nil
 	return Info{ID: w.id, Size: w.off + int64(len(tail)), Entries: w.entries}, nil
 }
