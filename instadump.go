@@ -224,14 +224,15 @@ type encodeAhead struct {
 	caps     []*capture
 	mu       sync.Mutex
 	cond     *sync.Cond
-	buffered int64 // bytes encoded ahead and not yet consumed
-	at       int   // the capture the Save is at
+	buffered int64  // bytes encoded ahead and not yet consumed
+	counted  []bool // captures whose bytes buffered holds
+	at       int    // the capture the Save is at
 	quit     bool
 	done     chan struct{}
 }
 
 func startEncodeAhead(caps []*capture) *encodeAhead {
-	a := &encodeAhead{caps: caps, done: make(chan struct{})}
+	a := &encodeAhead{caps: caps, counted: make([]bool, len(caps)), done: make(chan struct{})}
 	a.cond = sync.NewCond(&a.mu)
 	if len(caps) < 2 || runtime.GOMAXPROCS(0) < 2 {
 		close(a.done)
@@ -256,6 +257,7 @@ func startEncodeAhead(caps []*capture) *encodeAhead {
 			a.mu.Lock()
 			if i > a.at { // not consumed yet
 				a.buffered += caps[i].buffered()
+				a.counted[i] = true
 			}
 			a.mu.Unlock()
 		}
@@ -267,9 +269,8 @@ func startEncodeAhead(caps []*capture) *encodeAhead {
 func (a *encodeAhead) consumed(i int) {
 	a.mu.Lock()
 	a.at = i
-	if i > 0 {
+	if a.counted[i] {
 		a.buffered -= a.caps[i].buffered()
-		a.buffered = max(a.buffered, 0)
 	}
 	a.cond.Broadcast()
 	a.mu.Unlock()

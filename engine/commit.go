@@ -264,37 +264,26 @@ func (e *Engine) shouldCompact(prev manifest.Snapshot, changed map[string]bool) 
 	if over := len(keep) + 1 - e.opts.Retain; over > 0 {
 		keep = keep[over:]
 	}
-	type loc struct {
-		seg uint64
-		off int64
-	}
-	live := map[loc]int64{}
-	add := func(name string, ref manifest.StateRef) {
-		live[loc{ref.Segment, ref.Offset}] = ref.StoredLen + segment.EntryHeaderSize + int64(len(name))
-	}
+	live := liveSet{}
 	for i := range keep {
 		for name, ref := range keep[i].States {
-			add(name, ref)
+			live.add(name, ref)
 		}
 	}
 	for name, ref := range prev.States {
 		if !changed[name] {
-			add(name, ref)
+			live.add(name, ref)
 		}
 	}
 	e.mu.Unlock()
 	var liveBytes, total int64
-	segs := map[uint64]bool{}
-	for l, n := range live {
+	for seg, n := range live.bySegment() {
 		liveBytes += n
-		if !segs[l.seg] {
-			segs[l.seg] = true
-			r, err := e.reader(l.seg)
-			if err != nil {
-				return false // reading it fails anyway; compaction would too
-			}
-			total += r.Size() - segment.MinFileSize
+		r, err := e.reader(seg)
+		if err != nil {
+			return false // reading it fails anyway; compaction would too
 		}
+		total += r.Size() - segment.MinFileSize
 	}
 	return total-liveBytes > liveBytes
 }

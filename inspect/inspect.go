@@ -266,25 +266,17 @@ func (d *DB) Segments() ([]Segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	type loc struct {
-		seg uint64
-		off int64
-	}
-	live := map[loc]int64{}
+	snaps := d.eng.Snapshots()
+	liveBy := engine.LiveBytes(snaps)
 	refs := map[uint64][]uint64{}
-	for _, s := range d.eng.Snapshots() {
+	for _, s := range snaps {
 		seen := map[uint64]bool{}
-		for name, ref := range s.States {
-			live[loc{ref.Segment, ref.Offset}] = ref.StoredLen + segment.EntryHeaderSize + int64(len(name))
+		for _, ref := range s.States {
 			if !seen[ref.Segment] {
 				seen[ref.Segment] = true
 				refs[ref.Segment] = append(refs[ref.Segment], s.ID)
 			}
 		}
-	}
-	liveBy := map[uint64]int64{}
-	for l, n := range live {
-		liveBy[l.seg] += n
 	}
 	var out []Segment
 	for _, f := range files {
