@@ -126,7 +126,7 @@ func BenchmarkSaveFull(b *testing.B) {
 	b.Run("msgpack-encode-only", func(b *testing.B) {
 		b.SetBytes(int64(bigSize))
 		for b.Loop() {
-			if err := encodeTo(io.Discard, m); err != nil {
+			if err := encodeValue(io.Discard, &m); err != nil {
 				b.Fatal(err)
 			}
 		}

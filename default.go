@@ -3,6 +3,8 @@ package instadump
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"reflect"
 	"sync"
 )
 
@@ -10,8 +12,8 @@ import (
 
 var (
 	defMu     sync.Mutex
-	defStates = map[string]stateBase{}
-	defOrder  []stateBase
+	defStates = map[string]member{}
+	defOrder  []member
 	defDB     *DB
 )
 
@@ -21,31 +23,54 @@ var errNoSetup = fmt.Errorf("%w: the default DB is not set up (call instadump.Se
 // DefState declares a state of the default DB. It may run before Setup,
 // in a package-level var declaration; until Setup the state holds def.
 // Setup loads the saved value of every declared state. It panics if name
-// is declared twice or is not 1 to 1024 bytes, as flag does: both are
-// bugs in the declaring program, found at start.
-func DefState[T any](name string, def T) *State[T] {
-	if err := checkName(name); err != nil {
+// is declared twice, breaks the name rule of NewState, or T cannot be
+// stored, as flag does: all are bugs in the declaring program, found at
+// start.
+//
+// Declared after Setup, it loads its saved value at once; if that fails
+// (a stored value of another type, say), it logs an error naming the
+// state (to WithLogger's logger, else to slog's default one) and the
+// state holds def and is not saved.
+func DefState[T any](name string, def T, opts ...StateOption[T]) *State[T] {
+	if err := checkName(name, MaxNameLen); err != nil {
 		panic(err.Error())
 	}
-	defMu.Lock()
-	defer defMu.Unlock()
-	if defStates[name] != nil {
-		panic(fmt.Sprintf("instadump: DefState %q declared twice", name))
+	if err := checkType(reflect.TypeFor[T]()); err != nil {
+		panic(fmt.Sprintf("%v (DefState %s)", err, quote(name)))
 	}
-	s := newState(name, def)
-	defStates[name] = s
-	defOrder = append(defOrder, s)
-	if defDB != nil {
-		// Declared after Setup: load it now. A failure leaves it holding def.
-		if err := defDB.register(s); err != nil {
-			defDB.log.Error("instadump: DefState after Setup could not load its saved value", "state", name, "err", err)
-		}
+	s, err := newState(name, def, opts)
+	if err != nil {
+		panic(err.Error())
 	}
+	declare(s)
 	return s
 }
 
-// Setup opens dir as the default DB and loads every DefState. On error it
-// names each state that failed and leaves no DB open.
+// declare adds m to the default DB's declarations, and registers it if
+// the DB is set up.
+func declare(m member) {
+	defMu.Lock()
+	defer defMu.Unlock()
+	name := m.memberName()
+	if defStates[name] != nil {
+		panic(fmt.Sprintf("instadump: %s declared twice", quote(name)))
+	}
+	defStates[name] = m
+	defOrder = append(defOrder, m)
+	if defDB != nil {
+		if err := defDB.register(m); err != nil {
+			logger := defDB.log
+			if defDB.opts.logger == nil {
+				logger = slog.Default()
+			}
+			logger.Error("instadump: a state declared after Setup could not load its saved value: it holds its default and is NOT saved", "state", name, "dir", defDB.Dir(), "err", err)
+		}
+	}
+}
+
+// Setup opens dir as the default DB and loads every declared state. On
+// error it names each state that failed, says what to do, and leaves no
+// DB open.
 func Setup(dir string, opts ...Option) error {
 	defMu.Lock()
 	defer defMu.Unlock()
@@ -57,14 +82,14 @@ func Setup(dir string, opts ...Option) error {
 		return err
 	}
 	var errs []error
-	for _, s := range defOrder {
-		if err := db.register(s); err != nil {
-			errs = append(errs, fmt.Errorf("state %q: %w", s.stateName(), err))
+	for _, m := range defOrder {
+		if err := db.register(m); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		db.Close()
-		return fmt.Errorf("instadump: Setup(%q) could not load %d state(s): %w", dir, len(errs), errors.Join(errs...))
+		return fmt.Errorf("instadump: Setup(%q) could not load %d state(s), so it opened nothing:\n%w", dir, len(errs), errors.Join(errs...))
 	}
 	defDB = db
 	return nil
@@ -96,7 +121,7 @@ func ReloadAll() error {
 }
 
 // Shutdown closes the default DB (see DB.Close). Setup may be called again
-// afterwards; DefStates then load from the new DB.
+// afterwards; declared states then load from the new DB.
 func Shutdown() error {
 	defMu.Lock()
 	defer defMu.Unlock()

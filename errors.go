@@ -15,13 +15,16 @@ var (
 	ErrLocked = errs.ErrLocked
 	// ErrClosed: the DB was closed.
 	ErrClosed = errs.ErrClosed
-	// ErrCorrupt: data on disk is damaged. The error is a *CorruptError
-	// naming the file and offset.
+	// ErrCorrupt: data on disk is damaged, or a file is missing. The
+	// error is a *CorruptError naming the file and offset, and saying
+	// what to do.
 	ErrCorrupt = errs.ErrCorrupt
 	// ErrUnsupportedVersion: a file was written by a newer instadump.
 	ErrUnsupportedVersion = errs.ErrUnsupportedVersion
 	// ErrReadOnly: a write to a DB opened WithReadOnly.
 	ErrReadOnly = errs.ErrReadOnly
+	// ErrNotDB: a directory opened WithReadOnly holds no instadump DB.
+	ErrNotDB = errs.ErrNotDB
 	// ErrNotSaved: Reload found a registered state that the snapshot does
 	// not hold; nothing was changed.
 	ErrNotSaved = errors.New("instadump: state was never saved")
@@ -29,12 +32,21 @@ var (
 	ErrNoSnapshot = errors.New("instadump: no such snapshot")
 	// ErrDuplicate: a state name is already registered on this DB.
 	ErrDuplicate = errors.New("instadump: state name already registered")
+	// ErrNoState: Drop of a name that is neither registered nor saved.
+	ErrNoState = errors.New("instadump: no such state")
+	// ErrBadName: a state name that is empty, too long, not UTF-8, or
+	// holds control characters.
+	ErrBadName = errors.New("instadump: invalid state name")
+	// ErrUnsupportedType: a state's Go type cannot be stored (a chan, a
+	// func, complex numbers, a non-empty interface).
+	ErrUnsupportedType = errors.New("instadump: type cannot be stored")
 	// ErrTypeMismatch: a stored value does not decode into the state's
 	// type. The error is a *DecodeError.
 	ErrTypeMismatch = errors.New("instadump: stored value does not fit the state's type")
 )
 
-// CorruptError names the file and offset of damaged data.
+// CorruptError names the file and offset of damaged data, and says what
+// it means and what to do.
 type CorruptError = errs.CorruptError
 
 // DecodeError reports a stored value that does not decode into the Go
@@ -47,7 +59,7 @@ type DecodeError struct {
 }
 
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("instadump: state %q holds a %s that does not decode into %s (%v): register it with a matching type, or give it a new name", e.State, e.Stored, e.Wanted, e.Err)
+	return fmt.Sprintf("instadump: state %s holds a %s that does not decode into %s (%v): register it with a matching type, give it a migration (MigrateFrom), or Drop it", quote(e.State), e.Stored, e.Wanted, e.Err)
 }
 
 // Is makes a *DecodeError match ErrTypeMismatch.

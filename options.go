@@ -4,8 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/instadump/instadump/internal/vfs"
-	"github.com/instadump/instadump/segment"
+	"github.com/instadump/instadump/engine"
 )
 
 // Option configures Open and Setup.
@@ -19,19 +18,19 @@ type options struct {
 	logger      *slog.Logger
 	readOnly    bool
 	fallback    bool
-	fs          vfs.FS // tests only
+	fs          engine.FS // tests only
 }
 
 // Level is a compression level for WithCompression.
-type Level = segment.Level
+type Level = engine.Level
 
 // Compression levels. LevelFastest is the default.
 const (
-	LevelFastest = segment.LevelFastest
-	LevelDefault = segment.LevelDefault
-	LevelBetter  = segment.LevelBetter
-	LevelBest    = segment.LevelBest
-	LevelNone    = segment.LevelNone
+	LevelFastest = engine.LevelFastest
+	LevelDefault = engine.LevelDefault
+	LevelBetter  = engine.LevelBetter
+	LevelBest    = engine.LevelBest
+	LevelNone    = engine.LevelNone
 )
 
 // WithRetain keeps the n most recent snapshots (default 3, at least 1).
@@ -52,21 +51,25 @@ func WithSaveOnClose() Option { return func(o *options) { o.saveOnClose = true }
 // values uncompressed).
 func WithCompression(level Level) Option { return func(o *options) { o.level = level } }
 
-// WithLogger sends instadump's log (recovery, auto-save errors, fallback)
-// to l. By default nothing is logged.
+// WithLogger sends instadump's log (recovery, auto-save errors, fallback,
+// values changed in place) to l. By default nothing is logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithReadOnly opens without the lock, repairs nothing and writes
 // nothing: for tools that look at a DB another process may have open.
-// States can be registered and read; Save returns ErrReadOnly.
+// States can be registered and read; Save returns ErrReadOnly. A
+// directory that holds no DB is ErrNotDB.
 func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
 
 // WithFallback makes Open, when the current snapshot's data is damaged,
 // load the newest retained snapshot whose data is intact instead of
-// failing. It logs an error, reports it in DB.Recovery, and moves the
-// damaged files aside (renamed NAME.broken), never deleting them. Open
-// reads and checks every value of the current snapshot to find damage.
+// failing; when CURRENT or the manifest is damaged, it uses the newest
+// manifest (or the part of it before the damage) that reads. It logs an
+// error, reports it in DB.Recovery, and moves the damaged files, and any
+// file only the snapshots it did not load use, aside (renamed
+// NAME.broken), never deleting them. Open reads and checks every value of
+// the current snapshot to find damage.
 func WithFallback() Option { return func(o *options) { o.fallback = true } }
 
 // withFS makes the DB use fsys (tests).
-func withFS(fsys vfs.FS) Option { return func(o *options) { o.fs = fsys } }
+func withFS(fsys engine.FS) Option { return func(o *options) { o.fs = fsys } }

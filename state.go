@@ -7,55 +7,67 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/instadump/instadump/segment"
-	"github.com/vmihailenco/msgpack/v5"
+	"github.com/instadump/instadump/engine"
 )
 
-// State is a named value that instadump saves and restores. Get, Set and
-// Update are safe for concurrent use.
+// State is a named value that instadump saves and restores. Its methods
+// are safe for concurrent use.
 //
 // Values must not be changed in place after Set, as with atomic.Pointer:
 // a map or slice handed to Set, returned by Get or passed to Update's
 // function belongs to instadump from then on. To change one, build a new
-// value (or a copy) and Set it, or return it from Update. In place, a
-// change would race with readers and could reach a snapshot half made.
+// value (or a copy) and Set it, or return it from Update. Changed in
+// place, it would race with a Save encoding it, which may then save half
+// of the change or crash on a map being written; Save logs a warning when
+// it notices (a map or slice whose length changed with no Set). For a big
+// map changed a key at a time, use Map.
+//
+// A State that was dropped (DB.Drop) or whose DB was closed keeps working
+// in memory: Get, Set and Update go on, and nothing is saved any more.
 type State[T any] struct {
 	name string
 	def  T
+	cfg  stateConfig[T]
 	cur  atomic.Pointer[T]
-	mu   atomic.Pointer[sync.Mutex] // the writers' lock: its DB's, or unboundMu
-	db   atomic.Pointer[DB]
+	lk   atomic.Pointer[locks] // its DB's, or unbound
+	db   atomic.Pointer[DB]    // nil when unbound
 
-	// Guarded by *mu.
-	version uint64   // bumped by every change
-	saved   uint64   // the version the last committed snapshot holds
-	pending *capture // a Save's capture not yet committed
+	// Guarded by lk's cut lock.
+	version uint64 // bumped by every change
+	saved   uint64 // the version the last committed snapshot holds
+	pending *job   // a Save's capture not yet committed
+	schema  uint64 // the schema version on disk
+	shape   shape  // of the value as last Set, for the in-place check
 }
 
-// unboundMu is the writers' lock of DefStates before Setup.
-var unboundMu sync.Mutex
-
-// stateBase is what a DB needs of a State of any type.
-type stateBase interface {
-	stateName() string
-	mutex() *sync.Mutex
-	bind(db *DB, loaded bool)
-	// The following run with the state's lock held.
-	capture() *capture
-	release(c *capture, committed bool)
-	dirty() bool
-	install(v any, clean bool)
-	// decode runs with no lock held.
-	decode(raw []byte) (any, error)
+// locks are the writers' and the cut lock of a DB (or of unbound states).
+type locks struct {
+	// wmu is held by Set, Update and Atomically while they run: writers
+	// run one at a time.
+	wmu sync.Mutex
+	// cmu is the cut: held for every store, and by a Save's capture, so
+	// a snapshot holds every change whole or not at all.
+	cmu sync.Mutex
 }
 
-func newState[T any](name string, def T) *State[T] {
+// unbound are the locks of DefStates before Setup, and of states that
+// were dropped.
+var unbound locks
+
+func newState[T any](name string, def T, opts []StateOption[T]) (*State[T], error) {
 	s := &State[T]{name: name, def: def}
+	for _, o := range opts {
+		o.applyState(&s.cfg)
+	}
+	if err := s.cfg.check(name); err != nil {
+		return nil, err
+	}
 	d := def
 	s.cur.Store(&d)
-	s.mu.Store(&unboundMu)
+	s.lk.Store(&unbound)
 	s.version = 1 // a default was never saved
-	return s
+	s.shape = shapeOf(&d)
+	return s, nil
 }
 
 // Name returns the state's name.
@@ -64,206 +76,192 @@ func (s *State[T]) Name() string { return s.name }
 // Get returns the current value.
 func (s *State[T]) Get() T { return *s.cur.Load() }
 
-// lock takes the state's writers' lock, which changes once, when a
-// DefState is bound to the DB by Setup.
-func (s *State[T]) lock() *sync.Mutex {
+// lockW takes the writers' lock of the state's DB, which changes when a
+// DefState is bound by Setup or a state is dropped.
+func (s *State[T]) lockW() *locks {
 	for {
-		mu := s.mu.Load()
-		mu.Lock()
-		if s.mu.Load() == mu {
-			return mu
+		l := s.lk.Load()
+		l.wmu.Lock()
+		if s.lk.Load() == l {
+			return l
 		}
-		mu.Unlock()
+		l.wmu.Unlock()
 	}
 }
 
-// barrier makes sure a Save that captured this state but has not encoded
-// it yet encodes it now, before a writer may change it in place.
-func (s *State[T]) barrier() {
-	if s.pending != nil {
-		s.pending.run()
-	}
-}
-
-func (s *State[T]) store(v T) {
-	s.cur.Store(&v)
+// store sets the value. Call with the cut lock held.
+func (s *State[T]) store(v *T) {
+	s.cur.Store(v)
 	s.version++
+	s.shape = shapeOf(v)
+	s.db.Load().markDirty(s)
 }
 
 // Set replaces the value. It never waits for a Save: a Save that has
-// captured the old value goes on encoding the old value.
+// captured the old value goes on encoding the old value. It waits for a
+// running Update or Atomically of the same DB, so it must not be called
+// from their functions (use SetIn in Atomically).
 func (s *State[T]) Set(v T) {
-	mu := s.lock()
-	defer mu.Unlock()
-	s.store(v)
+	l := s.lockW()
+	l.cmu.Lock()
+	s.store(&v)
+	l.cmu.Unlock()
+	l.wmu.Unlock()
 }
 
 // Update replaces the value with fn(current value) atomically and returns
-// it. fn runs with the writers of this state's DB held back: keep it
-// short, and don't call Set, Update or Atomically of the same DB from it.
+// it. fn runs with the other writers of the state's DB (Set, Update,
+// Atomically) held back: keep it short, and call none of them from it;
+// Save, Reload and the readers are fine. If fn panics, nothing changes
+// and the panic goes on.
 func (s *State[T]) Update(fn func(T) T) T {
-	mu := s.lock()
-	defer mu.Unlock()
-	s.barrier()
+	l := s.lockW()
+	defer l.wmu.Unlock()
+	s.barrier(l)
 	v := fn(*s.cur.Load())
-	s.store(v)
+	l.cmu.Lock()
+	s.store(&v)
+	l.cmu.Unlock()
 	return v
 }
 
-func (s *State[T]) stateName() string  { return s.name }
-func (s *State[T]) mutex() *sync.Mutex { return s.mu.Load() }
-func (s *State[T]) dirty() bool        { return s.version != s.saved }
-
-// bind moves the state to db. Its value, unless just loaded from db's
-// snapshot, is dirty there: the next Save writes it.
-func (s *State[T]) bind(db *DB, loaded bool) {
-	if !loaded && s.db.Load() != nil { // a DefState moving to a new DB
-		s.version++
-	}
-	s.pending = nil
-	s.db.Store(db)
-	s.mu.Store(&db.mu)
-}
-
-// install sets a value that decode or SetIn boxed as a *T (a T in an
-// interface could not hold a nil interface value).
-func (s *State[T]) install(v any, clean bool) {
-	s.store(*v.(*T))
-	if clean {
-		s.saved = s.version
+// barrier makes sure a Save that captured the state but has not encoded
+// it yet encodes it now, before a function that may (wrongly) change the
+// value in place gets it.
+func (s *State[T]) barrier(l *locks) {
+	l.cmu.Lock()
+	p := s.pending
+	l.cmu.Unlock()
+	if p != nil {
+		p.run()
 	}
 }
 
-func (s *State[T]) capture() *capture {
+func (s *State[T]) memberName() string { return s.name }
+
+// dirty says whether a Save would write the state. Call with the cut
+// lock held.
+func (s *State[T]) dirty() bool { return s.version != s.saved }
+
+// capture returns what a Save writes for the state, or nil if it is
+// clean. Call with the cut lock held.
+func (s *State[T]) capture(engine.Ref, bool) *capture {
 	if !s.dirty() {
 		return nil
 	}
 	v := s.cur.Load()
-	c := &capture{name: s.name, version: s.version, encodeTo: func(w io.Writer) error { return encodeTo(w, *v) }}
-	s.pending = c
-	return c
+	j := newJob(s.name, func(w io.Writer) error { return encodeValue(w, v) })
+	s.pending = j
+	return &capture{
+		write:   engine.Write{Name: s.name, Kind: engine.ValueState, Schema: s.cfg.schema},
+		jobs:    []*job{j},
+		version: s.version,
+	}
 }
 
-func (s *State[T]) release(c *capture, committed bool) {
-	if s.pending == c {
+// settle ends a Save's capture. Call with the cut lock held.
+func (s *State[T]) settle(c *capture, committed bool) {
+	if s.pending == c.jobs[0] {
 		s.pending = nil
 	}
-	if committed && c.version > s.saved {
-		s.saved = c.version
+	if committed {
+		s.saved = max(s.saved, c.version)
+		s.schema = s.cfg.schema
 	}
 }
 
-func (s *State[T]) decode(raw []byte) (any, error) {
-	v := new(T)
-	if err := msgpack.Unmarshal(raw, v); err != nil {
-		return nil, &DecodeError{State: s.name, Stored: storedKind(raw), Wanted: reflect.TypeFor[T]().String(), Err: err}
+// changedInPlace says whether the value seems changed in place since it
+// was Set. Call with the cut lock held.
+func (s *State[T]) changedInPlace() bool { return !s.dirty() && s.shape != shapeOf(s.cur.Load()) }
+
+// load decodes the state's value from ref, migrating it if it was
+// stored in an older schema.
+func (s *State[T]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
+	if ref.Kind != engine.ValueState {
+		return nil, fmt.Errorf("%w: state %s is stored as a %s, not a value: register it with NewMap", ErrTypeMismatch, quote(s.name), ref.Kind)
 	}
-	return v, nil
+	raw, err := eng.Read(ref.Value)
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.decode(s.name, raw, ref.Schema)
 }
 
-// capture is one state's value as a Save captured it. The Save encodes
-// it straight into the new segment; a writer that must change the state
-// before that (Update, GetIn) encodes it first into a buffer, or waits
-// for the Save's encoding to end.
-type capture struct {
-	name     string
-	version  uint64
-	encodeTo func(io.Writer) error
-	once     sync.Once
-	buf      *chunkBuf // encoded ahead by a writer
-	size     int64     // bytes in buf, fixed once encoded
-	streamed bool      // encoded by the Save itself
-	err      error
+// install sets a value that load or SetIn boxed as a *T. clean says it
+// is what a snapshot holds in schema version schema: then it is not
+// written again, unless a migration changed it. Call with the cut lock
+// held.
+func (s *State[T]) install(v any, clean bool, schema uint64) {
+	s.store(v.(*T))
+	if clean && schema == s.cfg.schema {
+		s.saved, s.schema = s.version, schema
+	}
 }
 
-// run encodes the value into a buffer, unless it is encoded already.
-func (c *capture) run() {
-	c.once.Do(func() {
-		c.buf = &chunkBuf{}
-		c.err = c.encodeTo(c.buf)
-		for _, ch := range c.buf.chunks {
-			c.size += int64(len(ch))
-		}
-	})
-}
-
-// buffered returns the bytes a writer or the encode-ahead helper
-// buffered for the capture. Call it only after run or writeTo.
-func (c *capture) buffered() int64 { return c.size }
-
-// writeTo writes the encoded value to w, encoding it straight into w if
-// no writer did first.
-func (c *capture) writeTo(w io.Writer) error {
-	c.once.Do(func() {
-		c.streamed = true
-		c.err = c.encodeTo(w)
-	})
-	if c.err == nil && !c.streamed {
-		c.err = c.buf.writeTo(w)
+// bind moves the state to db, holding its old writers' lock, with db's
+// cut lock held. A loaded value was just installed; without one, the
+// value is dirty on db: the next Save writes it. With db nil (Drop) the
+// state keeps its locks and leaves its DB: it is never captured again.
+func (s *State[T]) bind(db *DB, loaded bool) {
+	s.pending = nil
+	s.db.Store(db)
+	if db == nil {
+		return
 	}
-	if c.err != nil {
-		return fmt.Errorf("instadump: cannot encode state %q: %w", c.name, c.err)
+	if !loaded {
+		s.version++
+		s.saved = 0
 	}
-	return nil
-}
-
-// chunkBuf is an in-memory buffer of fixed-size chunks from a pool: it
-// never copies what it holds to grow, and touches no fresh memory once the
-// pool is warm.
-type chunkBuf struct{ chunks [][]byte }
-
-const chunkBufSize = 1 << 20
-
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, chunkBufSize); return &b }}
-
-func (b *chunkBuf) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if len(b.chunks) == 0 || len(b.chunks[len(b.chunks)-1]) == chunkBufSize {
-			b.chunks = append(b.chunks, (*chunkPool.Get().(*[]byte))[:0])
-		}
-		last := &b.chunks[len(b.chunks)-1]
-		k := copy((*last)[len(*last):chunkBufSize], p)
-		*last = (*last)[:len(*last)+k]
-		p = p[k:]
-	}
-	return n, nil
-}
-
-// writeTo writes the chunks to w and returns them to the pool.
-func (b *chunkBuf) writeTo(w io.Writer) error {
-	var err error
-	for _, c := range b.chunks {
-		if err == nil {
-			_, err = w.Write(c)
-		}
-		chunkPool.Put(&c)
-	}
-	b.chunks = nil
-	return err
+	s.lk.Store(&db.locks)
 }
 
 // NewState registers the state name on db and returns it, holding the
 // value the current snapshot has for it, or def if it has none.
 //
-// It fails with ErrDuplicate if name is registered already, with an error
-// wrapping ErrTypeMismatch (a *DecodeError) if the stored value does not
-// decode into T, and with ErrCorrupt if the stored value is damaged.
-// Structs are stored by field name: adding or removing fields is fine.
-func NewState[T any](db *DB, name string, def T) (*State[T], error) {
+// It fails with ErrBadName for a name that is not 1 to MaxNameLen bytes of
+// UTF-8 without control characters, ErrDuplicate if the name is
+// registered already, ErrUnsupportedType if T cannot be stored (a chan, a
+// func, ...), ErrTypeMismatch (a *DecodeError) if the stored value does
+// not decode into T and no migration applies, and ErrCorrupt if the
+// stored value is damaged. Structs are stored by field name: adding or
+// removing fields is fine; to rename a field, tag the new one with
+// msgpack:"new,alias:old"; to change a type, give a migration.
+//
+// It may be called from Atomically's and Update's functions.
+func NewState[T any](db *DB, name string, def T, opts ...StateOption[T]) (*State[T], error) {
 	if db == nil {
-		return nil, fmt.Errorf("instadump: NewState(%q) on a nil DB", name)
+		return nil, fmt.Errorf("instadump: NewState(%s) on a nil DB", quote(name))
 	}
-	s := newState(name, def)
+	if err := checkName(name, MaxNameLen); err != nil {
+		return nil, err
+	}
+	if err := checkType(reflect.TypeFor[T]()); err != nil {
+		return nil, fmt.Errorf("%w (state %s)", err, quote(name))
+	}
+	s, err := newState(name, def, opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := db.register(s); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func checkName(name string) error {
-	if name == "" || len(name) > segment.MaxNameLen {
-		return fmt.Errorf("instadump: state name %q must be 1 to %d bytes", name, segment.MaxNameLen)
+// shape is what a cheap look at a value tells of it: for a map or slice
+// its length (and a slice's array), to notice a change in place.
+type shape struct {
+	len int
+	ptr uintptr
+}
+
+func shapeOf[T any](v *T) shape {
+	rv := reflect.ValueOf(v).Elem()
+	switch rv.Kind() {
+	case reflect.Map:
+		return shape{len: rv.Len()}
+	case reflect.Slice:
+		return shape{len: rv.Len(), ptr: uintptr(rv.UnsafePointer())}
 	}
-	return nil
+	return shape{}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"runtime"
 	"slices"
@@ -12,206 +13,359 @@ import (
 	"github.com/instadump/instadump/segment"
 )
 
-// Change is a state's new value: its msgpack encoding.
-type Change struct {
-	Name string
-	Raw  []byte
+// A Write is what a commit writes for one state: a value state's new
+// value, or a map state's new base (in parts) or one delta on its chain.
+// The engine stores the bytes each io.WriterTo writes as they are; what
+// they mean is the business of the layer above.
+type Write struct {
+	Name    string
+	Kind    Kind          // ValueState or MapState
+	Parts   []io.WriterTo // ValueState: the value. MapState: the base's parts, or the delta
+	Delta   bool          // MapState: Parts holds one delta on the state's current chain
+	Entries int64         // MapState: entries in the map after this write
+	Schema  uint64        // the schema version of what is written
 }
 
-func sortedStateNames(m map[string]manifest.StateRef) []string {
-	return slices.Sorted(maps.Keys(m))
-}
-
-// Commit is CommitFunc with the values at hand.
-func (e *Engine) Commit(changes []Change) (manifest.Snapshot, error) {
-	names := make([]string, len(changes))
-	for i, c := range changes {
-		names[i] = c.Name
+// entryName is the name in the segment of part i of state name's write
+// in snapshot id. A value's entry has the state's name; a map's carry a
+// NUL, which no state name holds.
+func entryName(name string, kind Kind, delta bool, i int, id uint64) string {
+	switch {
+	case kind == ValueState:
+		return name
+	case delta:
+		return fmt.Sprintf("%s\x00d%d", name, id)
 	}
-	return e.CommitFunc(names, func(w *segment.Writer) error {
-		for _, c := range changes {
-			if err := w.Add(c.Name, c.Raw); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return fmt.Sprintf("%s\x00b%d", name, i)
 }
 
-// CommitFunc makes a new snapshot: the current one with the states in
-// names given new values, which fill adds to the new segment's writer
-// (exactly those names, by Add or Value). States not in names keep their
-// current value, whether or not anyone registered them. It returns when
-// the snapshot is durable. With no names, it returns the current snapshot
+// Commit makes a new snapshot: the current one with writes applied and
+// the states in drops removed. States in neither keep their value,
+// whether or not anyone registered them. It returns once the snapshot is
+// durable. With nothing to write or drop it returns the current snapshot
 // (if there is one) and writes nothing. Commits are serialised.
-func (e *Engine) CommitFunc(names []string, fill func(*segment.Writer) error) (manifest.Snapshot, error) {
+//
+// The steps, in this order (the order is the guarantee):
+//
+//  1. Write the values to a new segment; fsync it; fsync the directory,
+//     so that its name is durable before anything points at it. A
+//     failure abandons the segment and leaves the DB as it was.
+//  2. Append the commit record to the manifest and fsync it: the commit
+//     point. A failure here is sticky: the manifest's state is unknown.
+//  3. Install the snapshot: it is current, and retention drops the
+//     oldest.
+//  4. Delete the segments no retained snapshot uses; roll the manifest
+//     over when it has grown past its limit. A crash here leaves
+//     garbage, never damage.
+func (e *Engine) Commit(writes []Write, drops []string) (Snapshot, error) {
 	e.commitMu.Lock()
 	defer e.commitMu.Unlock()
 	switch {
 	case e.isClosed():
-		return manifest.Snapshot{}, errs.ErrClosed
+		return Snapshot{}, errs.ErrClosed
 	case e.opts.ReadOnly:
-		return manifest.Snapshot{}, errs.ErrReadOnly
+		return Snapshot{}, errs.ErrReadOnly
 	case e.failed != nil:
-		return manifest.Snapshot{}, e.failed
+		return Snapshot{}, e.failed
 	}
-	prev, havePrev := e.Current()
-	if len(names) == 0 && havePrev {
-		return prev, nil
+	e.mu.Lock()
+	var prev *snap
+	if len(e.snaps) > 0 {
+		prev = e.snaps[len(e.snaps)-1]
 	}
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		if n == "" || len(n) > segment.MaxNameLen || seen[n] {
-			return manifest.Snapshot{}, fmt.Errorf("instadump: bad or repeated state name %q in a commit", n)
-		}
-		seen[n] = true
+	next := &snap{Snapshot: Snapshot{ID: 1, Time: time.Now().UTC()}}
+	if prev != nil {
+		next.ID = prev.ID + 1
 	}
-	next := manifest.Snapshot{ID: prev.ID + 1, Time: time.Now().UTC(), States: maps.Clone(prev.States)}
-	if next.States == nil {
-		next.States = map[string]manifest.StateRef{}
+	plan, err := e.plan(next.ID, writes, drops)
+	e.mu.Unlock()
+	if err != nil {
+		return Snapshot{}, err
 	}
-	// Values to write: the changes, and with compaction every other state.
-	var carried []string
-	since := map[string]uint64{}
-	if e.shouldCompact(prev, seen) {
-		for _, name := range sortedStateNames(prev.States) {
-			if !seen[name] {
-				carried = append(carried, name)
-				since[name] = prev.States[name].Since
-			}
-		}
-		e.log.Info("instadump: compacting: rewriting every live value into one segment", "snapshot", next.ID, "states", len(names)+len(carried))
+	if prev != nil && len(plan.values) == 0 && len(drops) == 0 {
+		return prev.Snapshot, nil
 	}
+
+	// 1. The segment.
 	var r *segReader
-	if len(names)+len(carried) > 0 {
-		var err error
-		r, err = e.writeSegment(e.nextSeg, func(w *segment.Writer) error {
-			if err := fill(w); err != nil {
-				return err
-			}
-			for _, name := range carried {
-				raw, err := e.Read(prev.States[name])
-				if err != nil {
-					return fmt.Errorf("compaction reading state %q: %w", name, err)
-				}
-				if err := w.Add(name, raw); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return manifest.Snapshot{}, err
-		}
-		if !writtenAsAsked(r.Entries(), seen, since) {
-			e.dropSegment(r)
-			return manifest.Snapshot{}, fmt.Errorf("instadump: the values written to %s are not the %d states of the commit", r.File(), len(names))
+	if len(plan.values) > 0 {
+		if r, err = e.writeSegment(e.nextSeg, plan.values); err != nil {
+			return Snapshot{}, err
 		}
 		e.nextSeg++
-		for _, ent := range r.Entries() {
-			s := since[ent.Name]
-			if s == 0 {
-				s = next.ID
-			}
-			next.States[ent.Name] = manifest.StateRef{Segment: r.ID(), Entry: ent, Since: s}
-		}
 		next.Written = r.Size()
 	}
-	next.NextSegment = e.nextSeg
-	retained := append(append([]manifest.Snapshot(nil), e.Snapshots()...), next)
-	if over := len(retained) - e.opts.Retain; over > 0 {
-		retained = retained[over:]
+	next.nextSeg = e.nextSeg
+	next.changed = plan.refs(r)
+	next.removed = slices.Sorted(slices.Values(drops))
+	e.mu.Lock()
+	keep := min(len(e.snaps)+1, e.opts.Retain)
+	if keep > 1 {
+		next.retained = e.snaps[len(e.snaps)+1-keep].ID
+	} else {
+		next.retained = next.ID
 	}
-	next.Retained = retained[0].ID // readers must not expect older segments
-	rec := manifest.FullRecord(&next)
-	if havePrev {
-		rec = manifest.Diff(&prev, &next)
+	e.mu.Unlock()
+
+	// 2. The commit point.
+	rec := next.record()
+	if prev == nil {
+		rec.Kind = manifest.Full
 	}
 	if _, err := e.man.Append(rec); err != nil {
 		e.dropSegment(r)
-		return manifest.Snapshot{}, e.fail(fmt.Errorf("instadump: appending snapshot %d to manifest %s: %w", next.ID, e.path(manifest.FileName(e.manNum)), err))
+		return Snapshot{}, e.fail(fmt.Errorf("instadump: appending snapshot %d to manifest %s: %w", next.ID, e.path(manifest.FileName(e.manNum)), err))
 	}
 	if err := e.man.Sync(); err != nil {
-		// The record may or may not be durable: keep the segment (recovery
-		// decides), refuse writes from now on.
-		return manifest.Snapshot{}, e.fail(fmt.Errorf("instadump: syncing manifest %s for snapshot %d: %w", e.path(manifest.FileName(e.manNum)), next.ID, err))
+		// The record may or may not be durable: keep the segment
+		// (recovery decides), refuse writes from now on.
+		return Snapshot{}, e.fail(fmt.Errorf("instadump: syncing manifest %s for snapshot %d: %w", e.path(manifest.FileName(e.manNum)), next.ID, err))
 	}
-	// Committed.
+
+	// 3. Install.
 	e.mu.Lock()
-	e.snaps = retained
+	next.apply(e.cur)
+	next.States = len(e.cur)
+	for _, u := range next.undo {
+		nr, has := e.cur[u.name]
+		e.live.change(next.ID, &u.prev, u.had, &nr, has)
+	}
+	if r != nil {
+		e.live.sized(r.ID(), r.Size())
+	}
+	e.snaps = append(e.snaps, next)
+	e.snaps = e.snaps[len(e.snaps)-keep:]
+	garbage := e.live.age(e.snaps[0].ID)
+	if plan.compacting {
+		e.compactedAt = next.ID
+	}
+	e.compact = e.live.wasteful() && e.compactedAt < e.snaps[0].ID
 	e.mu.Unlock()
-	e.collect()
+
+	// 4. Clean up.
+	e.collect(garbage)
 	if e.man.Size() > e.manLimit {
 		if err := e.rollover(e.manNum + 1); err != nil && e.failed == nil {
 			// Still appending to the old manifest, which is valid.
 			e.log.Warn("instadump: manifest rollover failed; will retry at the next save", "err", err)
 		}
 	}
-	return next, nil
+	return next.Snapshot, nil
 }
 
-// writtenAsAsked says whether a segment holds exactly the changed and
-// carried states.
-func writtenAsAsked(entries []segment.Entry, changed map[string]bool, carried map[string]uint64) bool {
-	if len(entries) != len(changed)+len(carried) {
-		return false
+// A plan is what a commit writes: values, in the order they go into the
+// segment, and the states they make.
+type plan struct {
+	values     []value
+	states     []planned
+	compacting bool
+}
+
+// value is one entry of the new segment: bytes to write, or a stored
+// value to copy from another segment.
+type value struct {
+	name string
+	wt   io.WriterTo
+	from *Loc
+}
+
+// planned is a state the commit writes: its Ref, whose locations are
+// filled in from the entries the segment ends up with.
+type planned struct {
+	ref    Ref
+	base   []string // entries of the value, or of the map's base parts
+	deltas []string // entries of the map's deltas: all of them, or with add the new one
+	add    bool     // a delta appended to the chain ref already has
+}
+
+// plan checks writes and drops against the current snapshot and lays out
+// the segment. With compaction due, every other state is carried into it.
+// Call with e.mu held.
+func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) {
+	p := &plan{}
+	seen := make(map[string]bool, len(writes)+len(drops))
+	entry := func(names *[]string, n string, v value) {
+		*names = append(*names, n)
+		p.values = append(p.values, v)
 	}
-	for _, ent := range entries {
-		if _, ok := carried[ent.Name]; !ok && !changed[ent.Name] {
-			return false
+	for _, w := range writes {
+		if seen[w.Name] {
+			return nil, fmt.Errorf("instadump: state %q written twice in one commit", w.Name)
+		}
+		seen[w.Name] = true
+		prev, had := e.cur[w.Name]
+		switch {
+		case w.Kind != ValueState && w.Kind != MapState:
+			return nil, fmt.Errorf("instadump: state %q written with kind %d", w.Name, w.Kind)
+		case (w.Kind == ValueState || w.Delta) && len(w.Parts) != 1, len(w.Parts) == 0:
+			return nil, fmt.Errorf("instadump: state %q written in %d parts", w.Name, len(w.Parts))
+		case w.Delta && (!had || prev.Kind != MapState):
+			return nil, fmt.Errorf("instadump: a delta for state %q, which the current snapshot does not hold as a map", w.Name)
+		}
+		ps := planned{ref: Ref{Name: w.Name, Kind: w.Kind, Entries: w.Entries, Since: id, Schema: w.Schema}}
+		for i, part := range w.Parts {
+			n := entryName(w.Name, w.Kind, w.Delta, i, id)
+			if w.Delta {
+				ps.ref.Base, ps.ref.Deltas, ps.add = prev.Base, prev.Deltas, true
+				entry(&ps.deltas, n, value{name: n, wt: part})
+			} else {
+				entry(&ps.base, n, value{name: n, wt: part})
+			}
+		}
+		p.states = append(p.states, ps)
+	}
+	for _, n := range drops {
+		if _, ok := e.cur[n]; !ok || seen[n] {
+			return nil, fmt.Errorf("instadump: cannot drop state %q: the current snapshot does not hold it, or the commit writes it", n)
+		}
+		seen[n] = true
+	}
+	if !e.compact {
+		return p, nil
+	}
+	p.compacting = true
+	for _, name := range slices.Sorted(maps.Keys(e.cur)) {
+		if seen[name] {
+			continue
+		}
+		ps := planned{ref: e.cur[name]}
+		if ps.ref.Kind == ValueState {
+			entry(&ps.base, name, value{name: name, from: &ps.ref.Value})
+		}
+		for i := range ps.ref.Base {
+			l := &ps.ref.Base[i]
+			entry(&ps.base, l.Name, value{name: l.Name, from: l})
+		}
+		for i := range ps.ref.Deltas {
+			l := &ps.ref.Deltas[i]
+			entry(&ps.deltas, l.Name, value{name: l.Name, from: l})
+		}
+		p.states = append(p.states, ps)
+	}
+	e.log.Info("instadump: compacting: rewriting every live value into one segment", "snapshot", id, "values", len(p.values))
+	return p, nil
+}
+
+// refs returns the states the plan makes, located in segment r, by name.
+func (p *plan) refs(r *segReader) []Ref {
+	at := map[string]Loc{}
+	if r != nil {
+		for _, en := range r.Entries() {
+			at[en.Name] = Loc{Segment: r.ID(), Name: en.Name, Offset: en.Offset, StoredLen: en.StoredLen, RawLen: en.RawLen, StoredSum: en.StoredSum, RawSum: en.RawSum}
 		}
 	}
-	return true
+	located := func(names []string) []Loc {
+		out := make([]Loc, len(names))
+		for i, n := range names {
+			out[i] = at[n]
+		}
+		return out
+	}
+	out := make([]Ref, 0, len(p.states))
+	for _, ps := range p.states {
+		ref := ps.ref
+		switch {
+		case ref.Kind == ValueState:
+			ref.Value = at[ps.base[0]]
+		case ps.add:
+			ref.Deltas = append(slices.Clip(ref.Deltas), located(ps.deltas)...)
+		default:
+			ref.Base, ref.Deltas = located(ps.base), nil
+			if len(ps.deltas) > 0 {
+				ref.Deltas = located(ps.deltas)
+			}
+		}
+		out = append(out, ref)
+	}
+	sortRefs(out)
+	return out
 }
 
-func (e *Engine) isClosed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.closed
-}
-
-// writeSegment writes segment id with the values fill adds, syncs it and
-// the directory, and returns its reader. On failure the segment is
-// removed.
-func (e *Engine) writeSegment(id uint64, fill func(*segment.Writer) error) (*segReader, error) {
+// writeSegment writes segment id holding values, syncs it and the
+// directory, and returns its reader, registered for reads. On failure
+// (or a panic in a value's WriteTo) the segment is removed.
+func (e *Engine) writeSegment(id uint64, values []value) (_ *segReader, err error) {
 	path := e.path(segment.FileName(id))
 	f, err := e.fs.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("instadump: creating segment %s: %w", path, err)
+		return nil, fmt.Errorf("instadump: creating segment %s (the previous snapshot is intact): %w", path, err)
 	}
-	fail := func(what string, err error) (*segReader, error) {
-		f.Close()
-		e.fs.Remove(path) // abandoned: never trusted, never referenced
+	var w *segment.Writer
+	done := false
+	defer func() {
+		if !done { // an error, or a panic on its way up
+			if w != nil {
+				w.Abort()
+			}
+			f.Close()
+			e.fs.Remove(path) // abandoned: never trusted, never referenced
+		}
+	}()
+	what := "writing"
+	fail := func(err error) (*segReader, error) {
 		return nil, fmt.Errorf("instadump: %s segment %s (the previous snapshot is intact): %w", what, path, err)
 	}
-	w, err := segment.NewWriter(f, id, segment.Options{Level: e.opts.Level, Workers: max(1, runtime.GOMAXPROCS(0)-1)})
-	if err != nil {
-		return fail("writing", err)
+	if w, err = segment.NewWriter(f, id, segment.Options{Level: e.opts.Level, Workers: max(1, runtime.GOMAXPROCS(0)-1)}); err != nil {
+		return fail(err)
 	}
-	if err := fill(w); err != nil {
-		w.Finish()
-		return fail("writing", err)
+	for _, v := range values {
+		if err := e.writeValue(w, v); err != nil {
+			return fail(err)
+		}
 	}
 	info, err := w.Finish()
 	if err != nil {
-		return fail("writing", err)
+		return fail(err)
 	}
+	what = "syncing"
 	if err := f.Sync(); err != nil {
-		return fail("syncing", err)
+		return fail(err)
 	}
 	// The segment's name must be durable before a record points at it.
+	what = "syncing the directory of"
 	if err := e.fs.SyncDir(e.dir); err != nil {
-		return fail("syncing the directory of", err)
+		return fail(err)
 	}
+	what = "reading back"
 	r, err := segment.Open(f, info.Size, path)
 	if err != nil {
-		return fail("reading back", err)
+		return fail(err)
 	}
 	sr := &segReader{Reader: r, f: f}
 	e.mu.Lock()
 	e.readers[id] = sr
 	e.mu.Unlock()
+	done = true
 	return sr, nil
+}
+
+func (e *Engine) writeValue(w *segment.Writer, v value) error {
+	if v.from != nil {
+		l := v.from
+		e.mu.Lock()
+		r, err := e.acquire(l.Segment)
+		e.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("compaction reading %q: %w", l.Name, err)
+		}
+		stored, err := r.ReadStored(segment.Entry{Name: l.Name, Offset: l.Offset, StoredLen: l.StoredLen, RawLen: l.RawLen, StoredSum: l.StoredSum, RawSum: l.RawSum})
+		e.mu.Lock()
+		e.release(r)
+		e.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("compaction reading %q: %w", l.Name, err)
+		}
+		return w.AddStored(v.name, stored, l.RawLen, l.RawSum)
+	}
+	vw, err := w.Value(v.name)
+	if err != nil {
+		return err
+	}
+	_, err = v.wt.WriteTo(vw)
+	if cerr := vw.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // dropSegment abandons a segment whose commit record was never written.
@@ -220,70 +374,7 @@ func (e *Engine) dropSegment(r *segReader) {
 		return
 	}
 	e.mu.Lock()
-	delete(e.readers, r.ID())
+	e.retire(r)
 	e.mu.Unlock()
-	r.f.Close()
 	e.fs.Remove(e.path(segment.FileName(r.ID())))
-}
-
-// collect deletes the segments no retained snapshot references. A failure
-// leaves garbage for the next open to remove.
-func (e *Engine) collect() {
-	e.mu.Lock()
-	used := usedSegments(e.snaps)
-	var drop []*segReader
-	for id, r := range e.readers {
-		if !used[id] {
-			drop = append(drop, r)
-			delete(e.readers, id)
-		}
-	}
-	e.mu.Unlock()
-	if len(drop) == 0 {
-		return
-	}
-	// No directory sync: a removal that a crash undoes leaves an orphan,
-	// which the next open removes.
-	for _, r := range drop {
-		r.f.Close()
-		name := segment.FileName(r.ID())
-		if err := e.fs.Remove(e.path(name)); err != nil {
-			e.log.Warn("instadump: cannot delete an unused segment; the next open will", "file", name, "err", err)
-		}
-	}
-}
-
-// shouldCompact says whether, after a commit writing the states in
-// changed, more than half of the bytes in the segments the retained
-// snapshots reference would be dead: values (and their index entries)
-// that no retained snapshot references.
-func (e *Engine) shouldCompact(prev manifest.Snapshot, changed map[string]bool) bool {
-	e.mu.Lock()
-	// The snapshots that stay retained after the commit.
-	keep := e.snaps
-	if over := len(keep) + 1 - e.opts.Retain; over > 0 {
-		keep = keep[over:]
-	}
-	live := liveSet{}
-	for i := range keep {
-		for name, ref := range keep[i].States {
-			live.add(name, ref)
-		}
-	}
-	for name, ref := range prev.States {
-		if !changed[name] {
-			live.add(name, ref)
-		}
-	}
-	e.mu.Unlock()
-	var liveBytes, total int64
-	for seg, n := range live.bySegment() {
-		liveBytes += n
-		r, err := e.reader(seg)
-		if err != nil {
-			return false // reading it fails anyway; compaction would too
-		}
-		total += r.Size() - segment.MinFileSize
-	}
-	return total-liveBytes > liveBytes
 }

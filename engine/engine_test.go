@@ -1,9 +1,9 @@
 package engine
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +17,7 @@ import (
 
 const dir = "db"
 
-func open(t *testing.T, fsys vfs.FS, o Options) *Engine {
+func open(t *testing.T, fsys FS, o Options) *Engine {
 	t.Helper()
 	o.FS = fsys
 	e, err := Open(dir, o)
@@ -27,43 +27,116 @@ func open(t *testing.T, fsys vfs.FS, o Options) *Engine {
 	return e
 }
 
-func commit(t *testing.T, e *Engine, kv ...string) manifest.Snapshot {
-	t.Helper()
-	var ch []Change
+// bytesTo is a value to write.
+type bytesTo []byte
+
+func (b bytesTo) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(b)
+	return int64(n), err
+}
+
+func values(kv ...string) []Write {
+	var ws []Write
 	for i := 0; i < len(kv); i += 2 {
-		ch = append(ch, Change{Name: kv[i], Raw: []byte(kv[i+1])})
+		ws = append(ws, Write{Name: kv[i], Kind: ValueState, Parts: []io.WriterTo{bytesTo(kv[i+1])}})
 	}
-	s, err := e.Commit(ch)
+	return ws
+}
+
+func commit(t *testing.T, e *Engine, kv ...string) Snapshot {
+	t.Helper()
+	s, err := e.Commit(values(kv...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-// contents reads every state of the current snapshot.
-func contents(t *testing.T, e *Engine) map[string]string {
+// read returns the bytes of every location of ref, joined by "|".
+func read(t *testing.T, e *Engine, ref Ref) string {
 	t.Helper()
-	s, ok := e.Current()
+	var parts []string
+	var err error
+	locs(&ref, func(l *Loc) {
+		var b []byte
+		if err == nil {
+			b, err = e.Read(*l)
+			parts = append(parts, string(b))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(parts, "|")
+}
+
+// contents reads every state of snapshot id (0: the current one).
+func contents(t *testing.T, e *Engine, id uint64) map[string]string {
+	t.Helper()
+	states, ok := e.States(id)
 	if !ok {
-		return nil
+		t.Fatalf("snapshot %d is not retained", id)
 	}
 	out := map[string]string{}
-	for name, ref := range s.States {
-		raw, err := e.Read(ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[name] = string(raw)
+	for name, ref := range states {
+		out[name] = read(t, e, ref)
 	}
 	return out
 }
 
-func files(t *testing.T, fsys vfs.FS) []string {
+func files(t *testing.T, fsys FS) []string {
+	t.Helper()
 	names, err := fsys.List(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return names
+}
+
+// segmentsInUse returns the segments the retained snapshots use.
+func segmentsInUse(t *testing.T, e *Engine) map[uint64]bool {
+	used := map[uint64]bool{}
+	for _, s := range e.Snapshots() {
+		states, _ := e.States(s.ID)
+		for _, r := range states {
+			locs(&r, func(l *Loc) { used[l.Segment] = true })
+		}
+	}
+	return used
+}
+
+// rewrite replaces file name with fn of its contents, durably.
+func rewrite(t *testing.T, fsys FS, name string, fn func([]byte) []byte) {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	f, err := fsys.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, _ := f.Size()
+	data, err := vfs.ReadAll(f, size)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = fn(data)
+	w, err := fsys.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	w.Sync()
+	w.Close()
+}
+
+func flipAt(off int64) func([]byte) []byte {
+	return func(b []byte) []byte {
+		if off < 0 {
+			off += int64(len(b))
+		}
+		b[off] ^= 0x20
+		return b
+	}
 }
 
 func TestCommitReopen(t *testing.T) {
@@ -74,28 +147,57 @@ func TestCommitReopen(t *testing.T) {
 	}
 	s1 := commit(t, e, "a", "1", "b", "2")
 	s2 := commit(t, e, "b", "3")
-	if s1.ID != 1 || s2.ID != 2 || s2.States["a"] != s1.States["a"] || s2.States["b"].Since != 2 {
+	a1, _ := e.Lookup(1, "a")
+	a2, _ := e.Lookup(2, "a")
+	b2, _ := e.Lookup(2, "b")
+	if s1.ID != 1 || s2.ID != 2 || s2.States != 2 || !sameRef(&a1, &a2) || b2.Since != 2 {
 		t.Fatalf("snapshots %+v %+v", s1, s2)
 	}
-	if s3, err := e.Commit(nil); err != nil || s3.ID != 2 {
-		t.Fatalf("empty commit: %v %v", s3.ID, err)
+	if s3, err := e.Commit(nil, nil); err != nil || s3 != s2 {
+		t.Fatalf("empty commit: %+v %v", s3, err)
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Commit(nil); !errors.Is(err, errs.ErrClosed) {
+	if _, err := e.Commit(nil, nil); !errors.Is(err, errs.ErrClosed) {
 		t.Fatalf("commit after close: %v", err)
 	}
 	// A crash right now (only synced data) recovers everything.
 	for _, fsys := range []*vfs.MemFS{m, m.CrashClone(vfs.CrashOptions{})} {
 		e = open(t, fsys, Options{})
-		if got := contents(t, e); fmt.Sprint(got) != "map[a:1 b:3]" {
+		if got := contents(t, e, 0); fmt.Sprint(got) != "map[a:1 b:3]" {
 			t.Fatalf("reopened: %v", got)
 		}
-		if s, _ := e.Current(); s.ID != 2 {
-			t.Fatalf("current %d", s.ID)
+		if got := contents(t, e, 1); fmt.Sprint(got) != "map[a:1 b:2]" {
+			t.Fatalf("snapshot 1 reopened: %v", got)
 		}
 		e.Close()
+	}
+}
+
+func TestBadCommits(t *testing.T) {
+	e := open(t, vfs.NewMem(), Options{})
+	defer e.Close()
+	commit(t, e, "a", "1")
+	for name, c := range map[string]struct {
+		w []Write
+		d []string
+	}{
+		"twice":         {w: append(values("b", "1"), values("b", "2")...)},
+		"drop unknown":  {d: []string{"zz"}},
+		"drop written":  {w: values("a", "2"), d: []string{"a"}},
+		"delta nowhere": {w: []Write{{Name: "m", Kind: MapState, Delta: true, Parts: []io.WriterTo{bytesTo("x")}}}},
+		"delta value":   {w: []Write{{Name: "a", Kind: MapState, Delta: true, Parts: []io.WriterTo{bytesTo("x")}}}},
+		"no parts":      {w: []Write{{Name: "m", Kind: MapState}}},
+		"two values":    {w: []Write{{Name: "v", Kind: ValueState, Parts: []io.WriterTo{bytesTo("x"), bytesTo("y")}}}},
+		"kind":          {w: []Write{{Name: "v", Parts: []io.WriterTo{bytesTo("x")}}}},
+	} {
+		if _, err := e.Commit(c.w, c.d); err == nil {
+			t.Fatalf("%s: accepted", name)
+		}
+	}
+	if s, _ := e.Current(); s.ID != 1 {
+		t.Fatalf("a refused commit made snapshot %d", s.ID)
 	}
 }
 
@@ -110,10 +212,21 @@ func TestLocked(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read-only open beside a writer: %v", err)
 	}
-	if _, err := ro.Commit([]Change{{"a", []byte("x")}}); !errors.Is(err, errs.ErrReadOnly) {
+	if _, err := ro.Commit(values("a", "x"), nil); !errors.Is(err, errs.ErrReadOnly) {
 		t.Fatalf("read-only commit: %v", err)
 	}
 	ro.Close()
+}
+
+func TestNotADB(t *testing.T) {
+	m := vfs.NewMem()
+	m.MkdirAll(dir)
+	if _, err := Open(dir, Options{FS: m, ReadOnly: true}); !errors.Is(err, errs.ErrNotDB) {
+		t.Fatalf("read-only open of an empty directory: %v", err)
+	}
+	if _, err := Open("nowhere", Options{FS: m, ReadOnly: true}); err == nil || errors.Is(err, errs.ErrCorrupt) {
+		t.Fatalf("read-only open of a missing directory: %v", err)
+	}
 }
 
 func TestRetentionAndGC(t *testing.T) {
@@ -126,15 +239,37 @@ func TestRetentionAndGC(t *testing.T) {
 	if len(snaps) != 2 || snaps[0].ID != 5 || snaps[1].ID != 6 {
 		t.Fatalf("retained %v", snaps)
 	}
-	// Only the segments of snapshots 5 and 6 remain, plus those still
-	// holding s0..s3.
-	used := usedSegments(snaps)
+	used := segmentsInUse(t, e)
 	for _, n := range files(t, m) {
 		if id, ok := segment.ParseFileName(n); ok && !used[id] {
-			t.Fatalf("unreferenced segment %s kept (files %v)", n, files(t, m))
+			t.Fatalf("unused segment %s kept (files %v)", n, files(t, m))
 		}
 	}
+	if got := contents(t, e, 5)["a"]; got != "4" {
+		t.Fatalf("snapshot 5 a=%q", got)
+	}
 	e.Close()
+}
+
+// Drops remove a state from the new snapshot only; a commit of drops
+// alone makes a snapshot.
+func TestDrop(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{})
+	commit(t, e, "a", "1", "b", "2")
+	s, err := e.Commit(nil, []string{"a"})
+	if err != nil || s.ID != 2 || s.States != 1 {
+		t.Fatalf("drop: %+v %v", s, err)
+	}
+	e.Close()
+	e = open(t, m, Options{})
+	defer e.Close()
+	if got := fmt.Sprint(contents(t, e, 0)); got != "map[b:2]" {
+		t.Fatalf("after the drop: %s", got)
+	}
+	if got := fmt.Sprint(contents(t, e, 1)); got != "map[a:1 b:2]" {
+		t.Fatalf("the snapshot before: %s", got)
+	}
 }
 
 func TestOrphansRemoved(t *testing.T) {
@@ -142,29 +277,27 @@ func TestOrphansRemoved(t *testing.T) {
 	e := open(t, m, Options{})
 	commit(t, e, "a", "1")
 	e.Close()
-	for _, n := range []string{"000099.seg", "CURRENT.tmp", "MANIFEST-000050", "x.tmp"} {
+	for _, n := range []string{"000099.seg", "CURRENT.tmp", "MANIFEST-000050", "x.tmp", "notes.txt"} {
 		f, _ := m.Create(filepath.Join(dir, n))
 		f.Write([]byte("junk"))
 		f.Close()
 	}
 	e = open(t, m, Options{})
 	defer e.Close()
-	rep := e.Report()
-	if len(rep.Removed) != 4 {
-		t.Fatalf("removed %v", rep.Removed)
+	if got := e.Report().Removed; !slices.Equal(got, []string{"000099.seg", "CURRENT.tmp", "MANIFEST-000050"}) {
+		t.Fatalf("removed %v", got)
 	}
-	for _, n := range files(t, m) {
-		if strings.HasSuffix(n, ".tmp") || n == "000099.seg" || n == "MANIFEST-000050" {
-			t.Fatalf("%s survived", n)
-		}
+	// Files that are not the engine's stay.
+	if fs := files(t, m); !slices.Contains(fs, "x.tmp") || !slices.Contains(fs, "notes.txt") {
+		t.Fatalf("a file not the engine's was removed: %v", fs)
 	}
-	if got := contents(t, e); got["a"] != "1" {
+	if got := contents(t, e, 0); got["a"] != "1" {
 		t.Fatalf("contents %v", got)
 	}
 	// A new segment does not reuse the orphan's number.
-	s := commit(t, e, "a", "2")
-	if s.States["a"].Segment <= 99 {
-		t.Fatalf("segment %d reuses an old number", s.States["a"].Segment)
+	commit(t, e, "a", "2")
+	if r, _ := e.Lookup(0, "a"); r.Value.Segment <= 99 {
+		t.Fatalf("segment %d reuses an old number", r.Value.Segment)
 	}
 }
 
@@ -191,9 +324,22 @@ func TestManifestRollover(t *testing.T) {
 	e.Close()
 	e = open(t, m, Options{})
 	defer e.Close()
-	if len(e.Snapshots()) != 3 || contents(t, e)["a"] != "39" {
-		t.Fatalf("after rollovers: %v %v", e.Snapshots(), contents(t, e))
+	if len(e.Snapshots()) != 3 || contents(t, e, 0)["a"] != "39" || contents(t, e, 38)["a"] != "37" {
+		t.Fatalf("after rollovers: %v %v", e.Snapshots(), contents(t, e, 0))
 	}
+}
+
+func segmentBytes(t *testing.T, fsys FS) int64 {
+	var size int64
+	for _, n := range files(t, fsys) {
+		if _, ok := segment.ParseFileName(n); ok {
+			f, _ := fsys.Open(filepath.Join(dir, n))
+			sz, _ := f.Size()
+			f.Close()
+			size += sz
+		}
+	}
+	return size
 }
 
 func TestCompactionBoundsSpace(t *testing.T) {
@@ -205,26 +351,38 @@ func TestCompactionBoundsSpace(t *testing.T) {
 		kv = append(kv, fmt.Sprintf("s%03d", i), big)
 	}
 	commit(t, e, kv...)
+	want := map[string]string{}
+	for i := 0; i < 100; i++ {
+		want[fmt.Sprintf("s%03d", i)] = big
+	}
 	for round := 0; round < 60; round++ {
-		var ch []string
+		// Each segment also holds a small value that never changes, so
+		// no segment ever dies of itself: only compaction bounds space.
+		anchor := fmt.Sprintf("anchor%03d", round)
+		ch := []string{anchor, "."}
+		want[anchor] = "."
 		for i := 0; i < 10; i++ {
-			ch = append(ch, fmt.Sprintf("s%03d", (round*10+i*7)%100), fmt.Sprintf("%s%d", big, round))
+			k, v := fmt.Sprintf("s%03d", (round*10+i*7)%100), fmt.Sprintf("%s%d", big, round)
+			ch = append(ch, k, v)
+			want[k] = v
 		}
 		commit(t, e, ch...)
-		var size int64
-		for _, n := range files(t, m) {
-			if _, ok := segment.ParseFileName(n); ok {
-				f, _ := m.Open(filepath.Join(dir, n))
-				sz, _ := f.Size()
-				f.Close()
-				size += sz
-			}
-		}
-		if live := int64(100 * 1000); size > 4*live {
+		if size, live := segmentBytes(t, m), int64(100*1000); size > 4*live {
 			t.Fatalf("round %d: %d bytes of segments for %d live", round, size, live)
 		}
 	}
+	if e.compactedAt == 0 {
+		t.Fatal("no compaction ran")
+	}
+	if got := contents(t, e, 0); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatal("contents differ after compactions")
+	}
 	e.Close()
+	e = open(t, m, Options{})
+	defer e.Close()
+	if got := contents(t, e, 0); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatal("contents differ after reopening")
+	}
 }
 
 func TestStickyManifestSyncFailure(t *testing.T) {
@@ -236,18 +394,17 @@ func TestStickyManifestSyncFailure(t *testing.T) {
 	e = open(t, vfs.WithErrors(m, inj), Options{})
 	// Fail the second sync of the next commit: segment sync, then manifest.
 	inj.N = inj.Count() + 2
-	_, err := e.Commit([]Change{{"a", []byte("2")}})
-	if !errors.Is(err, vfs.EIO) {
+	if _, err := e.Commit(values("a", "2"), nil); !errors.Is(err, vfs.EIO) {
 		t.Fatalf("commit: %v, want EIO", err)
 	}
-	_, err2 := e.Commit([]Change{{"a", []byte("3")}})
-	if !errors.Is(err2, vfs.EIO) || !strings.Contains(err2.Error(), "reopened") {
-		t.Fatalf("commit after a failed sync: %v, want the sticky error", err2)
+	_, err := e.Commit(values("a", "3"), nil)
+	if !errors.Is(err, vfs.EIO) || !strings.Contains(err.Error(), "reopened") {
+		t.Fatalf("commit after a failed sync: %v, want the sticky error", err)
 	}
 	e.Close()
 	e = open(t, m, Options{})
 	defer e.Close()
-	if got := contents(t, e)["a"]; got != "1" && got != "2" {
+	if got := contents(t, e, 0)["a"]; got != "1" && got != "2" {
 		t.Fatalf("after reopen a=%q", got)
 	}
 	commit(t, e, "a", "4")
@@ -260,18 +417,46 @@ func TestSegmentFailureIsNotSticky(t *testing.T) {
 	defer e.Close()
 	commit(t, e, "a", "1")
 	inj.N = inj.Count() + 1
-	if _, err := e.Commit([]Change{{"a", []byte("2")}}); !errors.Is(err, vfs.ENOSPC) {
+	if _, err := e.Commit(values("a", "2"), nil); !errors.Is(err, vfs.ENOSPC) {
 		t.Fatalf("commit: %v", err)
 	}
+	used := segmentsInUse(t, e)
 	for _, n := range files(t, m) {
-		if id, ok := segment.ParseFileName(n); ok && !usedSegments(e.Snapshots())[id] {
+		if id, ok := segment.ParseFileName(n); ok && !used[id] {
 			t.Fatalf("abandoned segment %s left behind", n)
 		}
 	}
 	commit(t, e, "a", "3")
-	if got := contents(t, e)["a"]; got != "3" {
+	if got := contents(t, e, 0)["a"]; got != "3" {
 		t.Fatalf("a=%q", got)
 	}
+}
+
+// panicky panics in WriteTo, as a value's encoder might.
+type panicky struct{}
+
+func (panicky) WriteTo(io.Writer) (int64, error) { panic("encoder bug") }
+
+// A panic while a value is written leaves no segment, no goroutine and
+// no lock behind: the next commit works.
+func TestPanicInValueLeavesNothing(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{})
+	defer e.Close()
+	commit(t, e, "a", "1")
+	before := files(t, m)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("no panic")
+			}
+		}()
+		e.Commit([]Write{{Name: "b", Kind: ValueState, Parts: []io.WriterTo{panicky{}}}}, nil)
+	}()
+	if after := files(t, m); !slices.Equal(before, after) {
+		t.Fatalf("files %v, then %v", before, after)
+	}
+	commit(t, e, "b", "2")
 }
 
 // The manifest cut at every byte of its last record recovers the
@@ -281,92 +466,63 @@ func TestTornManifestTail(t *testing.T) {
 	e := open(t, m, Options{})
 	commit(t, e, "a", "1")
 	commit(t, e, "a", "2")
-	manName := filepath.Join(dir, manifest.FileName(e.manNum))
+	manName := manifest.FileName(e.manNum)
 	e.Close()
-	f, _ := m.Open(manName)
+	f, _ := m.Open(filepath.Join(dir, manName))
 	size, _ := f.Size()
 	data, _ := vfs.ReadAll(f, size)
 	f.Close()
-	rep, err := manifest.ReplayBytes(data, manName, 0)
+	log, err := manifest.ReplayBytes(data, manName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := rep.Offsets[len(rep.Offsets)-1]
+	last := log.Offsets[len(log.Offsets)-1]
 	for cut := last; cut < size; cut++ {
 		c := m.CrashClone(vfs.CrashOptions{})
-		w, _ := c.OpenRW(manName)
-		w.Truncate(cut)
-		w.Sync()
-		w.Close()
+		rewrite(t, c, manName, func(b []byte) []byte { return b[:cut] })
 		e := open(t, c, Options{})
-		if got := contents(t, e)["a"]; got != "1" {
+		if got := contents(t, e, 0)["a"]; got != "1" {
 			t.Fatalf("cut at %d: a=%q", cut, got)
 		}
-		if cut > last && e.Report().TornTail == nil {
-			t.Fatalf("cut at %d: no torn tail reported", cut)
+		var ce *errs.CorruptError
+		if cut > last && (!errors.As(e.Report().TornTail, &ce) || ce.Hint != errs.HintTornTail) {
+			t.Fatalf("cut at %d: torn tail %v", cut, e.Report().TornTail)
 		}
 		commit(t, e, "a", "3")
 		e.Close()
 		e = open(t, c, Options{})
-		if got := contents(t, e)["a"]; got != "3" {
+		if got := contents(t, e, 0)["a"]; got != "3" {
 			t.Fatalf("cut at %d, then a save: a=%q", cut, got)
 		}
 		e.Close()
 	}
 }
 
-func TestDamagedSegment(t *testing.T) {
+// The tools see the retention the writer used, not a default.
+func TestReadersTakeRetentionFromTheManifest(t *testing.T) {
 	m := vfs.NewMem()
-	e := open(t, m, Options{})
-	commit(t, e, "a", "1", "b", "1")
-	s2 := commit(t, e, "a", "2")
-	e.Close()
-	seg := filepath.Join(dir, segment.FileName(s2.States["a"].Segment))
-	flip := func(fsys *vfs.MemFS, off int64) {
-		f, _ := fsys.OpenRW(seg)
-		b := make([]byte, 1)
-		f.ReadAt(b, off)
-		b[0] ^= 0x20
-		f.WriteAt(b, off)
-		f.Close()
-	}
-	// A flipped byte in the value: strict open succeeds (the index is
-	// intact) and reading the value fails; fallback finds it at open.
-	c := m.CrashClone(vfs.CrashOptions{KeepUnsynced: 1})
-	flip(c, segment.HeaderSize+2)
-	e = open(t, c, Options{})
-	if _, err := e.Read(e.snaps[len(e.snaps)-1].States["a"]); !errors.Is(err, errs.ErrCorrupt) || !strings.Contains(err.Error(), seg) {
-		t.Fatalf("read of a damaged value: %v", err)
+	e := open(t, m, Options{Retain: 10})
+	for i := range 12 {
+		commit(t, e, "a", fmt.Sprint(i), fmt.Sprint("s", i), "x")
 	}
 	e.Close()
-	e = open(t, c, Options{Fallback: true})
-	rep := e.Report()
-	if !rep.FellBack || rep.Damaged != 2 || rep.UsedID != 1 || len(rep.Broken) != 2 {
-		t.Fatalf("fallback report %+v", rep)
+	ro := open(t, m, Options{ReadOnly: true})
+	defer ro.Close()
+	if snaps := ro.Snapshots(); len(snaps) != 10 || snaps[0].ID != 3 {
+		t.Fatalf("read-only open sees %d snapshots from %d", len(snaps), snaps[0].ID)
 	}
-	if got := contents(t, e); got["a"] != "1" || got["b"] != "1" {
-		t.Fatalf("fallback contents %v", got)
+	if got := contents(t, ro, 3)["a"]; got != "2" {
+		t.Fatalf("snapshot 3: a=%q", got)
 	}
-	for _, b := range rep.Broken {
-		if !slices.Contains(files(t, c), b) {
-			t.Fatalf("%s not kept aside: %v", b, files(t, c))
+	live := ro.LiveBytes()
+	for _, n := range files(t, m) {
+		if id, ok := segment.ParseFileName(n); ok && live[id] == 0 {
+			t.Fatalf("segment %s in use but not live", n)
 		}
 	}
-	e.Close()
-	// A damaged trailer fails a strict open.
-	c = m.CrashClone(vfs.CrashOptions{KeepUnsynced: 1})
-	f, _ := c.Open(seg)
-	size, _ := f.Size()
-	f.Close()
-	flip(c, size-20)
-	if _, err := Open(dir, Options{FS: c}); !errors.Is(err, errs.ErrCorrupt) || !strings.Contains(err.Error(), seg) {
-		t.Fatalf("strict open of a damaged segment: %v", err)
+	if p := ro.Verify(nil); len(p) != 0 {
+		t.Fatalf("verify: %v", p)
 	}
-	// The refused open changed nothing: the same damage is found again.
-	if _, err := Open(dir, Options{FS: c}); !errors.Is(err, errs.ErrCorrupt) {
-		t.Fatalf("second strict open: %v", err)
-	}
-	_ = bytes.MinRead
 }
 
 // A read-only open works while another engine keeps saving, rolling its
@@ -380,7 +536,7 @@ func TestReadOnlyWhileSaving(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := 1; i < 300; i++ {
-			if _, err := e.Commit([]Change{{"a", []byte(fmt.Sprint(i))}}); err != nil {
+			if _, err := e.Commit(values("a", fmt.Sprint(i)), nil); err != nil {
 				t.Error(err)
 				return
 			}
@@ -401,6 +557,9 @@ func TestReadOnlyWhileSaving(t *testing.T) {
 		}
 		if _, ok := ro.Current(); !ok {
 			t.Fatal("read-only open found no snapshot")
+		}
+		if p := ro.Verify(nil); len(p) > 0 {
+			t.Fatalf("verify during saves: %v", p)
 		}
 		ro.Close()
 	}
@@ -429,4 +588,31 @@ func TestRetentionGrowsAfterReopen(t *testing.T) {
 		t.Fatalf("%d snapshots retained after growing retention", len(snaps))
 	}
 	e.Close()
+}
+
+// A value read while a commit drops the last snapshot using its segment
+// still reads: Hold keeps the segment open.
+func TestHoldOutlivesCollection(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{Retain: 1})
+	defer e.Close()
+	commit(t, e, "a", "old")
+	refs, release, ok, err := e.Hold(0, []string{"a", "missing"})
+	if err != nil || !ok || refs[1].Kind != 0 {
+		t.Fatalf("hold: %v %v %+v", ok, err, refs)
+	}
+	commit(t, e, "a", "new")
+	if slices.Contains(files(t, m), segment.FileName(refs[0].Value.Segment)) {
+		t.Fatal("the old segment was not deleted")
+	}
+	if got, err := e.Read(refs[0].Value); err != nil || string(got) != "old" {
+		t.Fatalf("held read: %q %v", got, err)
+	}
+	release()
+	if _, err := e.Read(refs[0].Value); !errors.Is(err, errs.ErrMissing) {
+		t.Fatalf("read after release: %v", err)
+	}
+	if _, _, ok, _ := e.Hold(99, nil); ok {
+		t.Fatal("held a snapshot that is not retained")
+	}
 }

@@ -1,6 +1,7 @@
 package fuzz
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -41,7 +42,7 @@ func TestCrashBitFlips(t *testing.T) {
 		data := readAll(t, mem, name)
 		var bits []int
 		if _, ok := segment.ParseFileName(name); ok {
-			ioff := int(le.Uint64(data[len(data)-segment.TrailerSize:]))
+			ioff := int(binary.LittleEndian.Uint64(data[len(data)-segment.TrailerSize:]))
 			for b := 0; b < 8*segment.HeaderSize; b++ {
 				bits = append(bits, b)
 			}
@@ -69,6 +70,30 @@ func TestCrashBitFlips(t *testing.T) {
 	}
 }
 
+// rewrite changes file name of the DB with fn, durably.
+func rewrite(fsys vfs.FS, name string, fn func([]byte)) error {
+	p := path.Join(dbDir, name)
+	f, err := fsys.Open(p)
+	if err != nil {
+		return err
+	}
+	size, _ := f.Size()
+	data, err := vfs.ReadAll(f, size)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	fn(data)
+	if f, err = fsys.Create(p); err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
 func readAll(t *testing.T, fsys vfs.FS, name string) []byte {
 	f, err := fsys.Open(path.Join(dbDir, name))
 	if err != nil {
@@ -87,15 +112,9 @@ func readAll(t *testing.T, fsys vfs.FS, name string) []byte {
 // says whether the damage was reported (as an error or a torn tail).
 func flipAndCheck(mem *vfs.MemFS, name string, bit int, m *model) (detected bool, err error) {
 	c := mem.CrashClone(vfs.CrashOptions{KeepUnsynced: 1})
-	f, err := c.OpenRW(path.Join(dbDir, name))
-	if err != nil {
+	if err := rewrite(c, name, func(b []byte) { b[bit/8] ^= 1 << (bit % 8) }); err != nil {
 		return false, err
 	}
-	b := make([]byte, 1)
-	f.ReadAt(b, int64(bit/8))
-	b[0] ^= 1 << (bit % 8)
-	f.WriteAt(b, int64(bit/8))
-	f.Close()
 
 	named := func(err error) error {
 		var ce *errs.CorruptError

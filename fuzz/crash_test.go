@@ -3,6 +3,7 @@ package fuzz
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -80,11 +81,19 @@ func (w *env) ack() {
 	w.m.inflight = nil
 }
 
+// bytesTo is a value to write.
+type bytesTo []byte
+
+func (b bytesTo) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(b)
+	return int64(n), err
+}
+
 // commit commits changes (name → value) and updates the model.
 func (w *env) commit(changes map[string]string) error {
-	var ch []engine.Change
+	var ch []engine.Write
 	for _, name := range sortedKeys(changes) {
-		ch = append(ch, engine.Change{Name: name, Raw: []byte(changes[name])})
+		ch = append(ch, engine.Write{Name: name, Kind: engine.ValueState, Parts: []io.WriterTo{bytesTo(changes[name])}})
 	}
 	next := maps.Clone(w.m.acked)
 	maps.Copy(next, changes)
@@ -92,7 +101,7 @@ func (w *env) commit(changes map[string]string) error {
 	if len(changes) == 0 && w.m.ackedID > 0 {
 		w.m.inflightID = w.m.ackedID
 	}
-	s, err := w.e.Commit(ch)
+	s, err := w.e.Commit(ch, nil)
 	if err != nil {
 		return err
 	}
@@ -123,10 +132,14 @@ func (w *env) readOld() error {
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
 
-func contents(e *engine.Engine, s manifest.Snapshot) (map[string]string, error) {
+func contents(e *engine.Engine, s engine.Snapshot) (map[string]string, error) {
+	states, ok := e.States(s.ID)
+	if !ok {
+		return nil, fmt.Errorf("snapshot %d is not retained", s.ID)
+	}
 	out := map[string]string{}
-	for name, ref := range s.States {
-		raw, err := e.Read(ref)
+	for name, ref := range states {
+		raw, err := e.Read(ref.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -248,12 +261,7 @@ func checkRecovery(fsys *vfs.MemFS, opts engine.Options, m *model) error {
 	if err != nil {
 		return err
 	}
-	used := map[uint64]bool{}
-	for _, s := range e.Snapshots() {
-		for _, st := range s.States {
-			used[st.Segment] = true
-		}
-	}
+	used := e.LiveBytes()
 	manifests := 0
 	for _, n := range names {
 		id, isSeg := segment.ParseFileName(n)
@@ -261,7 +269,7 @@ func checkRecovery(fsys *vfs.MemFS, opts engine.Options, m *model) error {
 		switch {
 		case strings.HasSuffix(n, ".tmp"):
 			return fmt.Errorf("temp file %s left after recovery", n)
-		case isSeg && !used[id]:
+		case isSeg && used[id] == 0:
 			return fmt.Errorf("orphan segment %s left after recovery", n)
 		case isMan:
 			manifests++
@@ -272,7 +280,7 @@ func checkRecovery(fsys *vfs.MemFS, opts engine.Options, m *model) error {
 	}
 	// Life goes on.
 	cur, _ := e.Current()
-	if _, err := e.Commit([]engine.Change{{Name: "after-crash", Raw: []byte("x")}}); err != nil {
+	if _, err := e.Commit([]engine.Write{{Name: "after-crash", Kind: engine.ValueState, Parts: []io.WriterTo{bytesTo("x")}}}, nil); err != nil {
 		return fmt.Errorf("commit after recovery: %w", err)
 	}
 	e.Close()

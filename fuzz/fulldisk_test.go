@@ -91,15 +91,22 @@ func TestCrashFullDisk(t *testing.T) {
 				t.Fatalf("%s, %d bytes free: the save failed with %v, not ENOSPC", target.what, free, err)
 			}
 			// Full during the compaction: its save fails. During the
-			// rollover (after the commit): the rollover fails, logged.
+			// rollover after the commit: the rollover fails, logged (unless
+			// the commit's garbage collection made room for it first).
 			if (target.what == "compaction" && err != nil) || logs.rolloverFailed.Load() > 0 {
 				failed++
 			}
 			w.e.Close()
 			w.e = nil
-			// Still full: recovery may fail, with ENOSPC, and change nothing.
-			if err := w.openAt(dir); err != nil && !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("%s, %d bytes free: reopening a full disk: %v", target.what, free, err)
+			// Still full: recovery, which always rolls the manifest over,
+			// may fail, with ENOSPC, and change nothing.
+			if err := w.openAt(dir); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("%s, %d bytes free: reopening a full disk: %v", target.what, free, err)
+				}
+				if target.what == "rollover" {
+					failed++
+				}
 			}
 			if w.e != nil {
 				w.e.Close()
@@ -146,11 +153,12 @@ func fullDiskEnv(t *testing.T, dir string, logs *logCounter) *env {
 	return w
 }
 
-// fullDiskChange is save i: five of the ten states, a window that moves
-// by three, so that segments end up half dead and compaction comes.
+// fullDiskChange is save i: six of the ten states, a window that moves
+// by three, so that segments end up more than half dead and compaction
+// comes.
 func fullDiskChange(i int) map[string]string {
 	ch := map[string]string{}
-	for k := 0; k < 5; k++ {
+	for k := 0; k < 6; k++ {
 		name := fmt.Sprint("s", (3*i+k)%10)
 		ch[name] = val(name, 100+i, 8_000)
 	}

@@ -1,25 +1,28 @@
 // Package inspect is a read-only view of an instadump directory for
-// tools: snapshots, states, values decoded without their Go types,
+// tools: snapshots, states, values as JSON without their Go types,
 // segments, manifest records, and a full verification. It never takes the
 // lock, never repairs and never writes, so it works while the owning
 // process has the DB open and is saving. The instadump-inspect command is
 // a thin shell over it.
+//
+// Open is its one way in: a read-only engine that holds every file it
+// reads open, so what it shows is one consistent view even while the
+// owner saves, rolls its manifest over and deletes old segments.
 package inspect
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
+	"io"
+	"maps"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/instadump/instadump/engine"
 	"github.com/instadump/instadump/internal/errs"
-	"github.com/instadump/instadump/manifest"
-	"github.com/instadump/instadump/segment"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // DB is a directory opened read-only.
@@ -28,9 +31,10 @@ type DB struct {
 	warning error
 }
 
-// Open opens dir read-only. If the current snapshot's data is damaged it
-// opens the newest intact retained snapshot instead and Warning says
-// what is damaged; if nothing is intact it fails.
+// Open opens dir read-only. If the current snapshot's data (or the
+// manifest) is damaged it opens the newest intact retained snapshot
+// instead, and Warning says what is damaged; if nothing is intact it
+// fails. A directory that holds no DB is an error wrapping ErrNotDB.
 func Open(dir string) (*DB, error) {
 	eng, err := engine.Open(dir, engine.Options{ReadOnly: true})
 	if err == nil {
@@ -46,6 +50,9 @@ func Open(dir string) (*DB, error) {
 	return &DB{eng: eng, warning: fmt.Errorf("the current snapshot is damaged, showing snapshot %d instead: %w", eng.Report().UsedID, err)}, nil
 }
 
+// ErrNotDB: the directory holds no instadump DB.
+var ErrNotDB = errs.ErrNotDB
+
 // Warning returns the damage Open worked around, or nil.
 func (d *DB) Warning() error { return d.warning }
 
@@ -58,146 +65,195 @@ type Snapshot struct {
 	Time     time.Time `json:"time"`
 	States   int       `json:"states"`
 	Bytes    int64     `json:"bytes_written"`
-	Segments []uint64  `json:"segments"`
+	Segments []uint64  `json:"segments"` // the segments it uses
 }
 
-// Snapshots returns the retained snapshots, oldest first.
+// segmentsOf returns the segments a snapshot's states use, sorted.
+func segmentsOf(states map[string]engine.Ref) []uint64 {
+	segs := map[uint64]bool{}
+	for _, r := range states {
+		for _, l := range locations(r) {
+			segs[l.Segment] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(segs))
+}
+
+// locations returns every stored value of a state, in order: a value's
+// one, or a map's base parts and deltas.
+func locations(r engine.Ref) []engine.Loc {
+	if r.Kind == engine.ValueState {
+		return []engine.Loc{r.Value}
+	}
+	return append(slices.Clip(r.Base), r.Deltas...)
+}
+
+// Snapshots returns the retained snapshots, oldest first: all those the
+// owner retains, as its manifest says.
 func (d *DB) Snapshots() []Snapshot {
 	var out []Snapshot
 	for _, s := range d.eng.Snapshots() {
-		segs := map[uint64]bool{}
-		for _, st := range s.States {
-			segs[st.Segment] = true
-		}
-		ids := make([]uint64, 0, len(segs))
-		for id := range segs {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		out = append(out, Snapshot{ID: s.ID, Time: s.Time, States: len(s.States), Bytes: s.Written, Segments: ids})
+		states, _ := d.eng.States(s.ID)
+		out = append(out, Snapshot{ID: s.ID, Time: s.Time, States: s.States, Bytes: s.Written, Segments: segmentsOf(states)})
 	}
 	return out
 }
 
 // ErrNoSnapshot: the snapshot asked for is not retained (or there is none).
-var ErrNoSnapshot = errors.New("no such snapshot")
+var ErrNoSnapshot = errors.New("instadump: no such snapshot")
 
-func (d *DB) snapshot(id uint64) (manifest.Snapshot, error) {
-	if id == 0 {
-		if s, ok := d.eng.Current(); ok {
-			return s, nil
+// ErrNoState: the snapshot has no state of that name.
+var ErrNoState = errors.New("instadump: no such state")
+
+// ErrNoKey: the map state has no such key.
+var ErrNoKey = errors.New("instadump: no such key")
+
+func (d *DB) states(id uint64) (engine.Snapshot, map[string]engine.Ref, error) {
+	s, ok := d.eng.Snapshot(id)
+	if !ok {
+		if id == 0 {
+			return s, nil, fmt.Errorf("%w: %s has no snapshot", ErrNoSnapshot, d.eng.Dir())
 		}
-		return manifest.Snapshot{}, fmt.Errorf("%w: %s has no snapshot", ErrNoSnapshot, d.eng.Dir())
+		return s, nil, fmt.Errorf("%w: snapshot %d is not retained in %s", ErrNoSnapshot, id, d.eng.Dir())
 	}
-	if s, ok := d.eng.Snapshot(id); ok {
-		return s, nil
+	states, _ := d.eng.States(s.ID)
+	return s, states, nil
+}
+
+func (d *DB) state(id uint64, name string) (engine.Ref, error) {
+	s, states, err := d.states(id)
+	if err != nil {
+		return engine.Ref{}, err
 	}
-	return manifest.Snapshot{}, fmt.Errorf("%w: snapshot %d is not retained in %s", ErrNoSnapshot, id, d.eng.Dir())
+	r, ok := states[name]
+	if !ok {
+		return r, fmt.Errorf("%w: snapshot %d has no state %q", ErrNoState, s.ID, name)
+	}
+	return r, nil
 }
 
 // State describes one state in a snapshot.
 type State struct {
-	Name      string `json:"name"`
-	Encoded   int64  `json:"encoded_bytes"` // msgpack
-	Stored    int64  `json:"stored_bytes"`  // on disk
-	Segment   uint64 `json:"segment"`
-	Offset    int64  `json:"offset"`
-	ChangedIn uint64 `json:"changed_in"` // the snapshot that last changed it
+	Name      string   `json:"name"`
+	Kind      string   `json:"kind"`          // "value" or "map"
+	Encoded   int64    `json:"encoded_bytes"` // msgpack, summed over a map's parts and deltas
+	Stored    int64    `json:"stored_bytes"`  // on disk
+	Segments  []uint64 `json:"segments"`      // where it is
+	ChangedIn uint64   `json:"changed_in"`    // the snapshot that last changed it
+	Entries   int64    `json:"entries,omitempty"`
+	Parts     int      `json:"base_parts,omitempty"` // a map's base parts
+	Deltas    int      `json:"deltas,omitempty"`     // a map's chain of deltas
+	Schema    uint64   `json:"schema,omitempty"`
 }
 
 // States lists the states of snapshot id (0: the current one), by name.
 func (d *DB) States(id uint64) ([]State, error) {
-	s, err := d.snapshot(id)
+	_, states, err := d.states(id)
 	if err != nil {
 		return nil, err
 	}
-	var out []State
-	for name, ref := range s.States {
-		out = append(out, State{Name: name, Encoded: ref.RawLen, Stored: ref.StoredLen, Segment: ref.Segment, Offset: ref.Offset, ChangedIn: ref.Since})
+	out := []State{}
+	for _, name := range slices.Sorted(maps.Keys(states)) {
+		r := states[name]
+		st := State{Name: name, Kind: r.Kind.String(), ChangedIn: r.Since, Schema: r.Schema, Segments: segmentsOf(map[string]engine.Ref{name: r})}
+		for _, l := range locations(r) {
+			st.Encoded += l.RawLen
+			st.Stored += l.StoredLen
+		}
+		if r.Kind == engine.MapState {
+			st.Entries, st.Parts, st.Deltas = r.Entries, len(r.Base), len(r.Deltas)
+		}
+		out = append(out, st)
 	}
-	sort.Slice(out, func(i, k int) bool { return out[i].Name < out[k].Name })
 	return out, nil
 }
 
-// ErrNoState: the snapshot has no state of that name.
-var ErrNoState = errors.New("no such state")
-
-// Raw returns the verified msgpack bytes of state name in snapshot id (0:
-// the current one).
-func (d *DB) Raw(id uint64, name string) ([]byte, error) {
-	s, err := d.snapshot(id)
+// WriteJSON writes state name of snapshot id (0: the current one) to w as
+// JSON, without its Go type (see the package doc), streamed from its
+// msgpack bytes.
+func (d *DB) WriteJSON(w io.Writer, id uint64, name string) error {
+	r, err := d.state(id, name)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ref, ok := s.States[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: snapshot %d has no state %q", ErrNoState, s.ID, name)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if err := d.writeState(&jsonWriter{w: bw}, r, 0); err != nil {
+		return fmt.Errorf("state %q: %w", name, err)
 	}
-	return d.eng.Read(ref)
+	bw.WriteByte('\n')
+	return bw.Flush()
 }
 
-// Value returns state name of snapshot id decoded without its Go type,
-// ready for encoding/json: maps (keys as strings), arrays, strings,
-// numbers, booleans, nil, binary as []byte (base64 in JSON), timestamps as
-// RFC 3339 strings.
-func (d *DB) Value(id uint64, name string) (any, error) {
-	raw, err := d.Raw(id, name)
-	if err != nil {
-		return nil, err
+func (d *DB) writeState(j *jsonWriter, r engine.Ref, indent int) error {
+	if r.Kind == engine.MapState {
+		entries, err := d.mapEntries(r)
+		if err != nil {
+			return err
+		}
+		return j.object(entries, 0, indent)
 	}
-	v, err := Decode(raw)
+	raw, err := d.eng.Read(r.Value)
 	if err != nil {
-		return nil, fmt.Errorf("state %q: %w", name, err)
+		return err
 	}
-	return v, nil
+	rd := &reader{b: raw}
+	if err := j.value(rd, 0, indent); err != nil {
+		return err
+	}
+	if rd.pos != len(raw) {
+		return rd.fail("%d bytes after the value", len(raw)-rd.pos)
+	}
+	return nil
 }
 
-// Decode decodes msgpack bytes without a Go type, as Value does.
-func Decode(raw []byte) (any, error) {
-	br := bytes.NewReader(raw) // an io.ByteScanner: the decoder reads it directly
-	dec := msgpack.NewDecoder(br)
-	// Keys may be of any type; jsonable makes them strings.
-	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
-	v, err := dec.DecodeInterface()
+// WriteDump writes every state of snapshot id (0: the current one) to w
+// as one JSON object, by name, streamed.
+func (d *DB) WriteDump(w io.Writer, id uint64) error {
+	_, states, err := d.states(id)
 	if err != nil {
-		return nil, fmt.Errorf("not valid msgpack: %w", err)
+		return err
 	}
-	if br.Len() > 0 {
-		return nil, fmt.Errorf("not valid msgpack: %d bytes after the value", br.Len())
+	bw := bufio.NewWriterSize(w, 64<<10)
+	j := &jsonWriter{w: bw}
+	names := slices.Sorted(maps.Keys(states))
+	bw.WriteByte('{')
+	for i, name := range names {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		j.newline(1)
+		j.str([]byte(name))
+		bw.WriteString(": ")
+		if err := d.writeState(j, states[name], 1); err != nil {
+			return fmt.Errorf("state %q: %w", name, err)
+		}
 	}
-	return jsonable(v), nil
+	if len(names) > 0 {
+		j.newline(0)
+	}
+	bw.WriteString("}\n")
+	return bw.Flush()
 }
 
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-		return x
-	case map[any]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[fmt.Sprint(jsonable(k))] = jsonable(e)
-		}
-		return out
-	case []any:
-		for i := range x {
-			x[i] = jsonable(x[i])
-		}
-		return x
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return fmt.Sprint(x)
-		}
-	case float32:
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Sprint(x)
-		}
+// WriteKeyJSON writes the value under key of state name of snapshot id
+// (0: the current one) to w as JSON: name is a Map, or a value state
+// holding a map. key matches a string key, or the JSON text of another
+// key (42 for an integer key). Only that entry is turned into JSON.
+func (d *DB) WriteKeyJSON(w io.Writer, id uint64, name, key string) error {
+	r, err := d.state(id, name)
+	if err != nil {
+		return err
 	}
-	return v
+	val, err := d.lookupKey(r, key)
+	if err != nil {
+		return fmt.Errorf("state %q: %w", name, err)
+	}
+	bw := bufio.NewWriter(w)
+	if err := (&jsonWriter{w: bw}).value(&reader{b: val}, 0, 0); err != nil {
+		return fmt.Errorf("state %q, key %q: %w", name, key, err)
+	}
+	bw.WriteByte('\n')
+	return bw.Flush()
 }
 
 // Difference is a state that differs between two snapshots.
@@ -209,203 +265,65 @@ type Difference struct {
 // Diff returns the states that differ between snapshots a and b, by name.
 // Values written again unchanged do not count.
 func (d *DB) Diff(a, b uint64) ([]Difference, error) {
-	sa, err := d.snapshot(a)
+	_, sa, err := d.states(a)
 	if err != nil {
 		return nil, err
 	}
-	sb, err := d.snapshot(b)
+	_, sb, err := d.states(b)
 	if err != nil {
 		return nil, err
 	}
-	var out []Difference
-	for name, rb := range sb.States {
-		ra, ok := sa.States[name]
+	out := []Difference{}
+	for _, name := range slices.Sorted(maps.Keys(sb)) {
+		ra, ok := sa[name]
 		switch {
 		case !ok:
 			out = append(out, Difference{name, "added"})
-		case ra == rb:
-		case ra.RawLen != rb.RawLen:
-			out = append(out, Difference{name, "changed"})
 		default:
-			x, err := d.eng.Read(ra)
+			same, err := d.sameContent(ra, sb[name])
 			if err != nil {
 				return nil, err
 			}
-			y, err := d.eng.Read(rb)
-			if err != nil {
-				return nil, err
-			}
-			if !bytes.Equal(x, y) {
+			if !same {
 				out = append(out, Difference{name, "changed"})
 			}
 		}
 	}
-	for name := range sa.States {
-		if _, ok := sb.States[name]; !ok {
+	for _, name := range slices.Sorted(maps.Keys(sa)) {
+		if _, ok := sb[name]; !ok {
 			out = append(out, Difference{name, "removed"})
 		}
 	}
-	sort.Slice(out, func(i, k int) bool { return out[i].Name < out[k].Name })
+	slices.SortStableFunc(out, func(x, y Difference) int { return strings.Compare(x.Name, y.Name) })
 	return out, nil
 }
 
-// Segment describes a segment file.
-type Segment struct {
-	ID        uint64   `json:"id"`
-	File      string   `json:"file"`
-	Size      int64    `json:"size"`
-	Live      int64    `json:"live_bytes"` // values retained snapshots reference, with their index entries
-	DeadShare float64  `json:"dead_share"` // of the bytes past the fixed header and trailer
-	Snapshots []uint64 `json:"snapshots"`  // retained snapshots referencing it
-	Orphan    bool     `json:"orphan"`     // no retained snapshot references it
-}
-
-// Segments lists every segment file in the directory.
-func (d *DB) Segments() ([]Segment, error) {
-	files, err := d.eng.SegmentFiles()
+// sameContent says whether two states hold the same bytes.
+func (d *DB) sameContent(a, b engine.Ref) (bool, error) {
+	la, lb := locations(a), locations(b)
+	if slices.Equal(la, lb) {
+		return true, nil
+	}
+	if a.Kind != b.Kind || a.Kind == engine.MapState {
+		return false, nil // a map written again differs, as far as a diff can cheaply tell
+	}
+	if a.Value.RawLen != b.Value.RawLen || a.Value.RawSum != b.Value.RawSum {
+		return false, nil
+	}
+	x, err := d.eng.Read(a.Value)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	snaps := d.eng.Snapshots()
-	liveBy := engine.LiveBytes(snaps)
-	refs := map[uint64][]uint64{}
-	for _, s := range snaps {
-		seen := map[uint64]bool{}
-		for _, ref := range s.States {
-			if !seen[ref.Segment] {
-				seen[ref.Segment] = true
-				refs[ref.Segment] = append(refs[ref.Segment], s.ID)
-			}
-		}
-	}
-	var out []Segment
-	for _, f := range files {
-		s := Segment{ID: f.ID, File: f.Name, Size: f.Size, Live: liveBy[f.ID], Snapshots: refs[f.ID], Orphan: len(refs[f.ID]) == 0}
-		slices.Sort(s.Snapshots)
-		if body := f.Size - segment.MinFileSize; body > 0 {
-			s.DeadShare = float64(body-s.Live) / float64(body)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-// Record is one manifest record.
-type Record struct {
-	Offset   int64     `json:"offset"`
-	Kind     string    `json:"kind"`
-	Snapshot uint64    `json:"snapshot"`
-	Time     time.Time `json:"time"`
-	States   int       `json:"states"`  // written or moved in this record
-	Removed  int       `json:"removed"` // states dropped
-	Bytes    int64     `json:"bytes_written"`
-}
-
-// Manifest is the live manifest.
-type Manifest struct {
-	Path     string
-	Records  []Record
-	TornTail error // the torn tail a crash left, ignored; nil if none
-}
-
-// Manifest reads the live manifest.
-func (d *DB) Manifest() (Manifest, error) {
-	rep, path, err := d.eng.ReadManifest()
+	y, err := d.eng.Read(b.Value)
 	if err != nil {
-		return Manifest{Path: path}, err
+		return false, err
 	}
-	m := Manifest{Path: path, TornTail: rep.TailErr}
-	for i, r := range rep.Records {
-		m.Records = append(m.Records, Record{Offset: rep.Offsets[i], Kind: r.Kind.String(), Snapshot: r.Snapshot, Time: r.Time,
-			States: len(r.States), Removed: len(r.Removed), Bytes: r.Written})
-	}
-	return m, nil
+	return bytes.Equal(x, y), nil
 }
 
-// Verify checks every checksum of every file the DB uses: CURRENT, the
-// manifest, and every byte of every segment a retained snapshot
-// references, and that each state is where its segment's index says. It
-// returns every problem found, each naming its file and offset (empty if
-// the DB is intact). progress, if not nil, is called as segment bytes are
-// checked. It does not need Open to succeed: a DB that does not open is
-// reported as a problem.
-func Verify(dir string, progress func(done, total int64)) []error {
-	// The owner may delete a file between our reading the manifest and
-	// opening the file: then start over, for a while.
-	deadline := time.Now().Add(10 * time.Second)
-	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-		problems := verify(dir, progress)
-		missing := false
-		for _, p := range problems {
-			missing = missing || errors.Is(p, engine.ErrFileMissing)
-		}
-		if !missing || time.Now().After(deadline) {
-			return problems
-		}
-		time.Sleep(wait)
-	}
-}
-
-func verify(dir string, progress func(done, total int64)) []error {
-	eng, err := engine.Open(dir, engine.Options{ReadOnly: true})
-	if err != nil {
-		return []error{err}
-	}
-	defer eng.Close()
-	var problems []error
-	if _, _, err := eng.ReadManifest(); err != nil {
-		problems = append(problems, err)
-	}
-	snaps := eng.Snapshots()
-	segs := map[uint64]bool{}
-	for i := range snaps {
-		problems = append(problems, eng.CheckSnapshot(&snaps[i], false)...)
-		for _, st := range snaps[i].States {
-			segs[st.Segment] = true
-		}
-	}
-	ids := make([]uint64, 0, len(segs))
-	for id := range segs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	var total, done int64
-	readers := map[uint64]*segment.Reader{}
-	for _, id := range ids {
-		r, err := eng.Segment(id)
-		if err != nil {
-			continue // CheckSnapshot reported it
-		}
-		readers[id] = r
-		total += r.Size()
-	}
-	for _, id := range ids {
-		r := readers[id]
-		if r == nil {
-			continue
-		}
-		for _, e := range r.Entries() {
-			if _, err := r.Read(e); err != nil {
-				problems = append(problems, err)
-				break // one problem a segment: the rest may be fine, but say where first
-			}
-			done += e.StoredLen
-			if progress != nil {
-				progress(done, total)
-			}
-		}
-		done += r.Size() - sumStored(r.Entries())
-		if progress != nil {
-			progress(done, total)
-		}
-	}
-	return problems
-}
-
-func sumStored(es []segment.Entry) int64 {
-	var n int64
-	for _, e := range es {
-		n += e.StoredLen
-	}
-	return n
-}
+// ErrCorrupt and ErrUnsupportedVersion are the errors of damaged files
+// and of files written by a newer instadump, as in package instadump.
+var (
+	ErrCorrupt            = errs.ErrCorrupt
+	ErrUnsupportedVersion = errs.ErrUnsupportedVersion
+)

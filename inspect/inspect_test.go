@@ -1,42 +1,105 @@
 package inspect
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-func TestDecodeWithoutTypes(t *testing.T) {
+// toJSON converts one msgpack value, compact, as WriteJSON does.
+func toJSON(raw []byte, indent int) (string, error) {
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	r := &reader{b: raw}
+	err := (&jsonWriter{w: bw}).value(r, 0, indent)
+	if err == nil && r.pos != len(raw) {
+		err = r.fail("%d bytes after the value", len(raw)-r.pos)
+	}
+	bw.Flush()
+	return buf.String(), err
+}
+
+func TestJSONWithoutTypes(t *testing.T) {
 	type inner struct{ When time.Time }
 	for _, tc := range []struct {
 		in   any
 		want string
 	}{
 		{map[int]string{1: "a"}, `{"1":"a"}`},
+		{map[string]int{"b": 2, "a": 1, "c": 3}, `{"a":1,"b":2,"c":3}`},
 		{[]byte{1, 2, 3}, `"AQID"`},
 		{inner{time.Date(2026, 11, 25, 8, 0, 0, 5, time.UTC)}, `{"When":"2026-11-25T08:00:00.000000005Z"}`},
+		{time.Unix(1<<35, 0), `"3058-10-26T03:46:08Z"`},
 		{math.NaN(), `"NaN"`},
+		{float32(1.5), `1.5`},
+		{"quote\"\n\u2028", `"quote\"\n\u2028"`},
 		{[]any{nil, true, int64(-3), uint64(1) << 63, 1.5, "s"}, `[null,true,-3,9223372036854775808,1.5,"s"]`},
+		{map[any]any{[2]int{1}: 2, true: "t"}, `{"[1,0]":2,"true":"t"}`},
+		{[]any{}, `[]`},
+		{map[string]any{}, `{}`},
 	} {
 		raw, err := msgpack.Marshal(tc.in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := Decode(raw)
-		if err != nil {
-			t.Fatalf("%v: %v", tc.in, err)
-		}
-		got, err := json.Marshal(v)
-		if err != nil || string(got) != tc.want {
+		got, err := toJSON(raw, -1)
+		if err != nil || got != tc.want {
 			t.Fatalf("%v: %s (%v), want %s", tc.in, got, err, tc.want)
 		}
-	}
-	for _, bad := range [][]byte{{}, {0xc1}, {0x92, 0x01}, {0x01, 0x02}} {
-		if _, err := Decode(bad); err == nil {
-			t.Fatalf("% x decoded", bad)
+		// Indented, it is the same JSON.
+		ind, err := toJSON(raw, 0)
+		var a, b any
+		if err != nil || json.Unmarshal([]byte(ind), &a) != nil || json.Unmarshal([]byte(got), &b) != nil {
+			t.Fatalf("%v: indented %q (%v)", tc.in, ind, err)
 		}
 	}
+	for _, bad := range [][]byte{{}, {0xc1}, {0x92, 0x01}, {0x01, 0x02}, {0xdd, 0xff, 0xff, 0xff, 0xff, 0x00}} {
+		if got, err := toJSON(bad, 0); !errors.Is(err, errMsgpack) {
+			t.Fatalf("% x: %q %v", bad, got, err)
+		}
+	}
+}
+
+// Declared lengths are not trusted, and nesting is bounded: a 6-byte
+// array of 4G elements and arrays nested a million deep are errors, fast
+// and small.
+func TestJSONBounds(t *testing.T) {
+	deep := bytes.Repeat([]byte{0x91}, 1<<20)
+	deep = append(deep, 0xc0)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, raw := range [][]byte{{0xdd, 0xff, 0xff, 0xff, 0xff, 0x01}, {0xdf, 0xff, 0xff, 0xff, 0xff, 0x01}, deep} {
+		if _, err := toJSON(raw, 0); err == nil || !strings.Contains(err.Error(), "msgpack") {
+			t.Fatalf("% .8x...: %v", raw, err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+		t.Fatalf("allocated %d bytes", got)
+	}
+}
+
+func FuzzJSON(f *testing.F) {
+	for _, v := range []any{map[string]any{"a": []any{1, "x", nil}}, time.Now(), []byte("b"), 1.5} {
+		raw, _ := msgpack.Marshal(v)
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out, err := toJSON(raw, 0)
+		if err != nil {
+			return
+		}
+		var v any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("% x gave invalid JSON %q: %v", raw, out, err)
+		}
+	})
 }

@@ -2,15 +2,18 @@
 // commit records that says which snapshots exist and where every state's
 // value of each one lives, and the CURRENT file that names the live log.
 //
+// It is a format package: it encodes, frames, checksums and decodes
+// records, and knows nothing of segments' contents or of the engine that
+// folds records into snapshots.
+//
 // # Usage
 //
-//	w, err := manifest.Create(f, 4)          // a new MANIFEST-000004
-//	_, err = w.Append(manifest.Record{...})  // a full record first
-//	err = w.Sync()                           // the commit point
+//	w, err := manifest.Create(f, 4)         // a new MANIFEST-000004
+//	_, err = w.Append(manifest.Record{...}) // a full record first
+//	err = w.Sync()                          // the commit point
 //
-//	rep, err := manifest.Replay(f, size, "MANIFEST-000004", 3)
-//	// rep.Snapshots: the last 3 snapshots; rep.ValidEnd: where to
-//	// truncate before appending, when rep.Tail != TailClean.
+//	log, err := manifest.Replay(f, size, "MANIFEST-000004")
+//	// log.Records, in order; log.Tail says how the file ended.
 //
 // # Format
 //
@@ -27,10 +30,15 @@
 // Header, 32 bytes (layout frozen across versions):
 //
 //	 0  8  magic "\x89IDMAN\r\n" (89 49 44 4D 41 4E 0D 0A)
-//	 8  2  format version, 1
+//	 8  2  format version: 2 (this package writes 2, reads 1 and 2)
 //	10  6  zero (reserved)
 //	16  8  file number (the N of MANIFEST-N)
 //	24  8  xxhash64 of bytes 0..24
+//
+// Version 2 added map states (state tags 9 to 12). A version 1 file holds
+// none; a version 1 reader refuses a version 2 file by its header, and a
+// map state anywhere by its required tags, so a map is never misread as
+// something else.
 //
 // Record frame:
 //
@@ -57,20 +65,43 @@
 //	tag 6  bytes written: the size of the segment this snapshot wrote,
 //	       uvarint (optional; absent when it wrote none)
 //	tag 7  oldest retained snapshot: the writer keeps snapshots from this
-//	       ID on (uvarint, at most the record's ID; optional). Replay
-//	       drops older snapshots: their segments may be deleted.
+//	       ID on (uvarint, at most the record's ID; optional). Readers
+//	       drop older snapshots: their segments may be deleted.
 //
 // State fields (the value of a tag 3 field):
 //
-//	tag 1  name, 1 to 1024 bytes (required)
-//	tag 2  segment ID, uvarint (required, not zero)
-//	tag 3  offset of the value in the segment, uvarint (required)
-//	tag 4  stored length, uvarint (required)
-//	tag 5  raw length, uvarint (required)
-//	tag 6  xxhash64 of the stored bytes, 8 bytes (required)
-//	tag 7  xxhash64 of the raw bytes, 8 bytes (required)
-//	tag 8  ID of the snapshot that wrote this value, uvarint (required,
-//	       at most the record's snapshot ID)
+//	tag 1   name, 1 to 1024 bytes (required); for a value state also
+//	        the name of its entry in the segment
+//	tag 2   segment ID, uvarint, not zero       } value states only,
+//	tag 3   offset of the value, uvarint        } all required there:
+//	tag 4   stored length, uvarint              } where the value
+//	tag 5   raw length, uvarint                 } lives
+//	tag 6   xxhash64 of the stored bytes, 8 bytes
+//	tag 7   xxhash64 of the raw bytes, 8 bytes
+//	tag 8   ID of the snapshot that last wrote this state, uvarint
+//	        (required, at most the record's snapshot ID)
+//	tag 9   kind, uvarint: 1 = value (the default when absent), 2 = map
+//	tag 10  map base part (repeated, at least one; maps only): a
+//	        location, below
+//	tag 11  map delta (repeated, oldest first; maps only): a location
+//	tag 12  map entry count, uvarint (required for maps)
+//	tag 64  schema version of the stored value, uvarint (optional,
+//	        0 when absent)
+//
+// Location fields (the value of a tag 10 or 11 field), all required:
+//
+//	tag 1  entry name in the segment, 1 to 1024 bytes
+//	tag 2  segment ID, uvarint, not zero
+//	tag 3  offset, uvarint
+//	tag 4  stored length, uvarint
+//	tag 5  raw length, uvarint
+//	tag 6  xxhash64 of the stored bytes, 8 bytes
+//	tag 7  xxhash64 of the raw bytes, 8 bytes
+//
+// A map state is its base (the whole map, cut into parts that load in
+// parallel) followed by its chain of deltas (the keys set and deleted by
+// each later save), all located by the fields above; what the bytes at
+// each location hold is the business of the layer above.
 //
 // Tags 1 to 63 must be understood: a reader that meets one it does not
 // know fails with ErrUnsupportedVersion (the record was written by a newer
@@ -81,8 +112,8 @@
 // The first record of a file is full. A delta record lists only the
 // states whose location changed and the states removed; every other state
 // keeps its location from the record before. Writers keep replay bounded
-// by rolling over to a new file (whose first records are full) when a
-// file grows past a limit.
+// by rolling over to a new file (whose first record is full) when a file
+// grows past a limit.
 //
 // CURRENT is a small text file naming the live manifest, replaced
 // atomically by rename and never edited:
@@ -96,17 +127,19 @@
 // Replay reads records until the end of the file. A frame that is cut
 // short, zeroed or fails its checksum, with no valid frame anywhere after
 // it, is a torn tail: the remains of an append a crash interrupted. Replay
-// reports it (Tail, ValidEnd) and the caller must cut it away before it
-// appends. A bad frame followed by a valid one is corruption: Replay fails
-// with an error wrapping ErrCorrupt naming the file and offset. A frame
-// whose checksum holds but whose payload does not decode is corruption too.
+// reports it (Tail, TailErr) and returns the records before it; whoever
+// appends next must not append after it (instadump starts a new manifest
+// instead). A bad frame followed by a valid one is corruption: Replay
+// fails with an error wrapping ErrCorrupt naming the file and offset. A
+// frame whose checksum holds but whose payload does not decode is
+// corruption too.
 //
 // # Security
 //
 // A manifest is trusted to be a file instadump wrote; checksums detect
 // damage, not forgery. Every length is checked against the bytes at hand
-// before use, so Replay allocates at most about the size of the file
-// (plus, with keep, the maps of the snapshots kept) and never panics.
-// Looking for a valid frame after a bad one can take time quadratic in
-// the file size on crafted input; rollover keeps real files small.
+// before use, so Replay allocates at most a small multiple of the size of
+// the file and never panics. Looking for a valid frame after a bad one
+// can take time quadratic in the file size on crafted input; rollover
+// keeps real files small.
 package manifest

@@ -3,16 +3,12 @@ package manifest
 import (
 	"encoding/binary"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/fileheader"
-	"github.com/instadump/instadump/segment"
 )
 
 // These constants are part of the wire format and must not change.
@@ -21,14 +17,17 @@ const (
 	Magic = "\x89IDMAN\r\n"
 	// RecordMagic starts every record frame.
 	RecordMagic = "\xD8IDR"
-	// Version is the format version this package writes and reads.
-	Version = 1
+	// Version is the format version this package writes; it reads 1 to
+	// Version.
+	Version = 2
 	// HeaderSize is the size of the file header.
-	HeaderSize = 32
+	HeaderSize = fileheader.Size
 	// FrameHeaderSize is the size of a record frame's header.
 	FrameHeaderSize = 16
 	// MaxRecordSize is the largest payload of one record.
 	MaxRecordSize = 1 << 30
+	// MaxNameLen is the longest state or entry name, in bytes.
+	MaxNameLen = 1024
 
 	// CurrentMagic and CurrentVersion open the CURRENT file.
 	CurrentMagic   = "instadump CURRENT"
@@ -47,6 +46,13 @@ const (
 	Delta      // changes against the previous record
 )
 
+// State kinds.
+const (
+	_          StateKind = iota
+	ValueState           // one value
+	MapState             // a base in parts and a chain of deltas
+)
+
 // Record field tags.
 const (
 	_ = iota
@@ -59,7 +65,7 @@ const (
 	tagRetained
 )
 
-// State field tags.
+// State field tags; location fields reuse stName to stRawSum.
 const (
 	_ = iota
 	stName
@@ -70,18 +76,12 @@ const (
 	stStoredSum
 	stRawSum
 	stSince
+	stKind
+	stBase
+	stDelta
+	stEntries
+	stSchema = 64
 )
-
-// Errors, the same values as the root package's.
-var (
-	ErrCorrupt            = errs.ErrCorrupt
-	ErrBadMagic           = errs.ErrBadMagic
-	ErrChecksum           = errs.ErrChecksum
-	ErrUnsupportedVersion = errs.ErrUnsupportedVersion
-)
-
-// CorruptError names the file and offset of corrupt data.
-type CorruptError = errs.CorruptError
 
 var le = binary.LittleEndian
 
@@ -98,44 +98,25 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-// StateRef says where one state's value lives: which segment, and the
-// value's entry in it.
-type StateRef struct {
-	Segment uint64
-	segment.Entry
-	Since uint64 // the snapshot that wrote this value
-}
+// StateKind says what a state is made of.
+type StateKind uint8
 
-// Record is one commit record.
-type Record struct {
-	Kind        Kind
-	Snapshot    uint64
-	Time        time.Time
-	NextSegment uint64     // 0 when not recorded
-	Written     int64      // bytes of the segment this snapshot wrote; 0 if none
-	Retained    uint64     // the oldest snapshot the writer retains after this one; 0 if not recorded
-	States      []StateRef // Full: every state; Delta: those written or moved
-	Removed     []string   // Delta only: states dropped
+func (k StateKind) String() string {
+	switch k {
+	case ValueState:
+		return "value"
+	case MapState:
+		return "map"
+	}
+	return fmt.Sprintf("StateKind(%d)", uint8(k))
 }
 
 // FileName returns the name of manifest file number num.
-func FileName(num uint64) string { return fmt.Sprintf("MANIFEST-%06d", num) }
+func FileName(num uint64) string { return fileheader.FileName("MANIFEST-", num, "") }
 
 // ParseFileName returns the number of a manifest file name.
 func ParseFileName(name string) (uint64, bool) {
-	digits, ok := strings.CutPrefix(name, "MANIFEST-")
-	if !ok || len(digits) < 6 || strings.TrimLeft(digits, "0123456789") != "" {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(digits, 10, 64)
-	return n, err == nil
-}
-
-func appendHeader(b []byte, id uint64) []byte { return fileheader.Append(b, Magic, Version, id) }
-
-// parseHeader checks a header and returns the file number.
-func parseHeader(h []byte, file string) (uint64, error) {
-	return fileheader.Parse(h, file, "manifest", Magic, Version)
+	return fileheader.ParseFileName(name, "MANIFEST-", "")
 }
 
 // frameSum is the checksum of a frame: its length field, then payload.
@@ -176,7 +157,7 @@ func DecodeCurrent(data []byte, file string) (uint64, error) {
 	}
 	first := strings.TrimSuffix(lines[0], "\n")
 	if !strings.HasPrefix(first, CurrentMagic+" ") {
-		return 0, errs.CorruptCause(ErrBadMagic, file, 0, "not a CURRENT file: first line %q", first)
+		return 0, errs.CorruptCause(errs.ErrBadMagic, file, 0, "not a CURRENT file: first line %q", first)
 	}
 	body := lines[0] + lines[1]
 	sumLine := strings.TrimSuffix(lines[2], "\n")
@@ -186,7 +167,7 @@ func DecodeCurrent(data []byte, file string) (uint64, error) {
 		return 0, errs.Corruptf(file, int64(len(body)), "bad checksum line %q", sumLine)
 	}
 	if got := xxhash.Sum64String(body); got != want {
-		return 0, errs.CorruptCause(ErrChecksum, file, int64(len(body)), "checksum %016x, want %016x", got, want)
+		return 0, errs.CorruptCause(errs.ErrChecksum, file, int64(len(body)), "checksum %016x, want %016x", got, want)
 	}
 	v, err := strconv.ParseUint(strings.TrimPrefix(first, CurrentMagic+" "), 10, 16)
 	if err != nil {
@@ -205,8 +186,4 @@ func DecodeCurrent(data []byte, file string) (uint64, error) {
 		return 0, errs.Corruptf(file, 0, "CURRENT is not in its canonical form")
 	}
 	return num, nil
-}
-
-func sortedNames(m map[string]StateRef) []string {
-	return slices.Sorted(maps.Keys(m))
 }

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/fileheader"
 )
 
-// File is what a Writer appends to: a vfs.File or an *os.File.
+// File is what a Writer appends to: an *os.File, or a file of the
+// engine's filesystem.
 type File interface {
 	io.Writer
 	Sync() error
@@ -30,7 +28,7 @@ type Writer struct {
 // file, and returns a Writer for its records. The header is durable only
 // after Sync.
 func Create(f File, num uint64) (*Writer, error) {
-	if _, err := f.Write(appendHeader(nil, num)); err != nil {
+	if _, err := f.Write(fileheader.Append(nil, Magic, Version, num)); err != nil {
 		return nil, err
 	}
 	return &Writer{f: f, off: HeaderSize}, nil
@@ -51,10 +49,7 @@ func (w *Writer) Append(rec Record) (int64, error) {
 	off := w.off
 	n, err := w.f.Write(frame)
 	w.off += int64(n)
-	if err != nil {
-		return off, err
-	}
-	return off, nil
+	return off, err
 }
 
 // Sync makes every appended record durable.
@@ -75,41 +70,36 @@ const (
 )
 
 func (t Tail) String() string {
-	return [...]string{"clean", "cut short", "zeroed", "bad checksum"}[t]
+	switch t {
+	case TailClean:
+		return "clean"
+	case TailTruncated:
+		return "cut short"
+	case TailZeroed:
+		return "zeroed"
+	case TailGarbage:
+		return "bad checksum"
+	}
+	return fmt.Sprintf("Tail(%d)", int(t))
 }
 
-// Snapshot is the full state of one snapshot, folded from records.
-type Snapshot struct {
-	ID          uint64
-	Time        time.Time
-	NextSegment uint64
-	Written     int64  // bytes of the segment this snapshot wrote
-	Retained    uint64 // the oldest snapshot retained with it (0: unknown)
-	States      map[string]StateRef
-	Offset      int64 // of the record that made it
-}
-
-// Replayed is what Replay found in a manifest file.
-type Replayed struct {
+// Log is what Replay found in a manifest file: its records, in order,
+// checked one by one and for their order (the first one full, snapshot
+// IDs increasing). Folding them into snapshots is the reader's business.
+type Log struct {
 	FileNum uint64
+	Version uint16
 	Records []Record
 	Offsets []int64 // of each record's frame
-	// Snapshots holds the last keep snapshots (all, if keep <= 0),
-	// oldest first.
-	Snapshots []Snapshot
-	// ValidEnd is where the last valid record ends: the size the file
-	// must be cut to before anything is appended.
-	ValidEnd int64
-	Tail     Tail
+	Tail    Tail
 	// TailErr describes a torn tail (nil when Tail is TailClean): a
-	// *CorruptError, for logging. It is not returned as an error.
+	// *CorruptError for logging, not returned as an error.
 	TailErr error
 }
 
-// Replay reads a manifest of size bytes from r, checks every record and
-// folds them into snapshots, keeping the last keep of them. file names
-// the manifest in errors.
-func Replay(r io.ReaderAt, size int64, file string, keep int) (*Replayed, error) {
+// Replay reads a manifest of size bytes from r and checks every record.
+// file names the manifest in errors.
+func Replay(r io.ReaderAt, size int64, file string) (*Log, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("manifest: negative size %d for %s", size, file)
 	}
@@ -120,62 +110,57 @@ func Replay(r io.ReaderAt, size int64, file string, keep int) (*Replayed, error)
 		}
 		return nil, fmt.Errorf("manifest: reading %s: %w", file, err)
 	}
-	return ReplayBytes(data, file, keep)
+	return ReplayBytes(data, file)
 }
 
 // ReplayBytes is Replay on a manifest held in memory.
-func ReplayBytes(data []byte, file string, keep int) (*Replayed, error) {
+func ReplayBytes(data []byte, file string) (*Log, error) {
 	if len(data) < HeaderSize {
 		if len(data) >= 8 && string(data[:8]) != Magic {
-			return nil, errs.CorruptCause(ErrBadMagic, file, 0, "not a manifest file: bad magic % x", data[:8])
+			return nil, errs.CorruptCause(errs.ErrBadMagic, file, 0, "not a manifest file: bad magic % x", data[:8])
 		}
 		return nil, errs.Corruptf(file, int64(len(data)), "file is %d bytes, shorter than the manifest header (%d)", len(data), HeaderSize)
 	}
-	num, err := parseHeader(data[:HeaderSize], file)
+	num, version, err := fileheader.Parse(data[:HeaderSize], file, "manifest", Magic, Version)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Replayed{FileNum: num}
-	pos := HeaderSize
-	for pos < len(data) {
-		payload, bad := frameAt(data, pos, file)
+	log := &Log{FileNum: num, Version: version}
+	for pos := HeaderSize; pos < len(data); {
+		payload, bad := frameAt(data, pos)
 		if bad != nil {
 			// Torn tail, or corruption if a valid frame follows.
 			if q := findFrame(data, pos+1); q >= 0 {
-				return nil, errs.Corruptf(file, int64(pos), "bad record (%v) followed by a valid one at offset %d", bad.Reason, q)
+				return nil, errs.Corruptf(file, int64(pos), "bad record (%s) followed by a valid one at offset %d", bad.reason, q)
 			}
-			rep.Tail, rep.TailErr = bad.tail, bad.err(file, pos)
+			log.Tail = bad.tail
+			log.TailErr = &errs.CorruptError{File: file, Offset: int64(pos), Reason: fmt.Sprintf("torn tail (%s): %s", bad.tail, bad.reason), Hint: errs.HintTornTail}
 			break
 		}
 		rec, err := DecodePayload(payload, file, int64(pos+FrameHeaderSize))
 		if err != nil {
 			return nil, err
 		}
-		rep.Records = append(rep.Records, rec)
-		rep.Offsets = append(rep.Offsets, int64(pos))
+		if len(log.Records) == 0 && rec.Kind != Full {
+			return nil, errs.Corruptf(file, int64(pos), "the first record of a manifest is a delta")
+		}
+		if n := len(log.Records); n > 0 && rec.Snapshot <= log.Records[n-1].Snapshot {
+			return nil, errs.Corruptf(file, int64(pos), "snapshot ID %d does not follow %d", rec.Snapshot, log.Records[n-1].Snapshot)
+		}
+		log.Records = append(log.Records, rec)
+		log.Offsets = append(log.Offsets, int64(pos))
 		pos += FrameHeaderSize + len(payload)
 	}
-	rep.ValidEnd = int64(pos)
-	if rep.Tail == TailClean {
-		rep.ValidEnd = int64(len(data))
-	}
-	if err := rep.fold(file, keep); err != nil {
-		return nil, err
-	}
-	return rep, nil
+	return log, nil
 }
 
 type badFrame struct {
 	tail   Tail
-	Reason string
-}
-
-func (b *badFrame) err(file string, pos int) error {
-	return errs.Corruptf(file, int64(pos), "torn tail (%s): %s", b.tail, b.Reason)
+	reason string
 }
 
 // frameAt checks the frame at pos and returns its payload.
-func frameAt(data []byte, pos int, file string) ([]byte, *badFrame) {
+func frameAt(data []byte, pos int) ([]byte, *badFrame) {
 	rest := data[pos:]
 	if isZero(rest) {
 		return nil, &badFrame{TailZeroed, fmt.Sprintf("%d zero bytes", len(rest))}
@@ -208,7 +193,7 @@ func findFrame(data []byte, from int) int {
 		if i < 0 {
 			return -1
 		}
-		if _, bad := frameAt(data, from+i, ""); bad == nil {
+		if _, bad := frameAt(data, from+i); bad == nil {
 			return from + i
 		}
 		from += i + 1
@@ -223,79 +208,4 @@ func isZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// fold applies the records in order, checking that they chain, and keeps
-// the last keep snapshots.
-func (rep *Replayed) fold(file string, keep int) error {
-	cur := map[string]StateRef{}
-	first := 0
-	if keep > 0 && len(rep.Records) > keep {
-		first = len(rep.Records) - keep
-	}
-	var prev, floor uint64
-	for i, rec := range rep.Records {
-		at := rep.Offsets[i]
-		if i == 0 && rec.Kind != Full {
-			return errs.Corruptf(file, at, "the first record of a manifest is a delta")
-		}
-		if rec.Snapshot <= prev {
-			return errs.Corruptf(file, at, "snapshot ID %d does not follow %d", rec.Snapshot, prev)
-		}
-		prev = rec.Snapshot
-		floor = rec.Retained
-		if rec.Kind == Full {
-			clear(cur)
-		}
-		for _, n := range rec.Removed {
-			if _, ok := cur[n]; !ok {
-				return errs.Corruptf(file, at, "snapshot %d removes state %q, which snapshot %d does not have", rec.Snapshot, n, rec.Snapshot-1)
-			}
-			delete(cur, n)
-		}
-		for _, s := range rec.States {
-			cur[s.Name] = s
-		}
-		if i >= first {
-			rep.Snapshots = append(rep.Snapshots, Snapshot{
-				ID: rec.Snapshot, Time: rec.Time, NextSegment: rec.NextSegment, Written: rec.Written, Retained: rec.Retained,
-				States: maps.Clone(cur), Offset: at,
-			})
-		}
-	}
-	// Snapshots older than the last record's floor are no longer retained
-	// by the writer: their segments may be gone.
-	for len(rep.Snapshots) > 0 && rep.Snapshots[0].ID < floor {
-		rep.Snapshots = rep.Snapshots[1:]
-	}
-	return nil
-}
-
-// Diff returns the delta record that turns snapshot prev into next: the
-// states of next whose location differs from prev's, and the states of
-// prev that next lacks, each sorted by name. It sorts only what changed.
-func Diff(prev, next *Snapshot) Record {
-	rec := Record{Kind: Delta, Snapshot: next.ID, Time: next.Time, NextSegment: next.NextSegment, Written: next.Written, Retained: next.Retained}
-	for name, s := range next.States {
-		if p, ok := prev.States[name]; !ok || p != s {
-			rec.States = append(rec.States, s)
-		}
-	}
-	slices.SortFunc(rec.States, func(a, b StateRef) int { return strings.Compare(a.Name, b.Name) })
-	for name := range prev.States {
-		if _, ok := next.States[name]; !ok {
-			rec.Removed = append(rec.Removed, name)
-		}
-	}
-	slices.Sort(rec.Removed)
-	return rec
-}
-
-// FullRecord returns the full record of snapshot s.
-func FullRecord(s *Snapshot) Record {
-	rec := Record{Kind: Full, Snapshot: s.ID, Time: s.Time, NextSegment: s.NextSegment, Written: s.Written, Retained: s.Retained}
-	for _, name := range sortedNames(s.States) {
-		rec.States = append(rec.States, s.States[name])
-	}
-	return rec
 }

@@ -3,40 +3,53 @@ package manifest
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/instadump/instadump/segment"
+	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/fileheader"
+	"github.com/instadump/instadump/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 type memFile struct{ bytes.Buffer }
 
 func (*memFile) Sync() error { return nil }
 
-func ref(name string, seg uint64, off int64, since uint64) StateRef {
-	return StateRef{Segment: seg, Since: since, Entry: segment.Entry{
-		Name: name, Offset: off, StoredLen: 20, RawLen: 30, StoredSum: 0x1122334455667788 ^ uint64(off), RawSum: uint64(seg) << 32,
-	}}
+func loc(name string, seg uint64, off int64) Loc {
+	return Loc{Segment: seg, Name: name, Offset: off, StoredLen: 20, RawLen: 30, StoredSum: 0x1122334455667788 ^ uint64(off), RawSum: seg << 32}
+}
+
+func ref(name string, seg uint64, off int64, since uint64) State {
+	return State{Name: name, Kind: ValueState, Value: loc(name, seg, off), Since: since}
+}
+
+func mapRef(name string, since uint64, entries int64, parts, deltas int) State {
+	s := State{Name: name, Kind: MapState, Since: since, Entries: entries, Schema: 3}
+	for i := range parts {
+		s.Base = append(s.Base, loc(fmt.Sprintf("%s\x00b%d", name, i), 1, int64(100+20*i)))
+	}
+	for i := range deltas {
+		s.Deltas = append(s.Deltas, loc(fmt.Sprintf("%s\x00d%d", name, i), uint64(2+i), 32))
+	}
+	return s
 }
 
 var t0 = time.Date(2026, 11, 25, 8, 0, 0, 123456789, time.UTC)
 
-// sampleRecords: three snapshots, the later two as deltas.
+// sampleRecords: three snapshots, the later two as deltas, with a map.
 func sampleRecords() []Record {
 	return []Record{
-		{Kind: Full, Snapshot: 1, Time: t0, NextSegment: 2, Written: 4000, States: []StateRef{ref("a", 1, 32, 1), ref("b", 1, 52, 1), ref("c", 1, 72, 1)}},
-		{Kind: Delta, Snapshot: 2, Time: t0.Add(time.Second), NextSegment: 3, States: []StateRef{ref("a", 2, 32, 2)}, Removed: []string{"c"}},
-		{Kind: Delta, Snapshot: 3, Time: t0.Add(2 * time.Second), NextSegment: 4, Written: 123, Retained: 1, States: []StateRef{ref("d", 3, 32, 3), ref("b", 3, 52, 3)}},
+		{Kind: Full, Snapshot: 1, Time: t0, NextSegment: 2, Written: 4000, States: []State{ref("a", 1, 32, 1), ref("b", 1, 52, 1), ref("c", 1, 72, 1), mapRef("m", 1, 7, 2, 0)}},
+		{Kind: Delta, Snapshot: 2, Time: t0.Add(time.Second), NextSegment: 3, States: []State{ref("a", 2, 32, 2), mapRef("m", 2, 8, 2, 1)}, Removed: []string{"c"}},
+		{Kind: Delta, Snapshot: 3, Time: t0.Add(2 * time.Second), NextSegment: 4, Written: 123, Retained: 1, States: []State{ref("d", 3, 32, 3), ref("b", 3, 52, 3)}},
 	}
 }
+
+const file = "MANIFEST-000001"
 
 func writeLog(t testing.TB, num uint64, recs []Record) []byte {
 	t.Helper()
@@ -59,52 +72,27 @@ func writeLog(t testing.TB, num uint64, recs []Record) []byte {
 	return f.Bytes()
 }
 
-func replay(t testing.TB, data []byte, keep int) *Replayed {
+func replay(t testing.TB, data []byte) *Log {
 	t.Helper()
-	rep, err := ReplayBytes(data, "MANIFEST-000001", keep)
+	log, err := ReplayBytes(data, file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rep
+	return log
 }
 
-func TestRoundTripAndFold(t *testing.T) {
+func TestRoundTrip(t *testing.T) {
 	recs := sampleRecords()
 	data := writeLog(t, 1, recs)
-	rep := replay(t, data, 0)
-	if rep.FileNum != 1 || rep.Tail != TailClean || rep.ValidEnd != int64(len(data)) || rep.TailErr != nil {
-		t.Fatalf("replay: num %d tail %v end %d/%d", rep.FileNum, rep.Tail, rep.ValidEnd, len(data))
+	log := replay(t, data)
+	if log.FileNum != 1 || log.Version != Version || log.Tail != TailClean || log.TailErr != nil {
+		t.Fatalf("replay: num %d version %d tail %v", log.FileNum, log.Version, log.Tail)
 	}
-	if !reflect.DeepEqual(rep.Records, recs) {
-		t.Fatalf("records differ:\n%+v\n%+v", rep.Records, recs)
+	if !reflect.DeepEqual(log.Records, recs) {
+		t.Fatalf("records differ:\n%+v\n%+v", log.Records, recs)
 	}
-	want := []map[string]StateRef{
-		{"a": ref("a", 1, 32, 1), "b": ref("b", 1, 52, 1), "c": ref("c", 1, 72, 1)},
-		{"a": ref("a", 2, 32, 2), "b": ref("b", 1, 52, 1)},
-		{"a": ref("a", 2, 32, 2), "b": ref("b", 3, 52, 3), "d": ref("d", 3, 32, 3)},
-	}
-	for i, s := range rep.Snapshots {
-		if s.ID != uint64(i+1) || !reflect.DeepEqual(s.States, want[i]) || s.Offset != rep.Offsets[i] {
-			t.Fatalf("snapshot %d: %+v", i+1, s)
-		}
-	}
-	// The last record's floor drops older snapshots.
-	floored := append([]Record(nil), recs...)
-	floored[2].Retained = 2
-	if s := replay(t, writeLog(t, 1, floored), 0).Snapshots; len(s) != 2 || s[0].ID != 2 {
-		t.Fatalf("retained floor 2: %d snapshots", len(s))
-	}
-	if kept := replay(t, data, 2).Snapshots; len(kept) != 2 || kept[0].ID != 2 || kept[1].ID != 3 {
-		t.Fatalf("keep 2: %+v", kept)
-	}
-	// Diff and FullRecord reproduce the records.
-	if d := Diff(&rep.Snapshots[0], &rep.Snapshots[1]); !reflect.DeepEqual(d, recs[1]) {
-		t.Fatalf("Diff: %+v", d)
-	}
-	full := FullRecord(&rep.Snapshots[2])
-	again := replay(t, writeLog(t, 1, []Record{full}), 0)
-	if !reflect.DeepEqual(again.Snapshots[0].States, want[2]) {
-		t.Fatal("FullRecord does not reproduce the snapshot")
+	if log.Offsets[0] != HeaderSize || len(log.Offsets) != 3 {
+		t.Fatalf("offsets %v", log.Offsets)
 	}
 }
 
@@ -116,17 +104,27 @@ func TestWriterRefusesBadRecords(t *testing.T) {
 		func(r *Record) { r.Removed = []string{"x"} },
 		func(r *Record) { r.States = append(r.States, r.States[0]) },
 		func(r *Record) { r.States[0].Name = "" },
-		func(r *Record) { r.States[0].Segment = 0 },
+		func(r *Record) { r.States[0].Value.Segment = 0 },
+		func(r *Record) { r.States[0].Value.Name = "other" },
 		func(r *Record) { r.States[0].Since = 5 },
-		func(r *Record) { r.States[0].Offset = -1 },
+		func(r *Record) { r.States[0].Value.Offset = -1 },
+		func(r *Record) { r.States[0].Kind = 0 },
+		func(r *Record) { r.States[0].Entries = 3 },
+		func(r *Record) { r.States[3].Base = nil },
+		func(r *Record) { r.States[3].Value = loc("m", 1, 32) },
+		func(r *Record) { r.States[3].Base[1].Name = "" },
+		func(r *Record) { r.States[3].Entries = -1 },
+		func(r *Record) {
+			r.States[0].Name = strings.Repeat("x", MaxNameLen+1)
+			r.States[0].Value.Name = r.States[0].Name
+		},
 		func(r *Record) { r.Time = time.Time{} },
+		func(r *Record) { r.Retained = 2 },
 	} {
 		r := good
-		r.States = append([]StateRef(nil), good.States...)
+		r.States = append([]State(nil), good.States...)
+		r.States[3].Base = append([]Loc(nil), good.States[3].Base...)
 		mod(&r)
-		if _, err := Create(&memFile{}, 1); err != nil {
-			t.Fatal(err)
-		}
 		w, _ := Create(&memFile{}, 1)
 		if _, err := w.Append(r); err == nil {
 			t.Fatalf("case %d: bad record accepted", i)
@@ -134,37 +132,35 @@ func TestWriterRefusesBadRecords(t *testing.T) {
 	}
 }
 
-// check requires err to be corruption naming the manifest.
+// requireCorrupt requires err to be corruption naming the manifest.
 func requireCorrupt(t *testing.T, err error, what string) {
 	t.Helper()
-	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("%s: %v, want ErrCorrupt", what, err)
-	}
-	var ce *CorruptError
-	if !errors.As(err, &ce) || ce.File != "MANIFEST-000001" || !strings.Contains(err.Error(), "MANIFEST-000001") {
-		t.Fatalf("%s: %v does not name the file", what, err)
+	var ce *errs.CorruptError
+	if !errors.Is(err, errs.ErrCorrupt) || !errors.As(err, &ce) || ce.File != file || !strings.Contains(err.Error(), file) {
+		t.Fatalf("%s: %v, want ErrCorrupt naming %s", what, err, file)
 	}
 }
 
 // A manifest cut at every byte of its last record, or with that record
-// zeroed, replays to the snapshot before it and reports a torn tail.
+// zeroed, replays to the records before it and reports a torn tail.
 func TestTornTail(t *testing.T) {
 	recs := sampleRecords()
 	data := writeLog(t, 1, recs)
-	lastOff := replay(t, data, 0).Offsets[2]
+	lastOff := replay(t, data).Offsets[2]
 	for cut := lastOff; cut < int64(len(data)); cut++ {
 		for _, tail := range [][]byte{nil, make([]byte, int64(len(data))-cut)} {
 			torn := append(bytes.Clone(data[:cut]), tail...)
-			rep, err := ReplayBytes(torn, "MANIFEST-000001", 0)
+			log, err := ReplayBytes(torn, file)
 			if err != nil {
 				t.Fatalf("cut at %d (+%d zeros): %v", cut, len(tail), err)
 			}
 			wantTail := cut != lastOff || len(tail) > 0
-			if len(rep.Records) != 2 || rep.ValidEnd != lastOff || (rep.Tail != TailClean) != wantTail {
-				t.Fatalf("cut at %d (+%d zeros): %d records, end %d, tail %v", cut, len(tail), len(rep.Records), rep.ValidEnd, rep.Tail)
+			if len(log.Records) != 2 || (log.Tail != TailClean) != wantTail {
+				t.Fatalf("cut at %d (+%d zeros): %d records, tail %v", cut, len(tail), len(log.Records), log.Tail)
 			}
-			if wantTail && !errors.Is(rep.TailErr, ErrCorrupt) {
-				t.Fatalf("TailErr %v", rep.TailErr)
+			var ce *errs.CorruptError
+			if wantTail && (!errors.As(log.TailErr, &ce) || ce.Offset != lastOff || ce.Hint != errs.HintTornTail) {
+				t.Fatalf("TailErr %v", log.TailErr)
 			}
 		}
 	}
@@ -176,12 +172,12 @@ func TestTornTail(t *testing.T) {
 func TestEveryByteFlipped(t *testing.T) {
 	recs := sampleRecords()
 	data := writeLog(t, 1, recs)
-	lastOff := int(replay(t, data, 0).Offsets[2])
+	lastOff := int(replay(t, data).Offsets[2])
 	for i := range data {
 		for _, mask := range []byte{0x01, 0x40, 0xFF} {
 			bad := bytes.Clone(data)
 			bad[i] ^= mask
-			rep, err := ReplayBytes(bad, "MANIFEST-000001", 0)
+			log, err := ReplayBytes(bad, file)
 			if err != nil {
 				requireCorrupt(t, err, fmt.Sprintf("byte %d ^%#x", i, mask))
 				continue
@@ -189,8 +185,8 @@ func TestEveryByteFlipped(t *testing.T) {
 			if i < lastOff {
 				t.Fatalf("byte %d ^%#x before the last record: no error", i, mask)
 			}
-			if rep.Tail == TailClean || !reflect.DeepEqual(rep.Records, recs[:2]) {
-				t.Fatalf("byte %d ^%#x: tail %v, %d records", i, mask, rep.Tail, len(rep.Records))
+			if log.Tail == TailClean || !reflect.DeepEqual(log.Records, recs[:2]) {
+				t.Fatalf("byte %d ^%#x: tail %v, %d records", i, mask, log.Tail, len(log.Records))
 			}
 		}
 	}
@@ -198,7 +194,7 @@ func TestEveryByteFlipped(t *testing.T) {
 
 func TestMiddleRecordDamageIsCorruption(t *testing.T) {
 	data := writeLog(t, 1, sampleRecords())
-	offs := replay(t, data, 0).Offsets
+	offs := replay(t, data).Offsets
 	for _, damage := range []func([]byte){
 		func(b []byte) { b[offs[1]+20] ^= 1 },                                      // payload
 		func(b []byte) { b[offs[1]+5] ^= 0x10 },                                    // length
@@ -206,9 +202,9 @@ func TestMiddleRecordDamageIsCorruption(t *testing.T) {
 	} {
 		bad := bytes.Clone(data)
 		damage(bad)
-		_, err := ReplayBytes(bad, "MANIFEST-000001", 0)
+		_, err := ReplayBytes(bad, file)
 		requireCorrupt(t, err, "middle record")
-		var ce *CorruptError
+		var ce *errs.CorruptError
 		errors.As(err, &ce)
 		if ce.Offset != offs[1] {
 			t.Fatalf("error at offset %d, want %d: %v", ce.Offset, offs[1], err)
@@ -218,9 +214,9 @@ func TestMiddleRecordDamageIsCorruption(t *testing.T) {
 
 func TestTruncatedAtEveryPrefix(t *testing.T) {
 	data := writeLog(t, 1, sampleRecords())
-	offs := replay(t, data, 0).Offsets
+	offs := replay(t, data).Offsets
 	for n := 0; n < len(data); n++ {
-		rep, err := ReplayBytes(data[:n], "MANIFEST-000001", 0)
+		log, err := ReplayBytes(data[:n], file)
 		if n < HeaderSize {
 			requireCorrupt(t, err, "short header")
 			continue
@@ -234,11 +230,8 @@ func TestTruncatedAtEveryPrefix(t *testing.T) {
 				want++
 			}
 		}
-		if n == len(data) {
-			want = 3
-		}
-		if len(rep.Records) != want {
-			t.Fatalf("prefix %d: %d records, want %d", n, len(rep.Records), want)
+		if len(log.Records) != want {
+			t.Fatalf("prefix %d: %d records, want %d", n, len(log.Records), want)
 		}
 	}
 }
@@ -249,51 +242,57 @@ func reframe(t *testing.T, rec Record, extra []byte) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return appendFrame(appendHeader(nil, 1), append(p, extra...))
+	return appendFrame(fileheader.Append(nil, Magic, Version, 1), append(p, extra...))
 }
 
 func TestUnknownFields(t *testing.T) {
 	rec := sampleRecords()[0]
 	// A skippable field is ignored.
-	rep := replay(t, reframe(t, rec, appendField(nil, 100, []byte("future"))), 0)
-	if !reflect.DeepEqual(rep.Records[0], rec) {
+	log := replay(t, reframe(t, rec, appendField(nil, 100, []byte("future"))))
+	if !reflect.DeepEqual(log.Records[0], rec) {
 		t.Fatal("skippable field changed the record")
 	}
 	// A required one is refused as a newer version, not as corruption.
-	_, err := ReplayBytes(reframe(t, rec, appendField(nil, 9, []byte{1})), "MANIFEST-000001", 0)
-	if !errors.Is(err, ErrUnsupportedVersion) || errors.Is(err, ErrCorrupt) {
+	_, err := ReplayBytes(reframe(t, rec, appendField(nil, 9, []byte{1})), file)
+	if !errors.Is(err, errs.ErrUnsupportedVersion) || errors.Is(err, errs.ErrCorrupt) {
 		t.Fatalf("unknown required field: %v", err)
 	}
-	// So is one inside a state.
-	st := appendField(nil, stName, []byte("z"))
-	for tag := uint64(stSegment); tag <= stSince; tag++ {
-		if tag == stStoredSum || tag == stRawSum {
-			st = appendFixedField(st, tag, 1)
-		} else {
-			st = appendUvarintField(st, tag, 1)
-		}
-	}
-	if rep := replay(t, reframe(t, rec, appendField(nil, tagState, appendField(bytes.Clone(st), 70, nil))), 0); len(rep.Records[0].States) != 4 {
+	// So is one inside a state, or a location, or an unknown state kind.
+	st := appendState(nil, &State{Name: "z", Kind: ValueState, Value: loc("z", 1, 1), Since: 1})
+	if log := replay(t, reframe(t, rec, appendField(nil, tagState, appendField(bytes.Clone(st), 70, nil)))); len(log.Records[0].States) != 5 {
 		t.Fatal("state with a skippable field lost")
 	}
-	_, err = ReplayBytes(reframe(t, rec, appendField(nil, tagState, appendField(st, 12, nil))), "MANIFEST-000001", 0)
-	if !errors.Is(err, ErrUnsupportedVersion) {
-		t.Fatalf("unknown required state field: %v", err)
+	withUnknownLoc := appendField(nil, stName, []byte("y"))
+	withUnknownLoc = appendUvarintField(withUnknownLoc, stSince, 1)
+	withUnknownLoc = appendUvarintField(withUnknownLoc, stKind, uint64(MapState))
+	withUnknownLoc = appendField(withUnknownLoc, stBase, appendField(appendLoc(nil, &Loc{Segment: 1, Name: "y0"}, true), 40, nil))
+	withUnknownLoc = appendUvarintField(withUnknownLoc, stEntries, 0)
+	for name, state := range map[string][]byte{
+		"state":    appendField(bytes.Clone(st), 30, nil),
+		"kind":     appendUvarintField(bytes.Clone(st), stKind, 3),
+		"location": withUnknownLoc,
+	} {
+		if _, err := ReplayBytes(reframe(t, rec, appendField(nil, tagState, state)), file); !errors.Is(err, errs.ErrUnsupportedVersion) {
+			t.Fatalf("unknown required %s field: %v", name, err)
+		}
 	}
 	// A repeated single field is corruption.
-	_, err = ReplayBytes(reframe(t, rec, appendUvarintField(nil, tagSnapshot, 7)), "MANIFEST-000001", 0)
+	_, err = ReplayBytes(reframe(t, rec, appendUvarintField(nil, tagSnapshot, 7)), file)
 	requireCorrupt(t, err, "repeated field")
+	// A map state with a value location is corruption.
+	m := appendState(nil, &State{Name: "y", Kind: MapState, Base: []Loc{loc("y0", 1, 1)}, Since: 1})
+	_, err = ReplayBytes(reframe(t, rec, appendField(nil, tagState, appendUvarintField(m, stOffset, 5))), file)
+	requireCorrupt(t, err, "map with a value location")
 }
 
-func TestChainChecks(t *testing.T) {
+func TestOrderChecks(t *testing.T) {
 	recs := sampleRecords()
 	for name, bad := range map[string][]Record{
-		"delta first":    {recs[1]},
-		"ID goes back":   {recs[0], recs[2], recs[1]},
-		"remove missing": {recs[0], recs[1], {Kind: Delta, Snapshot: 4, Time: t0, Removed: []string{"c"}}},
-		"same ID twice":  {recs[0], recs[0]},
+		"delta first":   {recs[1]},
+		"ID goes back":  {recs[0], recs[2], recs[1]},
+		"same ID twice": {recs[0], recs[0]},
 	} {
-		_, err := ReplayBytes(writeLog(t, 1, bad), "MANIFEST-000001", 0)
+		_, err := ReplayBytes(writeLog(t, 1, bad), file)
 		requireCorrupt(t, err, name)
 	}
 }
@@ -302,20 +301,18 @@ func TestHeaderErrors(t *testing.T) {
 	data := writeLog(t, 1, sampleRecords())
 	bad := bytes.Clone(data)
 	bad[1] = 'X'
-	if _, err := ReplayBytes(bad, "MANIFEST-000001", 0); !errors.Is(err, ErrBadMagic) {
+	if _, err := ReplayBytes(bad, file); !errors.Is(err, errs.ErrBadMagic) {
 		t.Fatalf("bad magic: %v", err)
 	}
-	bad = bytes.Clone(data)
-	le.PutUint16(bad[8:], 2)
-	h := appendHeader(nil, 1)
-	le.PutUint16(h[8:], 2)
-	le.PutUint64(h[24:], xxhashSum(h[:24]))
-	copy(bad, h)
-	if _, err := ReplayBytes(bad, "MANIFEST-000001", 0); !errors.Is(err, ErrUnsupportedVersion) {
-		t.Fatalf("newer version: %v", err)
+	for v, want := range map[uint16]error{Version + 1: errs.ErrUnsupportedVersion, 0: errs.ErrCorrupt} {
+		bad = bytes.Clone(data)
+		copy(bad, fileheader.Append(nil, Magic, v, 1))
+		if _, err := ReplayBytes(bad, file); !errors.Is(err, want) {
+			t.Fatalf("version %d: %v", v, err)
+		}
 	}
 	// Replay through a ReaderAt that is shorter than claimed.
-	if _, err := Replay(bytes.NewReader(data[:40]), int64(len(data)), "MANIFEST-000001", 0); !errors.Is(err, ErrCorrupt) {
+	if _, err := Replay(bytes.NewReader(data[:40]), int64(len(data)), file); !errors.Is(err, errs.ErrCorrupt) {
 		t.Fatalf("short reader: %v", err)
 	}
 }
@@ -332,27 +329,27 @@ func TestCurrent(t *testing.T) {
 		t.Fatalf("decode big: %d %v", n, err)
 	}
 	for n := 0; n < len(data); n++ {
-		if _, err := DecodeCurrent(data[:n], "CURRENT"); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "CURRENT") {
+		if _, err := DecodeCurrent(data[:n], "CURRENT"); !errors.Is(err, errs.ErrCorrupt) || !strings.Contains(err.Error(), "CURRENT") {
 			t.Fatalf("prefix %d: %v", n, err)
 		}
 	}
 	for i := range data {
 		bad := bytes.Clone(data)
 		bad[i] ^= 0x04
-		if _, err := DecodeCurrent(bad, "CURRENT"); !errors.Is(err, ErrCorrupt) {
+		if _, err := DecodeCurrent(bad, "CURRENT"); !errors.Is(err, errs.ErrCorrupt) {
 			t.Fatalf("flip %d: %v", i, err)
 		}
 	}
 	// A flipped letter case in the checksum parses to the same number:
 	// still damage (found by the bit-flip tests).
 	upper := strings.ToUpper(string(data[len(data)-17:]))
-	if _, err := DecodeCurrent(append(bytes.Clone(data[:len(data)-17]), upper...), "CURRENT"); !errors.Is(err, ErrCorrupt) {
+	if _, err := DecodeCurrent(append(bytes.Clone(data[:len(data)-17]), upper...), "CURRENT"); !errors.Is(err, errs.ErrCorrupt) {
 		t.Fatalf("upper-case checksum: %v", err)
 	}
 	v2 := strings.Replace(string(data), "CURRENT 1", "CURRENT 2", 1)
 	body := v2[:strings.LastIndex(v2, "xxh64")]
 	v2 = body + fmt.Sprintf("xxh64 %016x\n", xxhashSumString(body))
-	if _, err := DecodeCurrent([]byte(v2), "CURRENT"); !errors.Is(err, ErrUnsupportedVersion) {
+	if _, err := DecodeCurrent([]byte(v2), "CURRENT"); !errors.Is(err, errs.ErrUnsupportedVersion) {
 		t.Fatalf("CURRENT version 2: %v", err)
 	}
 }
@@ -374,26 +371,23 @@ func TestFileNames(t *testing.T) {
 }
 
 func TestGolden(t *testing.T) {
-	for name, data := range map[string][]byte{
-		"MANIFEST-000001": writeLog(t, 1, sampleRecords()),
-		"CURRENT":         EncodeCurrent(1),
-	} {
-		path := filepath.Join("testdata", name)
-		if *update {
-			if err := os.WriteFile(path, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		golden, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -update to create it)", err)
-		}
-		if !bytes.Equal(golden, data) {
-			t.Fatalf("output changed from %s: a format change needs a new version; run go test -update only if that is intended", path)
-		}
+	golden.Check(t, file, writeLog(t, 1, sampleRecords()))
+	golden.Check(t, "CURRENT", EncodeCurrent(1))
+}
+
+// A version 1 manifest, as instadump wrote them before maps, still
+// replays: its states are values.
+func TestVersion1StillReads(t *testing.T) {
+	data, err := os.ReadFile("testdata/MANIFEST-v1")
+	if err != nil {
+		t.Fatal(err)
 	}
-	golden, _ := os.ReadFile(filepath.Join("testdata", "MANIFEST-000001"))
-	if !reflect.DeepEqual(replay(t, golden, 0).Records, sampleRecords()) {
-		t.Fatal("golden manifest does not replay to the sample records")
+	log := replay(t, data)
+	if log.Version != 1 || len(log.Records) != 3 {
+		t.Fatalf("version %d, %d records", log.Version, len(log.Records))
+	}
+	want := []State{ref("a", 1, 32, 1), ref("b", 1, 52, 1), ref("c", 1, 72, 1)}
+	if !reflect.DeepEqual(log.Records[0].States, want) || !reflect.DeepEqual(log.Records[1].Removed, []string{"c"}) {
+		t.Fatalf("version 1 records: %+v", log.Records)
 	}
 }

@@ -2,7 +2,7 @@
 //
 // A segment holds the values of the states one save wrote: each value is
 // the state's msgpack encoding, cut into chunks that are zstd-compressed
-// independently (so both cores compress and decompress a large value),
+// independently (so every core compresses and decompresses a large value),
 // with an xxhash64 of its stored bytes and of its raw bytes. An index maps
 // state names to values and a fixed-size trailer locates and checksums the
 // index, so a reader can find, read and verify one state without reading
@@ -12,12 +12,16 @@
 //
 //	w, err := segment.NewWriter(f, id, segment.Options{})
 //	err = w.Add("counter", msgpackBytes) // as many as needed; names unique
+//	vw, err := w.Value("big")            // or stream one: vw.Write(...), vw.Close()
 //	info, err := w.Finish()              // then f.Sync(), dir sync, commit
+//	w.Abort()                            // or give up: nothing more is written
 //
 //	r, err := segment.Open(f, size, "000017.seg")
 //	e, ok := r.Find("counter")
-//	raw, err := r.Read(e) // verified msgpack bytes
-//	err = r.Verify()      // every byte of the file
+//	raw, err := r.Read(e)          // verified raw bytes
+//	err = r.Check(e)               // verified, without holding the raw value
+//	stored, err := r.ReadStored(e) // verified stored bytes, for w.AddStored
+//	err = r.Verify()               // every byte of the file
 //
 // # Format
 //
@@ -52,7 +56,9 @@
 //	12  S  stored bytes
 //
 // The writer cuts values into chunks of Options.ChunkSize (4 MiB by
-// default) and stores a chunk raw when zstd does not make it smaller.
+// default) and stores a chunk raw when zstd does not make it smaller, or
+// when three samples of it (start, middle, end) do not compress: random
+// bytes are not compressed whole only to be stored raw.
 //
 // Index: a count, then the entries sorted by name (bytewise, no two
 // alike):
@@ -92,9 +98,12 @@
 //
 // A segment is trusted to be a file instadump wrote; its checksums detect
 // damage, not forgery. Every length and offset is checked against the
-// file size (and the index against its checksum) before it is used, so a
-// damaged file can make the reader allocate at most the file's size plus
-// the raw length its verified index declares; decoding never panics. A
-// crafted file with consistent checksums can still declare values that
-// decompress to many times its size, as any compressed format can.
+// file size (and the index against its checksum) before it is used, and
+// decoding never panics. A raw length is trusted for an allocation only
+// up to 64 times the value's stored length (plus one chunk); past that
+// the reader allocates as chunks actually decompress, so a file whose
+// checksums were forged to declare huge values costs what its bytes
+// yield, not what they declare. A crafted file can still hold chunks that
+// truly decompress to many times their size, as any compressed format
+// can; the zstd decoder's memory is capped at MaxChunk per chunk.
 package segment

@@ -2,12 +2,8 @@ package segment
 
 import (
 	"encoding/binary"
-	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/fileheader"
 )
 
@@ -38,17 +34,6 @@ const (
 	codecZstd = 1
 )
 
-// Errors, the same values as the root package's.
-var (
-	ErrCorrupt            = errs.ErrCorrupt
-	ErrBadMagic           = errs.ErrBadMagic
-	ErrChecksum           = errs.ErrChecksum
-	ErrUnsupportedVersion = errs.ErrUnsupportedVersion
-)
-
-// CorruptError names the file and offset of corrupt data.
-type CorruptError = errs.CorruptError
-
 var le = binary.LittleEndian
 
 // Entry locates one value in a segment.
@@ -65,7 +50,8 @@ func appendHeader(b []byte, id uint64) []byte { return fileheader.Append(b, Magi
 
 // parseHeader checks a header and returns the segment ID.
 func parseHeader(h []byte, file string) (uint64, error) {
-	return fileheader.Parse(h, file, "segment", Magic, Version)
+	id, _, err := fileheader.Parse(h, file, "segment", Magic, Version)
+	return id, err
 }
 
 func appendTrailer(b []byte, indexOff, indexLen int64, indexSum, id uint64) []byte {
@@ -101,14 +87,7 @@ func appendChunkHeader(b []byte, codec byte, raw, stored int) []byte {
 
 // FileName returns the name of segment file id: six or more digits and
 // ".seg".
-func FileName(id uint64) string { return fmt.Sprintf("%06d.seg", id) }
+func FileName(id uint64) string { return fileheader.FileName("", id, ".seg") }
 
 // ParseFileName returns the ID of a segment file name.
-func ParseFileName(name string) (uint64, bool) {
-	digits, ok := strings.CutSuffix(name, ".seg")
-	if !ok || len(digits) < 6 || strings.TrimLeft(digits, "0123456789") != "" {
-		return 0, false
-	}
-	id, err := strconv.ParseUint(digits, 10, 64)
-	return id, err == nil
-}
+func ParseFileName(name string) (uint64, bool) { return fileheader.ParseFileName(name, "", ".seg") }

@@ -11,6 +11,12 @@ import (
 	"github.com/instadump/instadump/internal/errs"
 )
 
+// Package errs's causes, as this file names them.
+var (
+	errBadMagic = errs.ErrBadMagic
+	errChecksum = errs.ErrChecksum
+)
+
 // Reader reads a segment through an io.ReaderAt. It is safe for
 // concurrent use.
 type Reader struct {
@@ -67,10 +73,10 @@ func Open(r io.ReaderAt, size int64, file string) (*Reader, error) {
 		return nil, err
 	}
 	if string(t[40:]) != TrailerMagic {
-		return nil, errs.CorruptCause(ErrBadMagic, file, toff+40, "bad trailer magic % x: the file is cut short or damaged", t[40:])
+		return nil, errs.CorruptCause(errBadMagic, file, toff+40, "bad trailer magic % x: the file is cut short or damaged", t[40:])
 	}
 	if got, want := le.Uint64(t[32:]), xxhash.Sum64(t[:32]); got != want {
-		return nil, errs.CorruptCause(ErrChecksum, file, toff+32, "trailer checksum %016x, want %016x", got, want)
+		return nil, errs.CorruptCause(errChecksum, file, toff+32, "trailer checksum %016x, want %016x", got, want)
 	}
 	ioff, ilen := le.Uint64(t[0:]), le.Uint64(t[8:])
 	if ioff < HeaderSize || ilen < 4 || ioff > uint64(toff) || ilen != uint64(toff)-ioff {
@@ -84,7 +90,7 @@ func Open(r io.ReaderAt, size int64, file string) (*Reader, error) {
 		return nil, err
 	}
 	if got, want := xxhash.Sum64(index), le.Uint64(t[16:]); got != want {
-		return nil, errs.CorruptCause(ErrChecksum, file, int64(ioff), "index checksum %016x, want %016x", got, want)
+		return nil, errs.CorruptCause(errChecksum, file, int64(ioff), "index checksum %016x, want %016x", got, want)
 	}
 	sr.indexOff = int64(ioff)
 	if sr.entries, err = sr.parseIndex(index); err != nil {
@@ -194,22 +200,61 @@ func (r *Reader) Find(name string) (Entry, bool) {
 	return Entry{}, false
 }
 
-// Read reads, verifies and decompresses the value e locates, and returns
-// its raw bytes. e may come from Entries, Find, or a record elsewhere (a
-// manifest): it is checked against the file before it is trusted.
-func (r *Reader) Read(e Entry) ([]byte, error) {
+// ReadStored reads the value e locates as it is stored (chunk headers
+// included) and checks it against its stored checksum, without
+// decompressing it: what Writer.AddStored copies.
+func (r *Reader) ReadStored(e Entry) ([]byte, error) {
 	if err := r.checkBounds(e, e.Offset); err != nil {
 		return nil, err
 	}
-	stored := make([]byte, e.StoredLen)
+	stored := make([]byte, e.StoredLen) // within the file: checked above
 	if err := r.readAt(stored, e.Offset); err != nil {
 		return nil, err
 	}
 	if got := xxhash.Sum64(stored); got != e.StoredSum {
-		return nil, errs.CorruptCause(ErrChecksum, r.file, e.Offset, "value %q (%d bytes): checksum %016x, want %016x", e.Name, e.StoredLen, got, e.StoredSum)
+		return nil, errs.CorruptCause(errChecksum, r.file, e.Offset, "value %q (%d bytes): checksum %016x, want %016x", e.Name, e.StoredLen, got, e.StoredSum)
 	}
-	return r.decode(e, stored)
+	return stored, nil
 }
+
+// Read reads, verifies and decompresses the value e locates, and returns
+// its raw bytes. e may come from Entries, Find, or a record elsewhere (a
+// manifest): it is checked against the file before it is trusted.
+func (r *Reader) Read(e Entry) ([]byte, error) {
+	stored, err := r.ReadStored(e)
+	if err != nil {
+		return nil, err
+	}
+	chunks, err := r.chunks(e, stored)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	if e.RawLen <= trustedRatio*e.StoredLen+MaxChunk {
+		out = make([]byte, e.RawLen)
+		if len(chunks) == 1 {
+			err = r.decodeChunk(e, chunks[0], out[:chunks[0].rawLen])
+		} else {
+			err = r.decodeParallel(e, chunks, out)
+		}
+	} else {
+		out, err = r.decodeGrowing(e, chunks)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if got := xxhash.Sum64(out); got != e.RawSum {
+		return nil, errs.CorruptCause(errChecksum, r.file, e.Offset, "value %q: decoded checksum %016x, want %016x", e.Name, got, e.RawSum)
+	}
+	return out, nil
+}
+
+// trustedRatio is the raw-to-stored ratio up to which Read allocates a
+// value's raw length before decompressing it. Past it (a value of zeros,
+// or a crafted file whose checksums hold but whose chunks declare
+// lengths their bytes do not back), Read grows its buffer as chunks
+// actually decompress, so what it allocates is what the data yields.
+const trustedRatio = 64
 
 type chunk struct {
 	codec    byte
@@ -220,7 +265,8 @@ type chunk struct {
 	storeLen int
 }
 
-func (r *Reader) decode(e Entry, stored []byte) ([]byte, error) {
+// chunks parses the chunk headers of a value's stored bytes.
+func (r *Reader) chunks(e Entry, stored []byte) ([]chunk, error) {
 	var chunks []chunk
 	var rawOff int64
 	for pos := 0; pos < len(stored); {
@@ -251,20 +297,7 @@ func (r *Reader) decode(e Entry, stored []byte) ([]byte, error) {
 	if rawOff != e.RawLen {
 		return nil, errs.Corruptf(r.file, e.Offset, "value %q: chunks hold %d bytes, want %d", e.Name, rawOff, e.RawLen)
 	}
-	out := make([]byte, e.RawLen) // every chunk's length is now checked
-	var err error
-	if len(chunks) == 1 {
-		err = r.decodeChunk(e, chunks[0], out)
-	} else {
-		err = r.decodeParallel(e, chunks, out)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if got := xxhash.Sum64(out); got != e.RawSum {
-		return nil, errs.CorruptCause(ErrChecksum, r.file, e.Offset, "value %q: decoded checksum %016x, want %016x", e.Name, got, e.RawSum)
-	}
-	return out, nil
+	return chunks, nil
 }
 
 func (r *Reader) decodeParallel(e Entry, chunks []chunk, out []byte) error {
@@ -283,7 +316,8 @@ func (r *Reader) decodeParallel(e Entry, chunks []chunk, out []byte) error {
 				if k >= len(chunks) {
 					return
 				}
-				errsOut[k] = r.decodeChunk(e, chunks[k], out)
+				c := chunks[k]
+				errsOut[k] = r.decodeChunk(e, c, out[c.raw:c.raw+int64(c.rawLen)])
 			}
 		})
 	}
@@ -296,8 +330,31 @@ func (r *Reader) decodeParallel(e Entry, chunks []chunk, out []byte) error {
 	return nil
 }
 
-func (r *Reader) decodeChunk(e Entry, c chunk, out []byte) error {
-	dst := out[c.raw : c.raw+int64(c.rawLen)]
+// decodeGrowing decodes the chunks one by one, appending each to the
+// output only once it has decompressed to its declared length.
+func (r *Reader) decodeGrowing(e Entry, chunks []chunk) ([]byte, error) {
+	out := make([]byte, 0, min(e.RawLen, trustedRatio*e.StoredLen+MaxChunk))
+	var buf []byte
+	for _, c := range chunks {
+		buf = slicesGrow(buf, c.rawLen)
+		if err := r.decodeChunk(e, c, buf); err != nil {
+			return nil, err
+		}
+		out = append(out, buf...)
+	}
+	return out, nil
+}
+
+// slicesGrow returns b resized to n bytes, reusing its array if it can.
+func slicesGrow(b []byte, n int) []byte {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]byte, n)
+}
+
+// decodeChunk decompresses c into dst, which has exactly c.rawLen bytes.
+func (r *Reader) decodeChunk(e Entry, c chunk, dst []byte) error {
 	if c.codec == codecNone {
 		copy(dst, c.src)
 		return nil
@@ -312,11 +369,38 @@ func (r *Reader) decodeChunk(e Entry, c chunk, out []byte) error {
 	return nil
 }
 
-// Verify reads and checks every value, and so, with the checks Open made,
-// every byte of the file. It returns the first problem found.
+// Check verifies the value e locates as Read does, decompressing it chunk
+// by chunk into one reused buffer: it never holds the whole raw value.
+func (r *Reader) Check(e Entry) error {
+	stored, err := r.ReadStored(e)
+	if err != nil {
+		return err
+	}
+	chunks, err := r.chunks(e, stored)
+	if err != nil {
+		return err
+	}
+	var d xxhash.Digest
+	d.Reset()
+	var buf []byte
+	for _, c := range chunks {
+		buf = slicesGrow(buf, c.rawLen)
+		if err := r.decodeChunk(e, c, buf); err != nil {
+			return err
+		}
+		d.Write(buf)
+	}
+	if got := d.Sum64(); got != e.RawSum {
+		return errs.CorruptCause(errChecksum, r.file, e.Offset, "value %q: decoded checksum %016x, want %016x", e.Name, got, e.RawSum)
+	}
+	return nil
+}
+
+// Verify checks every value, and so, with the checks Open made, every
+// byte of the file. It returns the first problem found.
 func (r *Reader) Verify() error {
 	for _, e := range r.entries {
-		if _, err := r.Read(e); err != nil {
+		if err := r.Check(e); err != nil {
 			return err
 		}
 	}

@@ -3,17 +3,15 @@ package segment
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"math/rand"
-	"os"
-	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/golden"
 	"github.com/vmihailenco/msgpack/v5"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 type value struct {
 	name string
@@ -197,13 +195,13 @@ func requireCorrupt(t *testing.T, err error, file, what string) {
 	if err == nil {
 		t.Fatalf("%s: no error", what)
 	}
-	if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnsupportedVersion) {
-		t.Fatalf("%s: %v does not wrap ErrCorrupt", what, err)
+	if !errors.Is(err, errs.ErrCorrupt) && !errors.Is(err, errs.ErrUnsupportedVersion) {
+		t.Fatalf("%s: %v does not wrap errs.ErrCorrupt", what, err)
 	}
 	if !strings.Contains(err.Error(), file) {
 		t.Fatalf("%s: %v does not name %s", what, err, file)
 	}
-	var ce *CorruptError
+	var ce *errs.CorruptError
 	if errors.As(err, &ce) && (ce.Offset < 0 || ce.File != file) {
 		t.Fatalf("%s: bad CorruptError %+v", what, ce)
 	}
@@ -272,13 +270,13 @@ func TestErrorKinds(t *testing.T) {
 	data, _ := build(t, 7, Options{}, smallValues(t))
 	bad := bytes.Clone(data)
 	bad[0] = 'X'
-	if _, err := Open(bytes.NewReader(bad), int64(len(bad)), "m.seg"); !errors.Is(err, ErrBadMagic) || !errors.Is(err, ErrCorrupt) {
+	if _, err := Open(bytes.NewReader(bad), int64(len(bad)), "m.seg"); !errors.Is(err, errs.ErrBadMagic) || !errors.Is(err, errs.ErrCorrupt) {
 		t.Fatalf("bad magic: %v", err)
 	}
 	bad = bytes.Clone(data)
 	bad[HeaderSize+20] ^= 1
-	if _, err := readAll(bad, "c.seg"); !errors.Is(err, ErrChecksum) {
-		t.Fatalf("flipped value: %v, want ErrChecksum", err)
+	if _, err := readAll(bad, "c.seg"); !errors.Is(err, errs.ErrChecksum) {
+		t.Fatalf("flipped value: %v, want errs.ErrChecksum", err)
 	}
 	// A newer version with a valid header checksum is not corruption.
 	bad = appendHeader(nil, 7)
@@ -286,11 +284,11 @@ func TestErrorKinds(t *testing.T) {
 	copy(bad, reheader(bad))
 	bad = append(bad, data[HeaderSize:]...)
 	_, err := Open(bytes.NewReader(bad), int64(len(bad)), "v.seg")
-	if !errors.Is(err, ErrUnsupportedVersion) || errors.Is(err, ErrCorrupt) {
+	if !errors.Is(err, errs.ErrUnsupportedVersion) || errors.Is(err, errs.ErrCorrupt) {
 		t.Fatalf("newer version: %v", err)
 	}
 	// A file shorter than the size the caller claims.
-	if _, err := Open(bytes.NewReader(data[:50]), int64(len(data)), "s.seg"); !errors.Is(err, ErrCorrupt) {
+	if _, err := Open(bytes.NewReader(data[:50]), int64(len(data)), "s.seg"); !errors.Is(err, errs.ErrCorrupt) {
 		t.Fatalf("short file: %v", err)
 	}
 }
@@ -315,7 +313,7 @@ func TestEntryFromElsewhereIsChecked(t *testing.T) {
 		{Name: "x", Offset: e.Offset, StoredLen: e.StoredLen, RawLen: 1 << 62, StoredSum: e.StoredSum},
 		{Name: "x", Offset: e.Offset + 1, StoredLen: e.StoredLen - 1, RawLen: e.RawLen, StoredSum: e.StoredSum},
 	} {
-		if _, err := r.Read(bad); !errors.Is(err, ErrCorrupt) {
+		if _, err := r.Read(bad); !errors.Is(err, errs.ErrCorrupt) {
 			t.Fatalf("entry %+v: %v", bad, err)
 		}
 	}
@@ -323,20 +321,8 @@ func TestEntryFromElsewhereIsChecked(t *testing.T) {
 
 func TestGolden(t *testing.T) {
 	data, _ := build(t, 17, Options{}, smallValues(t))
-	path := filepath.Join("testdata", "golden.seg")
-	if *update {
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	golden, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(data, golden) {
-		t.Fatalf("the writer's output changed from testdata/golden.seg: a format change needs a new version; run go test -update only if that is intended")
-	}
-	checkAll(t, golden, "golden.seg", smallValues(t))
+	golden.Check(t, "golden.seg", data)
+	checkAll(t, data, "golden.seg", smallValues(t))
 }
 
 func TestValueOver64MiB(t *testing.T) {
@@ -408,5 +394,118 @@ func TestValueWriterStreams(t *testing.T) {
 		if !bytes.Equal(ref.Bytes(), buf.Bytes()) {
 			t.Fatalf("chunk %d: streaming wrote different bytes from Add", chunk)
 		}
+	}
+}
+
+// A value copied with ReadStored and AddStored reads back the same, and
+// its entry matches the original's but for its offset.
+func TestAddStoredCopies(t *testing.T) {
+	vals := append(smallValues(t), value{"random", randomBytes(200_000, 4)})
+	data, info := build(t, 3, Options{ChunkSize: 50_000}, vals)
+	r, err := Open(bytes.NewReader(data), int64(len(data)), "a.seg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, _ := NewWriter(&buf, 4, Options{})
+	w.Add("fresh", []byte{1, 2, 3})
+	for _, e := range info.Entries {
+		stored, err := r.ReadStored(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AddStored(e.Name, stored, e.RawLen, e.RawSum); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copied, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, buf.Bytes(), "b.seg", append(vals, value{"fresh", []byte{1, 2, 3}}))
+	for _, e := range info.Entries {
+		for _, c := range copied.Entries {
+			if c.Name == e.Name && (c.StoredLen != e.StoredLen || c.StoredSum != e.StoredSum || c.RawSum != e.RawSum) {
+				t.Fatalf("%q copied as %+v, was %+v", e.Name, c, e)
+			}
+		}
+	}
+}
+
+// Abort stops the writer wherever it is, even with a value open, and
+// leaves it refusing everything.
+func TestAbort(t *testing.T) {
+	w, _ := NewWriter(&bytes.Buffer{}, 1, Options{ChunkSize: 4096})
+	w.Add("a", randomBytes(50_000, 1))
+	vw, _ := w.Value("b")
+	vw.Write(randomBytes(10_000, 2))
+	w.Abort()
+	w.Abort()
+	if _, err := w.Finish(); !errors.Is(err, ErrFinished) {
+		t.Fatalf("Finish after Abort: %v", err)
+	}
+	if err := w.Add("c", nil); !errors.Is(err, ErrFinished) {
+		t.Fatalf("Add after Abort: %v", err)
+	}
+	if _, err := vw.Write([]byte{1}); !errors.Is(err, ErrFinished) {
+		t.Fatalf("Write after Abort: %v", err)
+	}
+}
+
+// Chunks of random bytes are stored raw, found by samples; compressible
+// ones and mixed ones are compressed.
+func TestIncompressibleStoredRaw(t *testing.T) {
+	text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog "), 30_000)[:1<<20]
+	random := randomBytes(1<<20, 9)
+	mixed := append(bytes.Clone(random[:1<<19]), text[:1<<19]...)
+	vals := []value{{"random", random}, {"text", text}, {"mixed", mixed}}
+	data, info := build(t, 1, Options{ChunkSize: 1 << 20}, vals)
+	checkAll(t, data, "i.seg", vals)
+	for _, e := range info.Entries {
+		codec := data[e.Offset]
+		if want := map[string]byte{"random": codecNone, "text": codecZstd, "mixed": codecZstd}[e.Name]; codec != want {
+			t.Fatalf("%s stored with codec %d, want %d", e.Name, codec, want)
+		}
+	}
+}
+
+// craftHuge builds a segment whose checksums all hold but whose one value
+// has n chunks each declaring MaxChunk raw bytes from a few bytes of
+// garbage: an index that declares far more than the file can back.
+func craftHuge(n int) []byte {
+	var body []byte
+	for range n {
+		body = appendChunkHeader(body, codecZstd, MaxChunk, 8)
+		body = append(body, 0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0)
+	}
+	e := Entry{Name: "huge", Offset: HeaderSize, StoredLen: int64(len(body)), RawLen: int64(n) * MaxChunk, StoredSum: xxhashSum(body)}
+	data := append(appendHeader(nil, 5), body...)
+	index := make([]byte, 4)
+	le.PutUint32(index, 1)
+	index = appendEntry(index, &e)
+	return appendTrailer(append(data, index...), int64(len(data)), int64(len(index)), xxhashSum(index), 5)
+}
+
+// Reading such a value fails as corrupt without allocating what it
+// declares (here 1 TiB).
+func TestDeclaredLengthsAreNotTrusted(t *testing.T) {
+	data := craftHuge(1 << 16)
+	r, err := Open(bytes.NewReader(data), int64(len(data)), "h.seg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, e := range r.Entries() {
+		if _, err := r.Read(e); !errors.Is(err, errs.ErrCorrupt) {
+			t.Fatalf("Read: %v", err)
+		}
+		if err := r.Check(e); !errors.Is(err, errs.ErrCorrupt) {
+			t.Fatalf("Check: %v", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 256<<20 {
+		t.Fatalf("reading a %d-byte file allocated %d bytes", len(data), got)
 	}
 }

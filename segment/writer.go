@@ -18,7 +18,7 @@ const DefaultChunkSize = 4 << 20
 // Options tune a Writer. The zero value is good.
 type Options struct {
 	Level     Level // compression level; LevelFastest by default
-	Workers   int   // goroutines compressing chunks; GOMAXPROCS by default
+	Workers   int   // goroutines compressing chunks at once; GOMAXPROCS by default
 	ChunkSize int   // raw bytes per chunk; DefaultChunkSize by default, at most MaxChunk
 }
 
@@ -31,10 +31,10 @@ type Info struct {
 
 // Writer writes one segment to an io.Writer.
 //
-// Add hands chunks of a value to Workers goroutines that compress them
-// while the caller goes on; one goroutine writes them in order. At most
-// about 2×Workers chunks are in flight, so memory stays bounded however
-// large the values. A Writer is not safe for concurrent use.
+// Values are cut into chunks that up to Options.Workers goroutines
+// compress while the caller goes on; one goroutine writes them in order.
+// At most about 2×Workers chunks are in flight, so memory stays bounded
+// however large the values. A Writer is not safe for concurrent use.
 type Writer struct {
 	id    uint64
 	opts  Options
@@ -60,13 +60,16 @@ type pendingValue struct {
 	rawSum uint64
 }
 
+// A job is one chunk of a value (or a value's stored bytes copied whole),
+// on its way to the write loop.
 type job struct {
 	v           *pendingValue
 	first, last bool
 	raw         []byte
-	ownRaw      bool // raw came from rawPool: return it when written
-	out         []byte
+	pool        *sync.Pool // where raw goes back once written; nil if not ours
+	out         []byte     // compressed raw, from bufPool
 	codec       byte
+	stored      []byte // AddStored: chunks as they were stored, headers included
 	ready       chan struct{}
 }
 
@@ -80,19 +83,13 @@ var (
 // would cost more than a small save itself.
 var bufioPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<20) }}
 
-func getBufio(w io.Writer) *bufio.Writer {
-	bw := bufioPool.Get().(*bufio.Writer)
-	bw.Reset(w)
-	return bw
-}
-
 // smallChunk is the capacity a value's first buffer starts with: most
 // values are small, and a fresh ChunkSize buffer for each would touch
 // megabytes of new memory per save.
 const smallChunk = 64 << 10
 
 // NewWriter writes a segment header to w and returns a Writer for the
-// values. The caller must call Finish (and then sync the file).
+// values. The caller must call Finish (then sync the file) or Abort.
 func NewWriter(w io.Writer, id uint64, opts Options) (*Writer, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
@@ -106,24 +103,28 @@ func NewWriter(w io.Writer, id uint64, opts Options) (*Writer, error) {
 	if opts.Level < LevelFastest || opts.Level > LevelNone {
 		return nil, fmt.Errorf("segment: unknown compression level %d", opts.Level)
 	}
+	bw := bufioPool.Get().(*bufio.Writer)
+	bw.Reset(w)
+	if _, err := bw.Write(appendHeader(nil, id)); err != nil {
+		bw.Reset(nil)
+		bufioPool.Put(bw)
+		return nil, err
+	}
 	sw := &Writer{
 		id:    id,
 		opts:  opts,
-		bw:    getBufio(w),
+		bw:    bw,
 		names: map[string]bool{},
 		sem:   make(chan struct{}, opts.Workers),
 		order: make(chan *job, 2*opts.Workers),
 		done:  make(chan struct{}),
 		off:   HeaderSize,
 	}
-	if _, err := sw.bw.Write(appendHeader(nil, id)); err != nil {
-		return nil, err
-	}
 	go sw.writeLoop()
 	return sw, nil
 }
 
-// ErrFinished is returned by Add and Finish after Finish.
+// ErrFinished is returned by the Writer's methods after Finish or Abort.
 var ErrFinished = errors.New("segment: writer already finished")
 
 // Add adds a value under name. raw must not be changed until Finish
@@ -144,6 +145,19 @@ func (w *Writer) Add(name string, raw []byte) error {
 	return nil
 }
 
+// AddStored adds a value under name whose stored bytes (chunk headers
+// included) come from another segment, as Reader.ReadStored returned
+// them, with the raw length and checksum of its entry there: a copy that
+// neither decompresses nor compresses. stored must not be changed until
+// Finish returns.
+func (w *Writer) AddStored(name string, stored []byte, rawLen int64, rawSum uint64) error {
+	if err := w.start(name); err != nil {
+		return err
+	}
+	w.enqueue(&job{v: &pendingValue{name: name, rawLen: rawLen, rawSum: rawSum}, first: true, last: true, stored: stored})
+	return nil
+}
+
 func (w *Writer) start(name string) error {
 	if w.finished {
 		return ErrFinished
@@ -152,10 +166,10 @@ func (w *Writer) start(name string) error {
 		return fmt.Errorf("segment: state %q added while the value of %q is still being written", name, w.open.v.name)
 	}
 	if name == "" || len(name) > MaxNameLen {
-		return fmt.Errorf("segment: state name %q must be 1 to %d bytes", name, MaxNameLen)
+		return fmt.Errorf("segment: value name of %d bytes, want 1 to %d", len(name), MaxNameLen)
 	}
 	if w.names[name] {
-		return fmt.Errorf("segment: state %q added twice", name)
+		return fmt.Errorf("segment: value %q added twice", name)
 	}
 	w.names[name] = true
 	return nil
@@ -192,15 +206,16 @@ type ValueWriter struct {
 	w      *Writer
 	v      *pendingValue
 	buf    []byte
+	pool   *sync.Pool // buf's
 	d      xxhash.Digest
 	first  bool
 	closed bool
 }
 
 func (vw *ValueWriter) flush(last bool) {
-	vw.w.enqueue(&job{v: vw.v, first: vw.first, last: last, raw: vw.buf, ownRaw: vw.buf != nil})
+	vw.w.enqueue(&job{v: vw.v, first: vw.first, last: last, raw: vw.buf, pool: vw.pool})
 	vw.first = false
-	vw.buf = nil
+	vw.buf, vw.pool = nil, nil
 }
 
 // Write appends p to the value.
@@ -216,15 +231,14 @@ func (vw *ValueWriter) Write(p []byte) (int, error) {
 		}
 		switch {
 		case vw.buf == nil && vw.first && size > smallChunk:
-			vw.buf = getBuf(&smallPool, smallChunk)
+			vw.buf, vw.pool = getBuf(&smallPool, smallChunk), &smallPool
 		case vw.buf == nil:
-			vw.buf = getBuf(&rawPool, size)
+			vw.buf, vw.pool = getBuf(&rawPool, size), &rawPool
 		case len(vw.buf) == cap(vw.buf) && cap(vw.buf) < size:
 			// The value outgrew its small first buffer.
 			big := append(getBuf(&rawPool, size), vw.buf...)
-			small := vw.buf
-			smallPool.Put(&small)
-			vw.buf = big
+			putBuf(vw.pool, vw.buf)
+			vw.buf, vw.pool = big, &rawPool
 		}
 		k := copy(vw.buf[len(vw.buf):min(cap(vw.buf), size)], p)
 		vw.buf = vw.buf[:len(vw.buf)+k]
@@ -243,6 +257,12 @@ func getBuf(pool *sync.Pool, n int) []byte {
 	return make([]byte, 0, n)
 }
 
+func putBuf(pool *sync.Pool, b []byte) {
+	if pool != nil && b != nil {
+		pool.Put(&b)
+	}
+}
+
 // Close ends the value.
 func (vw *ValueWriter) Close() error {
 	if vw.closed {
@@ -255,6 +275,24 @@ func (vw *ValueWriter) Close() error {
 	return nil
 }
 
+// incompressible says whether zstd would not shrink raw, from samples:
+// compressing a chunk of random bytes whole only to store it raw would
+// cost as much as a compressible one.
+func incompressible(enc interface {
+	EncodeAll(src, dst []byte) []byte
+}, raw []byte, buf []byte) bool {
+	const sample = 16 << 10
+	if len(raw) < 4*sample {
+		return false
+	}
+	for _, at := range []int{0, len(raw)/2 - sample/2, len(raw) - sample} {
+		if out := enc.EncodeAll(raw[at:at+sample], buf[:0]); len(out) < sample*31/32 {
+			return false
+		}
+	}
+	return true
+}
+
 func (w *Writer) compress(j *job) {
 	defer func() { <-w.sem; close(j.ready) }()
 	j.codec = codecNone
@@ -265,11 +303,16 @@ func (w *Writer) compress(j *job) {
 	if p, ok := bufPool.Get().(*[]byte); ok {
 		buf = (*p)[:0]
 	}
-	out := encoder(w.opts.Level).EncodeAll(j.raw, buf)
+	enc := encoder(w.opts.Level)
+	if incompressible(enc, j.raw, buf) {
+		putBuf(&bufPool, buf)
+		return
+	}
+	out := enc.EncodeAll(j.raw, buf)
 	if len(out) < len(j.raw) {
 		j.codec, j.out = codecZstd, out
 	} else {
-		bufPool.Put(&out)
+		putBuf(&bufPool, out)
 	}
 }
 
@@ -278,38 +321,35 @@ func (w *Writer) writeLoop() {
 	var d xxhash.Digest
 	var start int64
 	var hdr []byte
+	write := func(p []byte) {
+		d.Write(p)
+		if w.err == nil {
+			_, w.err = w.bw.Write(p)
+		}
+		w.off += int64(len(p))
+	}
 	for j := range w.order {
 		<-j.ready
 		if j.first {
 			d.Reset()
 			start = w.off
 		}
-		if w.err == nil && len(j.raw) > 0 {
+		switch {
+		case j.stored != nil:
+			write(j.stored)
+		case len(j.raw) > 0:
 			data := j.raw
 			if j.codec == codecZstd {
 				data = j.out
 			}
 			hdr = appendChunkHeader(hdr[:0], j.codec, len(j.raw), len(data))
-			d.Write(hdr)
-			d.Write(data)
-			if _, err := w.bw.Write(hdr); err != nil {
-				w.err = err
-			} else if _, err := w.bw.Write(data); err != nil {
-				w.err = err
-			}
-			w.off += int64(len(hdr) + len(data))
+			write(hdr)
+			write(data)
 		}
 		if j.out != nil {
-			bufPool.Put(&j.out)
+			putBuf(&bufPool, j.out)
 		}
-		if j.ownRaw {
-			raw := j.raw
-			if cap(raw) == smallChunk {
-				smallPool.Put(&raw)
-			} else {
-				rawPool.Put(&raw)
-			}
-		}
+		putBuf(j.pool, j.raw)
 		if j.last {
 			w.entries = append(w.entries, Entry{
 				Name: j.v.name, Offset: start, StoredLen: w.off - start,
@@ -319,8 +359,37 @@ func (w *Writer) writeLoop() {
 	}
 }
 
+// stop ends the write loop and gives the output buffer back.
+func (w *Writer) stop() {
+	if w.open != nil {
+		putBuf(w.open.pool, w.open.buf)
+		w.open.buf, w.open.closed, w.open = nil, true, nil
+	}
+	w.finished = true
+	close(w.order)
+	<-w.done
+}
+
+func (w *Writer) releaseBufio() {
+	w.bw.Reset(nil)
+	bufioPool.Put(w.bw)
+	w.bw = nil
+}
+
+// Abort abandons the segment: it stops the writer's goroutines and
+// writes nothing more. The caller removes the file. Abort after Finish
+// or Abort does nothing.
+func (w *Writer) Abort() {
+	if w.finished {
+		return
+	}
+	w.stop()
+	w.releaseBufio()
+}
+
 // Finish waits for every value to be written, then writes the index and
-// the trailer and flushes. It does not sync: the caller does.
+// the trailer and flushes. It does not sync: the caller does. A value
+// still open is closed first.
 func (w *Writer) Finish() (Info, error) {
 	if w.finished {
 		return Info{}, ErrFinished
@@ -328,9 +397,8 @@ func (w *Writer) Finish() (Info, error) {
 	if w.open != nil {
 		w.open.Close()
 	}
-	w.finished = true
-	close(w.order)
-	<-w.done
+	w.stop()
+	defer w.releaseBufio()
 	if w.err != nil {
 		return Info{}, w.err
 	}
@@ -347,8 +415,5 @@ func (w *Writer) Finish() (Info, error) {
 	if err := w.bw.Flush(); err != nil {
 		return Info{}, err
 	}
-	w.bw.Reset(nil)
-	bufioPool.Put(w.bw)
-	w.bw = nil
 	return Info{ID: w.id, Size: w.off + int64(len(tail)), Entries: w.entries}, nil
 }

@@ -8,21 +8,14 @@ import (
 
 var cmdDump = &command{
 	name: "dump", args: "DIR", nargs: 1,
-	about: "print every state of a snapshot as one JSON object",
+	about: "print every state of a snapshot as one JSON object, streamed",
 	flags: func(fs *flag.FlagSet, o *opts) { snapshotFlag(fs, o) },
 	run: func(e *env, args []string) int {
 		return e.withDB(args[0], func(db *inspect.DB) int {
-			states, err := db.States(e.opts.snapshot)
-			if err != nil {
+			if err := db.WriteDump(e.stdout, e.opts.snapshot); err != nil {
 				return e.fail(err)
 			}
-			out := make(map[string]any, len(states))
-			for _, s := range states {
-				if out[s.Name], err = db.Value(e.opts.snapshot, s.Name); err != nil {
-					return e.fail(err)
-				}
-			}
-			return e.printJSON(out)
+			return 0
 		})
 	},
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -37,6 +38,8 @@ type command struct {
 type opts struct {
 	json     bool
 	snapshot uint64
+	key      string
+	keySet   bool // --key was given, perhaps empty
 }
 
 // env is what a command runs with.
@@ -103,7 +106,9 @@ func run(args []string, stdout, stderr io.Writer, terminal bool) int {
 		fmt.Fprintf(fs.Output(), "usage: instadump-inspect %s [flags] %s\n\n%s\n", cmd.name, cmd.args, cmd.about)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(interleave(fs, args[1:])); err != nil {
+	err := fs.Parse(interleave(fs, args[1:]))
+	fs.Visit(func(f *flag.Flag) { e.opts.keySet = e.opts.keySet || f.Name == "key" })
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
 			fs.Usage()
@@ -190,3 +195,12 @@ func parseID(s string) (uint64, error) {
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// ids joins IDs with commas.
+func ids(list []uint64) string {
+	s := make([]string, len(list))
+	for i, id := range list {
+		s[i] = strconv.FormatUint(id, 10)
+	}
+	return strings.Join(s, ",")
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,10 +13,9 @@ import (
 	"time"
 
 	"github.com/instadump/instadump"
+	"github.com/instadump/instadump/internal/golden"
 	"github.com/instadump/instadump/segment"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 type profile struct {
 	Name    string
@@ -65,23 +63,9 @@ func runCmd(t *testing.T, args ...string) (string, string, int) {
 
 var timeRE = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
 
-func golden(t *testing.T, name, got string) {
+func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	got = timeRE.ReplaceAllString(got, "TIME")
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("%s: output differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
-	}
+	golden.Check(t, name+".golden", []byte(timeRE.ReplaceAllString(got, "TIME")))
 }
 
 func TestHumanOutput(t *testing.T) {
@@ -96,6 +80,7 @@ func TestHumanOutput(t *testing.T) {
 		{"states-1", []string{"states", "--snapshot", "1", dir}},
 		{"get-user", []string{"get", dir, "user"}},
 		{"get-counter-1", []string{"get", "--snapshot", "1", dir, "counter"}},
+		{"get-key", []string{"get", dir, "scores", "--key", "ada"}},
 		{"dump", []string{"dump", dir}},
 		{"diff", []string{"diff", dir, "1", "3"}},
 		{"segments", []string{"segments", dir}},
@@ -105,7 +90,7 @@ func TestHumanOutput(t *testing.T) {
 		if code != 0 || errOut != "" {
 			t.Fatalf("%v: exit %d, stderr %q", tc.args, code, errOut)
 		}
-		golden(t, tc.name, out)
+		checkGolden(t, tc.name, out)
 	}
 	out, _, code := runCmd(t, "verify", dir)
 	if code != 0 || !strings.HasPrefix(out, "ok: ") {
@@ -142,11 +127,12 @@ func TestJSONOutput(t *testing.T) {
 	}
 	var states []struct {
 		Name      string
-		Segment   uint64
+		Kind      string
+		Segments  []uint64
 		ChangedIn uint64 `json:"changed_in"`
 	}
 	decodeJSON(t, jsonOut("states", dir), &states)
-	if len(states) != 4 || states[0].Name != "counter" || states[0].ChangedIn != 2 || states[1].ChangedIn != 3 {
+	if len(states) != 4 || states[0].Name != "counter" || states[0].Kind != "value" || states[0].ChangedIn != 2 || states[1].ChangedIn != 3 || len(states[0].Segments) != 1 {
 		t.Fatalf("states: %+v", states)
 	}
 	var user map[string]any
@@ -238,6 +224,60 @@ func TestUsage(t *testing.T) {
 	}
 	if _, errOut, code := runCmd(t, "snapshots", filepath.Join(dir, "missing")); code != 1 || errOut == "" {
 		t.Fatalf("missing dir: exit %d", code)
+	}
+}
+
+// A directory that is not a DB, or not there, is said to be so: not an
+// empty DB, not damage.
+func TestNotADB(t *testing.T) {
+	empty := t.TempDir()
+	os.WriteFile(filepath.Join(empty, "notes.txt"), []byte("x"), 0o644)
+	for _, args := range [][]string{{"snapshots", empty}, {"verify", empty}, {"states", empty}, {"manifest", empty}} {
+		out, errOut, code := runCmd(t, args...)
+		if code != 1 || !strings.Contains(errOut, "not an instadump directory") || strings.Contains(out, "DAMAGED") {
+			t.Fatalf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	out, errOut, code := runCmd(t, "verify", filepath.Join(empty, "nowhere"))
+	if code != 1 || strings.Contains(out, "DAMAGED") || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("verify of a missing directory: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// The tools take retention from the manifest: a DB saved WithRetain(10)
+// shows its 10 snapshots, its live segments are not orphans, and damage
+// in a segment only an older snapshot uses is found.
+func TestRetentionFromTheManifest(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	db, err := instadump.Open(dir, instadump.WithRetain(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		s, _ := instadump.NewState(db, fmt.Sprint("s", i), i)
+		s.Set(i + 1)
+		if _, err := db.Save(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	out, _, code := runCmd(t, "snapshots", "--json", dir)
+	var snaps []struct{ ID uint64 }
+	decodeJSON(t, out, &snaps)
+	if code != 0 || len(snaps) != 10 {
+		t.Fatalf("snapshots: exit %d, %d snapshots", code, len(snaps))
+	}
+	out, _, _ = runCmd(t, "segments", dir)
+	if strings.Contains(out, "orphan") {
+		t.Fatalf("live segments called orphans:\n%s", out)
+	}
+	seg := filepath.Join(dir, segment.FileName(2))
+	data, _ := os.ReadFile(seg)
+	data[segment.HeaderSize+segment.ChunkHeaderSize] ^= 0x04
+	os.WriteFile(seg, data, 0o644)
+	out, _, code = runCmd(t, "verify", dir)
+	if code != 1 || !strings.Contains(out, "DAMAGED") || !strings.Contains(out, seg) {
+		t.Fatalf("verify: exit %d\n%s", code, out)
 	}
 }
 

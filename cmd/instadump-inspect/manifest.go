@@ -13,10 +13,7 @@ var cmdManifest = &command{
 	flags: func(fs *flag.FlagSet, o *opts) { jsonFlag(fs, o) },
 	run: func(e *env, args []string) int {
 		return e.withDB(args[0], func(db *inspect.DB) int {
-			m, err := db.Manifest()
-			if err != nil {
-				return e.fail(err)
-			}
+			m := db.Manifest()
 			if e.opts.json {
 				var torn string
 				if m.TornTail != nil {

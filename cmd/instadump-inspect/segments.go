@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/instadump/instadump/inspect"
 )
@@ -26,11 +25,7 @@ var cmdSegments = &command{
 			for _, s := range segs {
 				refs := "orphan"
 				if !s.Orphan {
-					var ids []string
-					for _, id := range s.Snapshots {
-						ids = append(ids, fmt.Sprint(id))
-					}
-					refs = strings.Join(ids, ",")
+					refs = ids(s.Snapshots)
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f%%\t%s\n", s.File, s.Size, s.Live, 100*s.DeadShare, refs)
 			}

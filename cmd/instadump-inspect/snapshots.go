@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/instadump/instadump/inspect"
 )
@@ -21,11 +20,7 @@ var cmdSnapshots = &command{
 			tw := e.table()
 			fmt.Fprintln(tw, "ID\tTIME\tSTATES\tBYTES\tSEGMENTS")
 			for _, s := range snaps {
-				var segs []string
-				for _, id := range s.Segments {
-					segs = append(segs, fmt.Sprint(id))
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", s.ID, fmtTime(s.Time), s.States, s.Bytes, strings.Join(segs, ","))
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", s.ID, fmtTime(s.Time), s.States, s.Bytes, ids(s.Segments))
 			}
 			tw.Flush()
 			return 0

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 
@@ -23,6 +24,9 @@ var cmdVerify = &command{
 		problems := inspect.Verify(args[0], progress)
 		if progress != nil {
 			fmt.Fprint(e.stderr, "\r\033[K")
+		}
+		if len(problems) == 1 && !errors.Is(problems[0], inspect.ErrCorrupt) && !errors.Is(problems[0], inspect.ErrUnsupportedVersion) {
+			return e.fail(problems[0]) // not damage: no such directory, not a DB, no permission
 		}
 		if e.opts.json {
 			msgs := []string{}

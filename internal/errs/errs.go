@@ -1,9 +1,9 @@
 // Package errs holds the error values shared by every layer of instadump.
 //
-// The root package, segment and manifest re-export these same values, so
-// errors.Is(err, instadump.ErrCorrupt) holds for corruption found at any
-// layer, and errors.As(err, &ce) with ce of type *instadump.CorruptError
-// yields the file, offset and reason.
+// The root package exports these same values, so errors.Is(err,
+// instadump.ErrCorrupt) holds for corruption found at any layer, and
+// errors.As(err, &ce) with ce of type *instadump.CorruptError yields the
+// file, offset and reason.
 package errs
 
 import (
@@ -24,6 +24,12 @@ var ErrBadMagic = errors.New("instadump: bad magic number")
 // It is also ErrCorrupt.
 var ErrChecksum = errors.New("instadump: checksum mismatch")
 
+// ErrMissing reports a file that a retained snapshot needs but that is
+// not there. It is also ErrCorrupt. To a read-only reader beside a
+// process that is saving it can also mean the file was deleted a moment
+// ago, by the owner's garbage collection.
+var ErrMissing = errors.New("instadump: file is missing")
+
 // ErrUnsupportedVersion reports a file (or record) written in a format
 // version, or with a required field, that this build does not understand:
 // most likely written by a newer instadump. It is not ErrCorrupt: upgrade
@@ -37,16 +43,35 @@ var ErrLocked = errors.New("instadump: directory is locked by another process")
 // CorruptError is the error returned for corrupt data. It names the file
 // and the byte offset where the problem was found. errors.Is(err,
 // ErrCorrupt) is true for every *CorruptError; Err, when set, is a more
-// specific cause (ErrBadMagic, ErrChecksum) that errors.Is also matches.
+// specific cause (ErrBadMagic, ErrChecksum, ErrMissing) that errors.Is
+// also matches.
 type CorruptError struct {
 	File   string // path or name of the file
 	Offset int64  // byte offset in the file where the bad data starts
 	Reason string // what is wrong, in words
 	Err    error  // optional specific cause
+	// Hint says what this means and what to do; HintDamaged when empty.
+	Hint string
 }
 
+// Hints: what a CorruptError means, and what to do.
+const (
+	// HintDamaged: bytes changed after they were written and synced.
+	HintDamaged = "the file was damaged after it was written: restore the directory from a backup, or open it with WithFallback to load the newest intact older snapshot"
+	// HintMissing: a file that a retained snapshot needs is not there.
+	HintMissing = "a file a retained snapshot needs is missing, deleted or moved by something other than instadump: put it back or restore the directory from a backup, or open with WithFallback to load an older snapshot that does not need it"
+	// HintTornTail: the end of a save a crash interrupted; not damage.
+	HintTornTail = "this is what a crash during a save leaves behind, not damage: that save was never acknowledged, and recovery ignores it; nothing to do"
+	// HintNoFallback: damage that no retained snapshot escapes.
+	HintNoFallback = "no retained snapshot is intact, so fallback cannot help: restore the directory from a backup"
+)
+
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("instadump: corrupt data in file %q at offset %d: %s (the file was damaged after it was written; restore it from a backup or reopen with fallback to an older snapshot)", e.File, e.Offset, e.Reason)
+	hint := e.Hint
+	if hint == "" {
+		hint = HintDamaged
+	}
+	return fmt.Sprintf("instadump: corrupt data in file %q at offset %d: %s (%s)", e.File, e.Offset, e.Reason, hint)
 }
 
 // Is makes every *CorruptError match ErrCorrupt.
@@ -66,6 +91,12 @@ func CorruptCause(cause error, file string, off int64, format string, args ...an
 	return &CorruptError{File: file, Offset: off, Reason: fmt.Sprintf(format, args...), Err: cause}
 }
 
+// Missing returns the *CorruptError of a file a snapshot needs that is
+// not there.
+func Missing(file, format string, args ...any) error {
+	return &CorruptError{File: file, Reason: fmt.Sprintf(format, args...), Err: ErrMissing, Hint: HintMissing}
+}
+
 // VersionError reports an unsupported format version in file at offset.
 // errors.Is(err, ErrUnsupportedVersion) is true.
 type VersionError struct {
@@ -82,6 +113,10 @@ func (e *VersionError) Error() string {
 
 // Is makes every *VersionError match ErrUnsupportedVersion.
 func (e *VersionError) Is(target error) bool { return target == ErrUnsupportedVersion }
+
+// ErrNotDB reports a directory opened read-only that holds no instadump
+// DB: no CURRENT, no manifest.
+var ErrNotDB = errors.New("instadump: not an instadump directory")
 
 // ErrClosed reports use of a DB after Close.
 var ErrClosed = errors.New("instadump: DB is closed")

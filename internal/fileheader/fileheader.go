@@ -1,5 +1,6 @@
-// Package fileheader writes and checks the 32-byte header that starts
-// every segment and manifest file. Its layout is frozen across format
+// Package fileheader writes and checks what segment and manifest files
+// share: the 32-byte header that starts every one of them, and their
+// zero-padded numbered names. The header's layout is frozen across format
 // versions, so any version can be told apart from damage:
 //
 //	 0  8  magic (per file kind)
@@ -32,21 +33,26 @@ func Append(b []byte, magic string, version uint16, id uint64) []byte {
 }
 
 // Parse checks the header h (Size bytes) of file, a "kind" file with the
-// given magic, readable up to version, and returns its ID. Errors name
-// file and offset: bad magic and bad checksum wrap ErrCorrupt; a newer
-// version with a good checksum is a *errs.VersionError.
-func Parse(h []byte, file, kind, magic string, version uint16) (uint64, error) {
+// given magic, readable in versions 1 to maxVersion, and returns its ID
+// and version. Errors name file and offset: bad magic, a bad checksum and
+// version 0 wrap ErrCorrupt; a newer version with a good checksum is a
+// *errs.VersionError.
+func Parse(h []byte, file, kind, magic string, maxVersion uint16) (id uint64, version uint16, err error) {
 	if string(h[:8]) != magic {
-		return 0, errs.CorruptCause(errs.ErrBadMagic, file, 0, "not a %s file: bad magic % x", kind, h[:8])
+		return 0, 0, errs.CorruptCause(errs.ErrBadMagic, file, 0, "not a %s file: bad magic % x", kind, h[:8])
 	}
 	if got, want := le.Uint64(h[24:]), xxhash.Sum64(h[:24]); got != want {
-		return 0, errs.CorruptCause(errs.ErrChecksum, file, 24, "header checksum %016x, want %016x", got, want)
+		return 0, 0, errs.CorruptCause(errs.ErrChecksum, file, 24, "header checksum %016x, want %016x", got, want)
 	}
-	if v := le.Uint16(h[8:]); v != version {
-		return 0, &errs.VersionError{File: file, Offset: 8, What: kind + " format version", Got: uint64(v), Max: uint64(version)}
+	version = le.Uint16(h[8:])
+	if version == 0 {
+		return 0, 0, errs.Corruptf(file, 8, "%s format version 0", kind)
+	}
+	if version > maxVersion {
+		return 0, 0, &errs.VersionError{File: file, Offset: 8, What: kind + " format version", Got: uint64(version), Max: uint64(maxVersion)}
 	}
 	if le.Uint16(h[10:]) != 0 || le.Uint32(h[12:]) != 0 {
-		return 0, errs.Corruptf(file, 10, "reserved header bytes are not zero")
+		return 0, 0, errs.Corruptf(file, 10, "reserved header bytes are not zero")
 	}
-	return le.Uint64(h[16:]), nil
+	return le.Uint64(h[16:]), version, nil
 }

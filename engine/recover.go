@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/vfs"
+	"github.com/instadump/instadump/manifest"
+	"github.com/instadump/instadump/segment"
+)
+
+// dirState is what a listing of the directory says.
+type dirState struct {
+	names     []string
+	segs      []uint64 // sorted
+	manifests []uint64 // sorted
+}
+
+func (e *Engine) list() (*dirState, error) {
+	names, err := e.fs.List(e.dir)
+	if err != nil {
+		return nil, fmt.Errorf("instadump: cannot list DB directory %s: %w", e.dir, err)
+	}
+	d := &dirState{names: names}
+	for _, n := range names {
+		if id, ok := segment.ParseFileName(n); ok {
+			d.segs = append(d.segs, id)
+		}
+		if num, ok := manifest.ParseFileName(n); ok {
+			d.manifests = append(d.manifests, num)
+		}
+	}
+	slices.Sort(d.segs)
+	slices.Sort(d.manifests)
+	return d, nil
+}
+
+func (e *Engine) recover() error {
+	d, err := e.list()
+	if err != nil {
+		return err
+	}
+	if e.opts.ReadOnly {
+		// Beside a saving owner: hold every segment there is before
+		// reading the manifest, so that the owner deleting one after we
+		// read it cannot take it away (an open file outlives its name).
+		e.mu.Lock()
+		for _, id := range d.segs {
+			e.acquire(id) // one being written does not open yet: fine
+		}
+		e.mu.Unlock()
+	}
+	num, log, err := e.readManifest(d)
+	if err != nil {
+		return err
+	}
+	if log == nil { // a new directory
+		if e.opts.ReadOnly {
+			return fmt.Errorf("%w: %s has no CURRENT file and no manifest", errs.ErrNotDB, e.dir)
+		}
+		return e.start(d, 0)
+	}
+	if log.TailErr != nil {
+		e.report.TornTail = log.TailErr
+		e.log.Warn("instadump: ignoring the torn tail of the manifest, left by a crash during a save that was never acknowledged", "err", log.TailErr)
+	}
+	if err := e.fold(log, e.path(manifest.FileName(num))); err != nil {
+		return err
+	}
+	if err := e.checkSnapshots(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.account()
+	for id, r := range e.readers {
+		e.live.sized(id, r.Size())
+	}
+	e.mu.Unlock()
+	for _, s := range e.snaps {
+		e.nextSeg = max(e.nextSeg, s.nextSeg)
+	}
+	for _, r := range e.cur {
+		locs(&r, func(l *Loc) { e.nextSeg = max(e.nextSeg, l.Segment+1) })
+	}
+	if e.opts.ReadOnly {
+		e.records = log
+		return nil
+	}
+	return e.start(d, num)
+}
+
+// start finishes a read-write recovery: it removes what no retained
+// snapshot needs and starts a new manifest (this process never appends
+// to a file whose unsynced bytes an earlier process may have left in an
+// unknown state: RocksDB #6316).
+func (e *Engine) start(d *dirState, num uint64) error {
+	if len(d.segs) > 0 {
+		e.nextSeg = max(e.nextSeg, d.segs[len(d.segs)-1]+1)
+	}
+	e.nextSeg = max(e.nextSeg, 1)
+	if err := e.removeOrphans(num); err != nil {
+		return err
+	}
+	e.manNum = num // the rollover removes it
+	next := num + 1
+	if len(d.manifests) > 0 {
+		next = max(next, d.manifests[len(d.manifests)-1]+1)
+	}
+	return e.rollover(next)
+}
+
+// readManifest reads CURRENT and replays the manifest it names. A
+// directory with neither CURRENT nor a manifest holding records is new:
+// it returns a nil log. With Options.Fallback, a CURRENT or manifest that
+// does not read gives way to the newest manifest that does.
+func (e *Engine) readManifest(d *dirState) (uint64, *manifest.Log, error) {
+	num, err := e.readCurrent()
+	if vfs.IsNotExist(err) {
+		for _, n := range slices.Backward(d.manifests) {
+			if log, err := e.replayFile(n, false); err != nil || len(log.Records) > 0 {
+				err = errs.Missing(e.path(CurrentFile), "CURRENT is missing but %s exists and is not an empty manifest", manifest.FileName(n))
+				return e.fallBackManifest(d, err)
+			}
+		}
+		return 0, nil, nil
+	}
+	if err != nil {
+		return e.fallBackManifest(d, err)
+	}
+	log, err := e.replayFile(num, e.opts.Fallback)
+	if vfs.IsNotExist(err) {
+		err = errs.Missing(e.path(manifest.FileName(num)), "manifest %s named by CURRENT is missing", manifest.FileName(num))
+	}
+	if err == nil && log.FileNum != num {
+		err = errs.Corruptf(e.path(manifest.FileName(num)), 16, "manifest file number %d, the file name says %d", log.FileNum, num)
+	}
+	if err != nil {
+		return e.fallBackManifest(d, err)
+	}
+	return num, log, nil
+}
+
+func (e *Engine) readCurrent() (uint64, error) {
+	f, size, err := e.openSized(CurrentFile)
+	if err != nil {
+		if vfs.IsNotExist(err) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("instadump: reading %s: %w", e.path(CurrentFile), err)
+	}
+	defer f.Close()
+	if size > manifest.MaxCurrentSize {
+		return 0, errs.Corruptf(e.path(CurrentFile), manifest.MaxCurrentSize, "CURRENT is %d bytes, more than %d", size, manifest.MaxCurrentSize)
+	}
+	data, err := vfs.ReadAll(f, size)
+	if err != nil {
+		return 0, fmt.Errorf("instadump: reading %s: %w", e.path(CurrentFile), err)
+	}
+	return manifest.DecodeCurrent(data, e.path(CurrentFile))
+}
+
+// replayFile replays manifest file number num. With prefix, a manifest
+// damaged in its middle replays up to the damage, and says so.
+func (e *Engine) replayFile(num uint64, prefix bool) (*manifest.Log, error) {
+	name := manifest.FileName(num)
+	f, size, err := e.openSized(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := vfs.ReadAll(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("instadump: reading %s: %w", e.path(name), err)
+	}
+	log, err := manifest.ReplayBytes(data, e.path(name))
+	var ce *errs.CorruptError
+	if err != nil && prefix && errors.As(err, &ce) && ce.Offset > manifest.HeaderSize && ce.Offset <= int64(len(data)) {
+		if prefix, perr := manifest.ReplayBytes(data[:ce.Offset], e.path(name)); perr == nil && len(prefix.Records) > 0 {
+			e.fellBack(0, err, "the manifest is damaged; FELL BACK to the records before the damage")
+			return prefix, nil
+		}
+	}
+	return log, err
+}
+
+// fallBackManifest is what happens when CURRENT or the manifest it names
+// cannot be read: an error, or with Options.Fallback the newest manifest
+// in the directory that replays, said loudly.
+func (e *Engine) fallBackManifest(d *dirState, cause error) (uint64, *manifest.Log, error) {
+	if !e.opts.Fallback {
+		return 0, nil, cause
+	}
+	for _, n := range slices.Backward(d.manifests) {
+		log, err := e.replayFile(n, true)
+		if err != nil || log.FileNum != n || len(log.Records) == 0 {
+			continue
+		}
+		e.fellBack(0, cause, fmt.Sprintf("CURRENT or the manifest it names cannot be read; FELL BACK to %s, the newest manifest that replays", manifest.FileName(n)))
+		e.keepAside(CurrentFile)
+		return n, log, nil
+	}
+	return 0, nil, noFallback(cause)
+}
+
+// noFallback marks cause as damage that fallback could not escape.
+func noFallback(cause error) error {
+	var ce *errs.CorruptError
+	if errors.As(cause, &ce) {
+		c := *ce
+		c.Hint = errs.HintNoFallback
+		return &c
+	}
+	return fmt.Errorf("%w (fallback found no intact retained snapshot either: restore the directory from a backup)", cause)
+}
+
+// fold turns the manifest's records into the retained snapshots: those
+// from the last record's oldest retained snapshot on (at most
+// Options.Retain of them when writing), keeping only what each changed.
+func (e *Engine) fold(log *manifest.Log, file string) error {
+	recs := log.Records
+	if len(recs) == 0 {
+		return nil
+	}
+	first := 0
+	floor := recs[len(recs)-1].Retained
+	for first < len(recs)-1 && recs[first].Snapshot < floor {
+		first++
+	}
+	if !e.opts.ReadOnly || floor == 0 {
+		first = max(first, len(recs)-e.opts.Retain)
+	}
+	if e.opts.ReadOnly && floor == 0 {
+		first = 0 // no floor recorded: every snapshot the file holds
+	}
+	states := map[string]Ref{}
+	for i := range recs {
+		rec := &recs[i]
+		s := &snap{Snapshot: Snapshot{ID: rec.Snapshot, Time: rec.Time, Written: rec.Written}, nextSeg: rec.NextSegment, retained: rec.Retained}
+		if rec.Kind == manifest.Full {
+			next := make(map[string]Ref, len(rec.States))
+			for _, r := range rec.States {
+				next[r.Name] = r
+			}
+			s.changed, s.removed = diff(states, next)
+		} else {
+			for _, n := range rec.Removed {
+				if _, ok := states[n]; !ok {
+					return errs.Corruptf(file, log.Offsets[i], "snapshot %d removes state %q, which snapshot %d does not have", rec.Snapshot, n, rec.Snapshot-1)
+				}
+			}
+			s.changed = slices.Clone(rec.States)
+			sortRefs(s.changed)
+			s.removed = slices.Sorted(slices.Values(rec.Removed))
+		}
+		s.apply(states)
+		s.States = len(states)
+		if i >= first {
+			e.snaps = append(e.snaps, s)
+		}
+	}
+	e.cur = states
+	return nil
+}

@@ -1,0 +1,46 @@
+package instadump
+
+import (
+	"fmt"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxNameLen is the longest state name, in bytes. A Map's name is at most
+// MaxMapNameLen bytes: its parts are stored under longer names.
+const (
+	MaxNameLen    = 1024
+	MaxMapNameLen = 1000
+)
+
+// checkName checks the name rule: 1 to max bytes of UTF-8 without
+// control characters, so that names print the same in tables, JSON and
+// logs.
+func checkName(name string, max int) error {
+	switch {
+	case name == "" || len(name) > max:
+		return fmt.Errorf("%w: %s is %d bytes; want 1 to %d", ErrBadName, quote(name), len(name), max)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrBadName, quote(name))
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: %s holds the control character %U", ErrBadName, quote(name), r)
+		}
+	}
+	return nil
+}
+
+// quote quotes a name for a message, cut at 64 bytes.
+func quote(name string) string {
+	const max = 64
+	if len(name) <= max {
+		return strconv.Quote(name)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(name[:cut]), len(name))
+}
