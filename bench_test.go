@@ -8,6 +8,9 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -218,29 +221,115 @@ func BenchmarkSaveIncremental(b *testing.B) {
 	}
 }
 
-// BenchmarkSaveOneOfMany: 1000 states of about 10 KB; each save changes
-// one. Measures the fixed cost of a save.
+// BenchmarkSaveOneOfMany: a save that changes one state of many. Its cost
+// must follow what changed: with 200k states, within 2x of the same save
+// with 1k (compare the two in one run).
 func BenchmarkSaveOneOfMany(b *testing.B) {
-	db, err := Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
+	for _, n := range []int{1000, 200_000} {
+		b.Run(fmt.Sprint("states=", n), func(b *testing.B) {
+			db, err := Open(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			states := make([]*State[int], n)
+			for i := range states {
+				states[i], _ = NewState(db, fmt.Sprintf("s%06d", i), i)
+			}
+			if _, err := db.Save(); err != nil {
+				b.Fatal(err)
+			}
+			k := 0
+			for b.Loop() {
+				s := states[(k*7919)%n]
+				s.Set(s.Get() + 1)
+				k++
+				if _, err := db.Save(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
-	defer db.Close()
-	states := make([]*State[[]benchRecord], 1000)
-	for i := range states {
-		states[i], _ = NewState(db, fmt.Sprintf("s%04d", i), makeRecords(130, int64(i)))
-	}
-	if _, err := db.Save(); err != nil {
-		b.Fatal(err)
-	}
-	n := 0
-	for b.Loop() {
-		s := states[n%len(states)]
-		s.Set(s.Get())
-		n++
-		if _, err := db.Save(); err != nil {
-			b.Fatal(err)
+}
+
+// heapPeak samples the live heap while a save runs.
+type heapPeak struct {
+	base, peak int64
+	quit, done chan struct{}
+}
+
+func liveHeap() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
+
+func startHeapPeak() *heapPeak {
+	runtime.GC()
+	h := &heapPeak{base: liveHeap(), quit: make(chan struct{}), done: make(chan struct{})}
+	h.peak = h.base
+	go func() {
+		defer close(h.done)
+		for {
+			select {
+			case <-h.quit:
+				return
+			default:
+			}
+			h.peak = max(h.peak, liveHeap())
+			time.Sleep(50 * time.Microsecond)
 		}
+	}()
+	return h
+}
+
+// growth stops sampling and returns the peak growth over the base.
+func (h *heapPeak) growth() int64 {
+	close(h.quit)
+	<-h.done
+	return max(0, h.peak-h.base)
+}
+
+// BenchmarkSavePeakHeap: peak heap growth during a save that writes every
+// state, as a multiple of what it encodes (the target: within 1.5x plus a
+// few MiB), for many tiny states, many medium ones and one big one.
+func BenchmarkSavePeakHeap(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		states int
+		size   int // bytes of each state's []byte
+	}{{"100k-tiny", 100_000, 8}, {"1000x100KB", 1000, 100 << 10}, {"1x100MB", 1, 100 << 20}} {
+		b.Run(tc.name, func(b *testing.B) {
+			db, err := Open(b.TempDir(), WithRetain(1))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			rng := rand.New(rand.NewSource(1))
+			states := make([]*State[[]byte], tc.states)
+			for i := range states {
+				states[i], _ = NewState(db, fmt.Sprintf("s%06d", i), []byte(nil))
+			}
+			var ratios []float64
+			for round := 0; b.Loop(); round++ {
+				var encoded int64
+				for _, s := range states {
+					v := make([]byte, tc.size)
+					rng.Read(v)
+					s.Set(v)
+					encoded += int64(tc.size) + 5 // msgpack bin header, at most
+				}
+				peak := startHeapPeak()
+				if _, err := db.Save(); err != nil {
+					b.Fatal(err)
+				}
+				growth := peak.growth()
+				ratios = append(ratios, float64(growth)/float64(encoded))
+				b.ReportMetric(float64(growth)/(1<<20), "peak-MiB")
+			}
+			slices.Sort(ratios)
+			b.ReportMetric(ratios[len(ratios)/2], "peak/encoded")
+		})
 	}
 }
 

@@ -37,7 +37,7 @@ func (db *DB) save() (Snapshot, error) {
 	}
 	// The cut: what each changed state holds now.
 	db.cmu.Lock()
-	var caps []*capture
+	caps := make([]*capture, 0, len(db.dirty))
 	dirty := make([]member, 0, len(db.dirty))
 	for m := range db.dirty {
 		dirty = append(dirty, m)
@@ -61,7 +61,7 @@ func (db *DB) save() (Snapshot, error) {
 	}
 	db.cmu.Unlock()
 
-	var jobs []*job
+	jobs := make([]*job, 0, len(caps))
 	for _, c := range caps {
 		jobs = append(jobs, c.jobs...)
 	}

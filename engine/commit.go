@@ -182,7 +182,7 @@ type planned struct {
 // the segment. With compaction due, every other state is carried into it.
 // Call with e.mu held.
 func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) {
-	p := &plan{}
+	p := &plan{values: make([]value, 0, len(writes)), states: make([]planned, 0, len(writes))}
 	seen := make(map[string]bool, len(writes)+len(drops))
 	entry := func(names *[]string, n string, v value) {
 		*names = append(*names, n)

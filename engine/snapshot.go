@@ -73,7 +73,7 @@ func (s *snap) undoOf(name string) (undo, bool) {
 
 // apply changes states (the snapshot before s) into s, and fills s.undo.
 func (s *snap) apply(states map[string]Ref) {
-	s.undo = s.undo[:0]
+	s.undo = make([]undo, 0, len(s.changed)+len(s.removed))
 	for _, r := range s.changed {
 		prev, had := states[r.Name]
 		s.undo = append(s.undo, undo{name: r.Name, prev: prev, had: had})

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -57,8 +58,39 @@ func (f *osFile) Size() (int64, error) {
 	return fi.Size(), nil
 }
 
+// ErrNotRegular reports a name that is not a regular file: a FIFO, a
+// device, a directory. Opening one could block forever (a FIFO with no
+// writer) or read what no one wrote.
+var ErrNotRegular = errors.New("not a regular file")
+
+// openRegular opens name with flag, never blocking on a FIFO or device,
+// and returns it only if it is a regular file.
+func openRegular(name string, flag int, perm uint32) (*os.File, error) {
+	fd, err := unix.Open(name, flag|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, perm)
+	for err == unix.EINTR {
+		fd, err = unix.Open(name, flag|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, perm)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "stat", Path: name, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
 func (osFS) Create(name string) (File, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := openRegular(name, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +98,7 @@ func (osFS) Create(name string) (File, error) {
 }
 
 func (osFS) Open(name string) (File, error) {
-	f, err := os.Open(name)
+	f, err := openRegular(name, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +106,7 @@ func (osFS) Open(name string) (File, error) {
 }
 
 func (osFS) OpenRW(name string) (File, error) {
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	f, err := openRegular(name, unix.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +156,7 @@ func (l osLock) Close() error {
 
 func (osFS) Lock(dir string) (io.Closer, error) {
 	name := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openRegular(name, unix.O_RDWR|unix.O_CREAT, 0o644)
 	if err != nil {
 		return nil, err
 	}
