@@ -164,3 +164,10 @@ func TestDirString(t *testing.T) {
 		t.Errorf("Create of a taken key: %v; want ErrExists naming the key and directory", err)
 	}
 }
+
+// A FaultStore with no faults passes the conformance tests over a
+// directory too.
+func TestDirFaultStore(t *testing.T) {
+	s, _ := newDir(t)
+	replicatest.TestStore(t, replicatest.NewFaultStore(s))
+}
