@@ -2,6 +2,8 @@ package replica
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tempPattern names the temporary files a directory store writes before it
-// renames or links them into place (os.CreateTemp replaces the "*").
-const tempPattern = ReservedPrefix + "tmp-*"
+// tempPrefix begins the names of the temporary files a directory store
+// writes before it renames or links them into place.
+const tempPrefix = ReservedPrefix + "tmp-"
 
 // StaleTemp is the age (time since the last write) at which List removes a
 // temporary file it finds: one left by a process that crashed while it
@@ -135,7 +137,7 @@ func (d *dirStore) write(ctx context.Context, op, key string, r io.Reader, size 
 	if err := d.mkdirs(key, parent); err != nil {
 		return d.fail(op, key, "", err)
 	}
-	f, err := os.CreateTemp(parent, tempPattern)
+	f, err := createTemp(parent)
 	if err != nil {
 		return d.fail(op, key, "creating a temporary file", err)
 	}
@@ -185,6 +187,20 @@ func (d *dirStore) write(ctx context.Context, op, key string, r io.Reader, size 
 		return d.fail(op, key, "syncing the directory", err)
 	}
 	return nil
+}
+
+// createTemp creates a new temporary file in dir. Unlike os.CreateTemp
+// (mode 0600) it lets the umask decide who may read the object, as for any
+// other file.
+func createTemp(dir string) (*os.File, error) {
+	for {
+		var b [8]byte
+		rand.Read(b[:])
+		f, err := os.OpenFile(filepath.Join(dir, tempPrefix+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
 }
 
 // copyN copies size bytes from r to f, checking ctx between chunks, and
@@ -400,7 +416,7 @@ func (d *dirStore) walk(ctx context.Context, dir, keyBase, first string, objs *[
 // StaleTemp: its writer is gone. Failure is harmless (a read-only mount,
 // a race with another remover), so it is ignored.
 func removeIfStale(path string, e fs.DirEntry) {
-	if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), ReservedPrefix+"tmp-") {
+	if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tempPrefix) {
 		return
 	}
 	if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > StaleTemp {

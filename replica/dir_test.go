@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/instadump/instadump/replica"
 	"github.com/instadump/instadump/replica/replicatest"
 )
@@ -170,4 +172,27 @@ func TestDirString(t *testing.T) {
 func TestDirFaultStore(t *testing.T) {
 	s, _ := newDir(t)
 	replicatest.TestStore(t, replicatest.NewFaultStore(s))
+}
+
+// Objects get the mode any new file gets (0644 less the umask), not the
+// 0600 of os.CreateTemp: a restore may run as another user.
+func TestDirFileMode(t *testing.T) {
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	s, root := newDir(t)
+	for i, write := range []func() error{
+		func() error { return s.Put(t.Context(), "p", strings.NewReader("x"), 1) },
+		func() error { return s.Create(t.Context(), "c", strings.NewReader("x"), 1) },
+	} {
+		if err := write(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(root, []string{"p", "c"}[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s has mode %v, want 0644", fi.Name(), fi.Mode().Perm())
+		}
+	}
 }

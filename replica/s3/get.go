@@ -80,8 +80,8 @@ func (r *objectReader) Read(p []byte) (int, error) {
 		switch {
 		case err == nil:
 			return n, nil
-		case err == io.EOF && r.off == r.size:
-			return n, io.EOF
+		case err == io.EOF && (r.off == r.size || r.size < 0):
+			return n, io.EOF // (a size < 0: the server did not say)
 		case err == io.EOF:
 			err = fmt.Errorf("the connection ended at byte %d of %d: %w", r.off, r.size, io.ErrUnexpectedEOF)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/minio/minio-go/v7"
 
@@ -225,7 +226,11 @@ type source struct {
 	size   int64
 	next   int64 // the offset r is at
 
-	err error // the first failure of the caller's reader (wrapped)
+	// The first failure of the caller's reader (wrapped). A transport may
+	// still read an attempt's body after the attempt has returned, hence
+	// the lock.
+	mu  sync.Mutex
+	err error
 }
 
 func newSource(r io.Reader, size int64) *source {
@@ -240,10 +245,16 @@ func newSource(r io.Reader, size int64) *source {
 	return src
 }
 
-func (src *source) failure() error { return src.err }
+func (src *source) failure() error {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	return src.err
+}
 
 // fail records and returns a failure of the caller's reader.
 func (src *source) fail(err error) error {
+	src.mu.Lock()
+	defer src.mu.Unlock()
 	if src.err == nil {
 		src.err = &sourceError{err}
 	}

@@ -173,7 +173,7 @@ func newStore(cfg Config) (*store, error) {
 	if cfg.AccessKey != "" {
 		creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
 	} else {
-		creds = credentials.New(&credentials.Static{Value: credentials.Value{SignerType: credentials.SignatureAnonymous}})
+		creds = credentials.NewStatic("", "", "", credentials.SignatureAnonymous)
 	}
 	core, err := minio.NewCore(cfg.Endpoint, &minio.Options{
 		Creds:     creds,
