@@ -80,7 +80,8 @@ const (
 	// MidBody lets the operation run but cuts its data short with the
 	// error: for Put and Create the store's reader of the body fails after
 	// CutAt bytes, as when a connection drops during an upload; for Get the
-	// returned reader fails after CutAt bytes.
+	// returned reader fails after CutAt bytes. For List and Delete, which
+	// have no body, it is After.
 	MidBody
 )
 

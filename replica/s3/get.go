@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/instadump/instadump/replica"
 )
+
+// errReplaced: a resumed read found another object under the key.
+var errReplaced = errors.New("the object was replaced while it was read (its ETag changed): read it again")
 
 // Get implements replica.Store.
 func (s *store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
@@ -117,7 +121,7 @@ func (r *objectReader) resume(err error) error {
 	}
 	a, err := r.open()
 	if isCode(err, "PreconditionFailed") {
-		err = fmt.Errorf("the object was replaced while it was read; read it again: %w", err)
+		err = errReplaced
 	}
 	if err != nil {
 		r.body = io.NopCloser(strings.NewReader(""))

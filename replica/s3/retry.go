@@ -224,7 +224,7 @@ func (s *store) failAt(op, key, stage string, a attempts, err error) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		// The caller's ctx ended it: no class, whatever the last failure.
 		v = verdict{detail: err.Error()}
-	case errors.Is(err, replica.ErrInvalidKey), errors.Is(err, replica.ErrExists), errors.Is(err, replica.ErrNotFound):
+	case errors.Is(err, replica.ErrInvalidKey), errors.Is(err, replica.ErrExists), errors.Is(err, replica.ErrNotFound), err == errReplaced:
 		v = verdict{detail: err.Error()}
 	default:
 		v = s.judge(err)

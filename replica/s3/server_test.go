@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 
 // serverConfig returns the Config of the S3 server to test against, with
 // a fresh prefix, or skips the test saying how to run it.
-func serverConfig(t *testing.T) Config {
+func serverConfig(t testing.TB) Config {
 	t.Helper()
 	if ep := os.Getenv(envEndpoint); ep != "" {
 		return Config{
