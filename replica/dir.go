@@ -93,7 +93,8 @@ func (d *dirStore) fail(op, key, what string, err error) error {
 	}
 	msg := fmt.Sprintf("replica: %s %q in %s: %s", op, key, d, what)
 	var errno syscall.Errno
-	if errors.As(err, &errno) {
+	var rerr *readError
+	if !errors.As(err, &rerr) && errors.As(err, &errno) {
 		switch errno {
 		case unix.EACCES, unix.EPERM, unix.EROFS:
 			return fmt.Errorf("%s%w: check the directory's owner, mode and mount options (%w)", msg, err, ErrMisconfigured)
@@ -169,11 +170,11 @@ func (d *dirStore) write(ctx context.Context, op, key string, r io.Reader, size 
 		if err != nil {
 			return d.fail(op, key, "", err)
 		}
-		// The object has its name; the temporary one goes.
+		// The object has its name; the temporary one goes. If it cannot,
+		// it is only a second name of the object, hidden from List, and
+		// removed once stale.
 		if !renamed {
-			if err := os.Remove(tmp); err != nil {
-				return d.fail(op, key, "removing the temporary name", err)
-			}
+			os.Remove(tmp)
 		}
 	} else if err := os.Rename(tmp, final); err != nil {
 		if fi, serr := os.Stat(final); serr == nil && fi.IsDir() {
@@ -225,11 +226,17 @@ func copyN(ctx context.Context, f *os.File, r io.Reader, size int64) error {
 		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
 			return fmt.Errorf("the reader ended after %d of %d bytes: %w", done, size, io.ErrUnexpectedEOF)
 		case rerr != nil:
-			return fmt.Errorf("reading the object's bytes: %w", rerr)
+			return &readError{rerr}
 		}
 	}
 	return nil
 }
+
+// readError is a failure of the caller's reader, not of the store.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "reading the object's bytes: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 // linkExclusive gives the file tmp the name final, failing with ErrExists
 // if final exists. It says whether it renamed tmp (rather than linking

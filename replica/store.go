@@ -31,7 +31,9 @@ type Store interface {
 	// conditional create: S3's If-None-Match: *). If one does, it returns
 	// an error wrapping ErrExists and changes nothing. Of many Creates of
 	// one key racing each other, in this process or others, exactly one
-	// succeeds.
+	// succeeds. Like any write whose answer can be lost, a Create that
+	// fails with another error may have created the object all the same;
+	// reading it back tells.
 	Create(ctx context.Context, key string, r io.Reader, size int64) error
 
 	// Get opens key for reading. It returns an error wrapping ErrNotFound

@@ -47,7 +47,10 @@ func (s *store) upload(ctx context.Context, op, key string, r io.Reader, size in
 	if err != nil {
 		return err
 	}
-	return src.finish()
+	if err := src.finish(); err != nil {
+		return s.fail(op, key, attempts{}, err)
+	}
+	return nil
 }
 
 // upload is one Put or Create.
