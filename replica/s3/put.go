@@ -38,6 +38,7 @@ func (s *store) upload(ctx context.Context, op, key string, r io.Reader, size in
 		return s.fail(op, key, attempts{}, err)
 	}
 	src := newSource(r, size)
+	defer src.release()
 	u := &upload{s: s, op: op, key: key, name: name, src: src, size: size, exclusive: exclusive, token: randomToken()}
 	if size <= s.partSize {
 		err = u.single(ctx)
@@ -91,13 +92,14 @@ func (u *upload) single(ctx context.Context) error {
 	if err != nil {
 		return u.fail(attempts{}, err)
 	}
-	defer part.release()
 	opts := u.options()
 	if u.exclusive {
 		opts.SetMatchETagExcept("*")
 	}
 	a, err := u.s.retry(ctx, func() error {
-		_, err := u.s.core.PutObject(ctx, u.s.bucket, u.name, part.reader(), u.size, "", "", opts)
+		b := part.body()
+		defer b.end()
+		_, err := u.s.core.PutObject(ctx, u.s.bucket, u.name, b, u.size, "", "", opts)
 		if serr := u.src.failure(); serr != nil {
 			return serr
 		}
@@ -144,14 +146,15 @@ func (u *upload) multipart(ctx context.Context) (err error) {
 		}
 		var p minio.ObjectPart
 		a, err := u.s.retry(ctx, func() error {
+			b := part.body()
+			defer b.end()
 			var err error
-			p, err = u.s.core.PutObjectPart(ctx, u.s.bucket, u.name, id, n, part.reader(), length, minio.PutObjectPartOptions{})
+			p, err = u.s.core.PutObjectPart(ctx, u.s.bucket, u.name, id, n, b, length, minio.PutObjectPartOptions{})
 			if serr := u.src.failure(); serr != nil {
 				return serr
 			}
 			return err
 		})
-		part.release()
 		if err != nil {
 			return u.failAt(stage, a, err)
 		}
@@ -227,7 +230,9 @@ type source struct {
 	base   int64 // ra's offset of the object's first byte
 	r      io.Reader
 	size   int64
-	next   int64 // the offset r is at
+	next   int64      // the offset r is at
+	buf    *[]byte    // the buffer of r's parts, from pool
+	pool   *sync.Pool // where buf goes back
 
 	// The first failure of the caller's reader (wrapped). A transport may
 	// still read an attempt's body after the attempt has returned, hence
@@ -276,21 +281,19 @@ func (src *source) finish() error {
 	return nil
 }
 
-// part is the bytes [off, off+length) of a source, readable once per
-// attempt.
+// part is the bytes [off, off+length) of a source.
 type part struct {
 	src         *source
 	off, length int64
-	buf         *[]byte // pooled, or nil
-	data        []byte  // the bytes, for a source read in order
-	s           *store
+	data        []byte // the bytes, for a source read in order
 }
 
 // part returns the bytes [off, off+length). A source read in order must
-// be asked for its parts in order; their bytes are read now, checking ctx
-// between chunks.
+// be asked for its parts in order, each after the last is done with:
+// their bytes are read now, into one buffer (checking ctx between
+// chunks).
 func (src *source) part(ctx context.Context, off, length int64, s *store) (*part, error) {
-	p := &part{src: src, off: off, length: length, s: s}
+	p := &part{src: src, off: off, length: length}
 	if src.ra != nil {
 		return p, nil
 	}
@@ -301,44 +304,74 @@ func (src *source) part(ctx context.Context, off, length int64, s *store) (*part
 	case length <= 64<<10:
 		p.data = make([]byte, length)
 	case length <= s.partSize:
-		p.buf = s.bufs.Get().(*[]byte)
-		p.data = (*p.buf)[:length]
+		if src.buf == nil {
+			src.pool = &s.bufs
+			src.buf = s.bufs.Get().(*[]byte)
+		}
+		p.data = (*src.buf)[:length]
 	default:
 		p.data = make([]byte, length) // larger parts for objects over 10000 parts
 	}
 	for done := int64(0); done < length; {
 		if err := ctx.Err(); err != nil {
-			p.release()
 			return nil, err
 		}
 		n, err := io.ReadFull(src.r, p.data[done:min(length, done+1<<20)])
 		done += int64(n)
 		src.next += int64(n)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			p.release()
 			return nil, src.fail(fmt.Errorf("the reader ended after %d of %d bytes: %w", src.next, src.size, io.ErrUnexpectedEOF))
 		}
 		if err != nil {
-			p.release()
 			return nil, src.fail(err)
 		}
 	}
 	return p, nil
 }
 
-// reader returns a fresh reader of the part's bytes, for one attempt.
-func (p *part) reader() io.Reader {
-	if p.data != nil || p.length == 0 {
-		return bytes.NewReader(p.data)
+// release returns the source's buffer to the pool, once the upload is
+// over.
+func (src *source) release() {
+	if src.buf != nil {
+		src.pool.Put(src.buf)
+		src.buf = nil
 	}
-	return &atReader{src: p.src, off: p.off, end: p.off + p.length}
 }
 
-func (p *part) release() {
-	if p.buf != nil {
-		p.s.bufs.Put(p.buf)
-		p.buf, p.data = nil, nil
+// body returns a fresh reader of the part's bytes, for one attempt. Call
+// its end when the attempt is over.
+func (p *part) body() *body {
+	if p.data != nil || p.length == 0 {
+		return &body{r: bytes.NewReader(p.data)}
 	}
+	return &body{r: &atReader{src: p.src, off: p.off, end: p.off + p.length}}
+}
+
+// body is one attempt's request body. Once the attempt is over it reads
+// nothing more: an HTTP transport may go on reading a request's body after
+// the response came (an early error answer), and by then the bytes behind
+// it may be the next part's, or the caller's reader may be theirs again.
+type body struct {
+	mu   sync.Mutex
+	r    io.Reader
+	over bool
+}
+
+var errAttemptOver = errors.New("replica/s3: the request is over")
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.over {
+		return 0, errAttemptOver
+	}
+	return b.r.Read(p)
+}
+
+func (b *body) end() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.over = true
 }
 
 // atReader reads [off, end) of a source's io.ReaderAt in order. A failure
