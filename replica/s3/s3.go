@@ -1,5 +1,5 @@
-// Package s3 is a replica.Store in S3-compatible object storage (AWS S3,
-// MinIO, Ceph, versitygw and others), through github.com/minio/minio-go.
+// Package s3 is a replica.Store in S3-compatible object storage, through
+// github.com/minio/minio-go. Its tests run against versitygw.
 //
 //	st, err := s3.New(s3.Config{
 //		Endpoint:  "s3.eu-west-1.amazonaws.com",
@@ -21,9 +21,11 @@
 // is stored, and aborted if the upload fails. Either way the server makes
 // the object visible whole or not at all. Create sends If-None-Match: *
 // with the PUT, or with the request completing a multipart upload, so the
-// server refuses it (412) if the key exists; the server must support
-// conditional writes (AWS S3 has since 2024; versitygw, MinIO and Ceph
-// do).
+// server refuses it (412) if the key exists. The server must support
+// conditional writes (AWS S3 does since 2024, and versitygw does); one
+// that does not either answers 501, which Create reports as
+// replica.ErrMisconfigured, or ignores the header: check a new server with
+// two Creates of one key.
 //
 // Memory is bounded: a body that is an io.ReaderAt and io.Seeker (an
 // *os.File, a *bytes.Reader) is read at offsets, a part at a time, and
