@@ -108,7 +108,7 @@ func Open(dir string, o Options) (*Engine, error) {
 	}
 	e := &Engine{dir: dir, fs: o.FS, opts: o, log: o.Logger.With("dir", dir), readers: map[uint64]*segReader{}}
 	if !o.ReadOnly {
-		if err := e.fs.MkdirAll(dir); err != nil {
+		if err := vfs.MkdirAllDurable(e.fs, dir); err != nil {
 			return nil, fmt.Errorf("instadump: cannot create DB directory %s: %w", dir, err)
 		}
 		lock, err := e.fs.Lock(dir)
