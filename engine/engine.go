@@ -279,6 +279,15 @@ func (e *Engine) recoverFresh(d *dirState) error {
 		if rep, err := e.replayFile(name); err == nil && len(rep.Records) == 0 {
 			continue
 		}
+		// No longer than a header, whatever it holds: no record, so the
+		// creation of a first manifest that a crash cut short (its name
+		// can be durable before its header is).
+		if f, size, err := e.openSized(name); err == nil {
+			f.Close()
+			if size <= manifest.HeaderSize {
+				continue
+			}
+		}
 		return errs.Corruptf(e.path(CurrentFile), 0, "CURRENT is missing but %s (number %d) exists and is not an empty manifest: restore CURRENT from a backup", name, num)
 	}
 	e.nextSeg = d.maxSeg + 1
