@@ -1,15 +1,12 @@
 package fuzz
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -107,7 +104,7 @@ func newExt4Disk(t *testing.T) *ext4Disk {
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
 		t.Skipf("no loop devices here: %v", err)
 	}
-	sweepExt4()
+	powerload.SweepStale(ext4Prefix)
 	top, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", ext4Prefix, os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
@@ -146,47 +143,6 @@ func newExt4Disk(t *testing.T) *ext4Disk {
 		}
 	})
 	return d
-}
-
-// sweepExt4 unmounts and detaches what runs of this test that died left
-// behind: mounts and loop devices under a temp dir named ext4Prefix+PID
-// whose process is gone.
-func sweepExt4() {
-	stale := func(path string) bool {
-		i := strings.Index(path, ext4Prefix)
-		if i < 0 {
-			return false
-		}
-		pidStr, _, _ := strings.Cut(path[i+len(ext4Prefix):], "-")
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() {
-			return false
-		}
-		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
-	}
-	if f, err := os.Open("/proc/self/mounts"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if fields := strings.Fields(sc.Text()); len(fields) > 1 && stale(fields[1]) {
-				unix.Unmount(fields[1], unix.MNT_DETACH)
-			}
-		}
-		f.Close()
-	}
-	if out, err := exec.Command("losetup", "-a").Output(); err == nil {
-		for _, line := range strings.Split(string(out), "\n") {
-			if dev, _, ok := strings.Cut(line, ":"); ok && stale(line) {
-				exec.Command("losetup", "-d", dev).Run()
-			}
-		}
-	}
-	if dirs, err := filepath.Glob(filepath.Join(os.TempDir(), ext4Prefix+"*")); err == nil {
-		for _, dir := range dirs {
-			if stale(dir) {
-				os.RemoveAll(dir)
-			}
-		}
-	}
 }
 
 func envRounds(t *testing.T, name string, def int) int {
