@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -173,7 +174,7 @@ func TestUnsyncedWriteIsLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir.Close()
-	writes := d.fs.Writes
+	writes, _ := d.fs.Requests()
 	f.WriteString(" and more") // never synced
 	f.Close()
 	if err := os.WriteFile(p("unsynced"), []byte("lost"), 0o644); err != nil {
@@ -183,8 +184,11 @@ func TestUnsyncedWriteIsLost(t *testing.T) {
 	g.WriteString("data synced, name not")
 	g.Sync()
 	g.Close()
-	if d.fs.Writes == writes {
+	if now, _ := d.fs.Requests(); now == writes {
 		t.Fatal("the writes never reached the daemon")
+	}
+	if got, want := d.fs.UnsyncedNames(), []string{"create unsynced", "create no-dir-sync"}; !slices.Equal(got, want) {
+		t.Fatalf("unsynced name operations %q, want %q", got, want)
 	}
 	if b, _ := os.ReadFile(p("synced")); string(b) != "durable and more" {
 		t.Fatalf("reads before the cut: %q", b)

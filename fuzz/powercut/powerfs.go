@@ -109,8 +109,7 @@ type FS struct {
 	nextFh  uint64
 	cut     bool
 
-	// Writes and Fsyncs count the requests that reached the daemon.
-	Writes, Fsyncs int
+	writes, fsyncs int // requests that reached the daemon
 }
 
 const rootID = fuse.FUSE_ROOT_ID
@@ -369,6 +368,13 @@ func (f *FS) Settle(opts CutOptions) error {
 	}
 	f.nodes, f.ops = nil, nil
 	return nil
+}
+
+// Requests returns how many writes and fsyncs reached the daemon.
+func (f *FS) Requests() (writes, fsyncs int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writes, f.fsyncs
 }
 
 // UnsyncedNames returns the name operations not yet durable, oldest first.
@@ -650,7 +656,7 @@ func (f *FS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fu
 	if !st.Ok() {
 		return 0, st
 	}
-	f.Writes++
+	f.writes++
 	if err := f.change(in.NodeId, n, op{off: int64(in.Offset), data: slices.Clone(data)}); err != nil {
 		return 0, status(err)
 	}
@@ -664,7 +670,7 @@ func (f *FS) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if !st.Ok() {
 		return st
 	}
-	f.Fsyncs++
+	f.fsyncs++
 	if len(n.pending) == 0 {
 		return fuse.OK
 	}
@@ -683,7 +689,7 @@ func (f *FS) FsyncDir(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if !st.Ok() {
 		return st
 	}
-	f.Fsyncs++
+	f.fsyncs++
 	need := map[nameKey]bool{}
 	durable := make([]bool, len(f.ops))
 	for i := len(f.ops) - 1; i >= 0; i-- {
