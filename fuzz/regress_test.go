@@ -43,3 +43,29 @@ func TestRegressFirstManifestNameWithoutHeader(t *testing.T) {
 		}
 	}
 }
+
+// A new DB in directories that do not exist yet: every directory Open
+// makes must be durable before a save is acknowledged. Open used to
+// create them without syncing their parents, so a power loss after
+// acknowledged saves could lose the whole DB directory.
+func TestRegressNewDirectoriesDurable(t *testing.T) {
+	for _, dir := range []string{"db", "a/b/db"} {
+		mem := vfs.NewMem()
+		w := &env{fs: mem, m: newModel()}
+		if err := w.openAt(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.commit(map[string]string{"a": "1"}); err != nil {
+			t.Fatal(err)
+		}
+		e, err := engine.Open(dir, engine.Options{FS: mem.CrashClone(vfs.CrashOptions{})})
+		if err != nil {
+			t.Fatalf("%s: recovery: %v", dir, err)
+		}
+		if err := checkModel(e, w.m); err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		e.Close()
+		w.e.Close()
+	}
+}
