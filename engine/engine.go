@@ -121,7 +121,7 @@ func Open(dir string, o Options) (*Engine, error) {
 	e := &Engine{dir: dir, fs: o.FS, opts: o, log: o.Logger.With("dir", dir)}
 	e.reset()
 	if !o.ReadOnly {
-		if err := e.fs.MkdirAll(dir); err != nil {
+		if err := vfs.MkdirAllDurable(e.fs, dir); err != nil {
 			return nil, fmt.Errorf("instadump: cannot create DB directory %s: %w", dir, err)
 		}
 		lock, err := e.fs.Lock(dir)

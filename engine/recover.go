@@ -119,10 +119,13 @@ func (e *Engine) readManifest(d *dirState) (uint64, *manifest.Log, error) {
 	num, err := e.readCurrent()
 	if vfs.IsNotExist(err) {
 		for _, n := range slices.Backward(d.manifests) {
-			if log, err := e.replayFile(n, false); err != nil || len(log.Records) > 0 {
-				err = errs.Missing(e.path(CurrentFile), "CURRENT is missing but %s exists and is not an empty manifest", manifest.FileName(n))
-				return e.fallBackManifest(d, err)
+			if log, err := e.replayFile(n, false); err == nil && len(log.Records) == 0 || e.headerOnly(n) {
+				// No record: the start of a first manifest that a crash cut
+				// short (its name can be durable before its header is).
+				continue
 			}
+			err := errs.Missing(e.path(CurrentFile), "CURRENT is missing but %s exists and is not an empty manifest", manifest.FileName(n))
+			return e.fallBackManifest(d, err)
 		}
 		return 0, nil, nil
 	}
@@ -140,6 +143,17 @@ func (e *Engine) readManifest(d *dirState) (uint64, *manifest.Log, error) {
 		return e.fallBackManifest(d, err)
 	}
 	return num, log, nil
+}
+
+// headerOnly says whether manifest num is no longer than a header, so
+// that it holds no record, whatever its bytes are.
+func (e *Engine) headerOnly(num uint64) bool {
+	f, size, err := e.openSized(manifest.FileName(num))
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return size <= manifest.HeaderSize
 }
 
 func (e *Engine) readCurrent() (uint64, error) {

@@ -182,18 +182,27 @@ func (c *crasher) MaybeError(op vfs.Op) error {
 	return nil
 }
 
-// crashKinds are the crash states checked at each crash point.
+// crashKinds are the crash states checked at each crash point: synced
+// data only; shares of unsynced blocks and name operations kept; name
+// operations alone; any write torn or zeroed; the last write torn at five
+// cut points, or zeroed.
 func crashKinds() []vfs.CrashOptions {
 	kinds := []vfs.CrashOptions{{}}
 	for _, p := range []float64{0.1, 0.5, 1} {
 		for seed := int64(1); seed <= 2; seed++ {
-			kinds = append(kinds, vfs.CrashOptions{KeepUnsynced: p, Seed: seed})
+			kinds = append(kinds, vfs.CrashOptions{KeepUnsynced: p, KeepNames: p, Seed: seed})
 		}
 	}
-	for _, cut := range []int{0, 1, 9, 100, 5000} {
-		kinds = append(kinds, vfs.CrashOptions{KeepUnsynced: 1, Torn: true, TornLast: cut})
+	for seed := int64(3); seed <= 6; seed++ {
+		kinds = append(kinds, vfs.CrashOptions{KeepNames: 0.5, Seed: seed})
 	}
-	return append(kinds, vfs.CrashOptions{KeepUnsynced: 1, ZeroLast: true})
+	for seed := int64(7); seed <= 10; seed++ {
+		kinds = append(kinds, vfs.CrashOptions{KeepUnsynced: 0.7, KeepNames: 0.5, Tear: 0.3, Zero: 0.2, Seed: seed})
+	}
+	for _, cut := range []int{0, 1, 9, 100, 5000} {
+		kinds = append(kinds, vfs.CrashOptions{KeepUnsynced: 1, KeepNames: 1, Torn: true, TornLast: cut})
+	}
+	return append(kinds, vfs.CrashOptions{KeepUnsynced: 1, KeepNames: 1, ZeroLast: true})
 }
 
 // workload is a sequence of steps on an env; it stops at the first error.
@@ -299,6 +308,9 @@ func checkRecovery(fsys *vfs.MemFS, opts engine.Options, m *model) error {
 	return nil
 }
 
+// checkModel checks that the current snapshot is the last acknowledged
+// one or the one in flight, and that every other retained snapshot the
+// model knows holds what was acknowledged.
 func checkModel(e *engine.Engine, m *model) error {
 	s, ok := e.Current()
 	if !ok {
@@ -316,6 +328,19 @@ func checkModel(e *engine.Engine, m *model) error {
 	case m.inflight != nil && s.ID == m.inflightID && maps.Equal(got, m.inflight):
 	default:
 		return fmt.Errorf("recovered snapshot %d %s; acknowledged %d %s, in flight %d %s", s.ID, brief(got), m.ackedID, brief(m.acked), m.inflightID, brief(m.inflight))
+	}
+	for _, old := range e.Snapshots() {
+		want, known := m.history[old.ID]
+		if old.ID == s.ID || !known {
+			continue
+		}
+		got, err := contents(e, old)
+		if err != nil {
+			return fmt.Errorf("reading retained snapshot %d (current %d): %w", old.ID, s.ID, err)
+		}
+		if !maps.Equal(got, want) {
+			return fmt.Errorf("retained snapshot %d reads %s, was acknowledged as %s", old.ID, brief(got), brief(want))
+		}
 	}
 	return nil
 }

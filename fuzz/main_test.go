@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/instadump/instadump/fuzz/internal/powerload"
 )
 
 func TestMain(m *testing.M) {
@@ -23,6 +25,8 @@ func child(role string) int {
 	switch role {
 	case "kill":
 		return killChild(os.Getenv("INSTADUMP_KILL_DIR"))
+	case "power":
+		return powerload.Child()
 	}
 	fmt.Fprintln(os.Stderr, "unknown child role", role)
 	return 2

@@ -249,11 +249,25 @@ func (f *errFile) WriteAt(p []byte, off int64) (int, error) {
 
 func (f *errFile) Write(p []byte) (int, error) { return f.write(p, f.f.Write) }
 
+// syncFailer is a File that can model what a failed fsync does to its
+// unsynced data (MemFS's files, and ErrorFS's around them).
+type syncFailer interface{ syncFailed() }
+
+// Sync fails as the Injector chooses. An injected failure is not kind:
+// the file underneath is told, and (a MemFS) settles the unsynced writes
+// then and there, so that a retried Sync cannot make lost data durable.
 func (f *errFile) Sync() error {
 	if err := f.e.maybe(OpSync, f.name); err != nil {
+		f.syncFailed()
 		return err
 	}
 	return f.f.Sync()
+}
+
+func (f *errFile) syncFailed() {
+	if sf, ok := f.f.(syncFailer); ok {
+		sf.syncFailed()
+	}
 }
 
 func (f *errFile) Truncate(size int64) error {

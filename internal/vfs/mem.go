@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
 )
 
 // BlockSize is the granularity at which CrashClone keeps or loses unsynced
@@ -18,29 +21,53 @@ const BlockSize = 4096
 // MemFS is a crashable in-memory filesystem.
 //
 // It tracks, for every file, the contents as of its last Sync and the
-// writes since; for every directory, the names as of its last SyncDir.
-// CrashClone turns that into the filesystem a reboot after power loss
-// could find. The guarantees it models, and so the only ones instadump may
-// rely on:
+// writes since; for every directory, the names as of its last SyncDir;
+// and, in order, every name operation (create, mkdir, rename, remove) not
+// yet made durable. CrashClone turns that into the filesystem a reboot
+// after power loss could find. The guarantees it models, and so the only
+// ones instadump may rely on:
 //
 //   - data written to a file is durable once Sync on it returns nil;
-//   - a name created, renamed or removed is durable once SyncDir on its
-//     directory returns nil (for a rename, the directories of both names);
-//   - anything else may or may not be there after a crash, block by block,
-//     and the last write may be torn at any byte or read back as zeros.
+//   - a name created (by Create or MkdirAll), renamed or removed is
+//     durable once SyncDir on its directory returns nil. A rename is
+//     durable once either directory is synced: it is one atomic
+//     operation, never half done, as journaling filesystems make it;
+//   - a directory is durable only once its own name is: losing it loses
+//     everything in it;
+//   - anything else may or may not be there after a crash: unsynced
+//     writes survive or vanish block by block, and any of them may be torn
+//     at any byte or read back as zeros; unsynced name operations survive
+//     or vanish one by one, each whole, the survivors applied in the order
+//     they were made (an operation on a name survives only with the
+//     earlier ones on that name, so a renamed file is found under its old
+//     name or its new one, never both or neither);
+//   - a Sync that fails (through ErrorFS) settles the file's unsynced
+//     writes at once, kept or lost as SetFailedSync says: they are no
+//     longer pending, so a later Sync that succeeds does not bring back
+//     what was lost, though reads still see it until a crash (Linux marks
+//     the pages clean after a writeback error).
 //
-// Directories are durable as soon as MkdirAll returns. It is safe for
-// concurrent use.
+// It is safe for concurrent use.
 type MemFS struct {
-	mu    sync.Mutex
-	dirs  map[string]*memDir
-	locks map[string]bool
-	seq   uint64 // counts writes, to find the last one
+	mu      sync.Mutex
+	root    *node
+	locks   map[string]bool
+	seq     uint64   // counts writes, to find the last one
+	names   []nameOp // unsynced name operations, oldest first
+	failed  CrashOptions
+	failRng *rand.Rand
 }
 
-type memDir struct {
-	names   map[string]*inode // as seen now
-	durable map[string]*inode // as of the last SyncDir
+// node is a file or a directory.
+type node struct {
+	dir bool
+	// A directory's names as seen now, and as of the name operations made
+	// durable.
+	names, durable map[string]*node
+	// A file's data as seen now (the page cache), as durable, and the
+	// writes and truncates since.
+	data, synced []byte
+	pending      []memOp
 }
 
 type memOp struct {
@@ -51,22 +78,55 @@ type memOp struct {
 	size     int64
 }
 
-type inode struct {
-	data    []byte
-	synced  []byte
-	pending []memOp
+// nameOp is one name operation: its changes to directories, applied
+// together or not at all.
+type nameOp struct {
+	what    string
+	effects []nameEffect
 }
+
+// nameEffect sets name in dir to node to, or with to nil removes it if it
+// still names node was.
+type nameEffect struct {
+	dir     *node
+	name    string
+	to, was *node
+}
+
+func (e nameEffect) apply(names map[string]*node) {
+	switch {
+	case e.to != nil:
+		names[e.name] = e.to
+	case names[e.name] == e.was:
+		delete(names, e.name)
+	}
+}
+
+// nameKey is one name in one directory.
+type nameKey struct {
+	dir  *node
+	name string
+}
+
+func (e nameEffect) key() nameKey { return nameKey{e.dir, e.name} }
 
 // NewMem returns an empty MemFS holding only the root directory "/" (and
 // ".", the same).
 func NewMem() *MemFS {
-	m := &MemFS{dirs: map[string]*memDir{}, locks: map[string]bool{}}
-	m.dirs["."] = newMemDir()
-	return m
+	return &MemFS{root: newDir(), locks: map[string]bool{}}
 }
 
-func newMemDir() *memDir {
-	return &memDir{names: map[string]*inode{}, durable: map[string]*inode{}}
+func newDir() *node {
+	return &node{dir: true, names: map[string]*node{}, durable: map[string]*node{}}
+}
+
+// SetFailedSync says how a Sync that ErrorFS fails settles the file's
+// unsynced writes: as CrashClone with opts would (the zero value loses
+// them all). Each failure draws anew from opts.Seed's sequence.
+func (m *MemFS) SetFailedSync(opts CrashOptions) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failed, m.failRng = opts, rand.New(rand.NewSource(opts.Seed))
 }
 
 func clean(name string) string {
@@ -80,36 +140,69 @@ func clean(name string) string {
 	return p
 }
 
-func split(name string) (dir, base string) {
-	p := clean(name)
-	return path.Dir(p), path.Base(p)
+// lookup returns the node at p (a cleaned path), or nil.
+func (m *MemFS) lookup(p string) *node {
+	n := m.root
+	if p == "." {
+		return n
+	}
+	for _, c := range strings.Split(p, "/") {
+		if !n.dir {
+			return nil
+		}
+		if n = n.names[c]; n == nil {
+			return nil
+		}
+	}
+	return n
 }
 
-func (m *MemFS) dir(name, op string) (*memDir, string, error) {
-	d, b := split(name)
-	md := m.dirs[d]
-	if md == nil {
+// parent returns the directory holding name, and name's base.
+func (m *MemFS) parent(name, op string) (*node, string, error) {
+	p := clean(name)
+	if p == "." {
+		return nil, "", &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	d := m.lookup(path.Dir(p))
+	if d == nil || !d.dir {
 		return nil, "", &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 	}
-	return md, b, nil
+	return d, path.Base(p), nil
+}
+
+func (m *MemFS) logName(what string, effects ...nameEffect) {
+	m.names = append(m.names, nameOp{what: what, effects: effects})
+}
+
+// UnsyncedNames describes the name operations not yet durable, oldest
+// first ("create db/000001.seg", "rename db/CURRENT.tmp db/CURRENT").
+func (m *MemFS) UnsyncedNames() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, len(m.names))
+	for i, op := range m.names {
+		out[i] = op.what
+	}
+	return out
 }
 
 // Create implements FS.
 func (m *MemFS) Create(name string) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d, b, err := m.dir(name, "create")
+	d, b, err := m.parent(name, "create")
 	if err != nil {
 		return nil, err
 	}
-	if m.dirs[clean(name)] != nil {
-		return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
-	}
 	ino := d.names[b]
-	if ino == nil {
-		ino = &inode{}
+	switch {
+	case ino == nil:
+		ino = &node{}
 		d.names[b] = ino
-	} else {
+		m.logName("create "+name, nameEffect{dir: d, name: b, to: ino})
+	case ino.dir:
+		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
+	default:
 		m.truncate(ino, 0)
 	}
 	return &memFile{m: m, ino: ino, name: name, rw: true}, nil
@@ -118,13 +211,12 @@ func (m *MemFS) Create(name string) (File, error) {
 func (m *MemFS) open(name string, rw bool) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d, b, err := m.dir(name, "open")
-	if err != nil {
-		return nil, err
-	}
-	ino := d.names[b]
-	if ino == nil {
+	ino := m.lookup(clean(name))
+	switch {
+	case ino == nil:
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	case ino.dir:
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
 	}
 	return &memFile{m: m, ino: ino, name: name, rw: rw, end: int64(len(ino.data))}, nil
 }
@@ -135,15 +227,16 @@ func (m *MemFS) Open(name string) (File, error) { return m.open(name, false) }
 // OpenRW implements FS.
 func (m *MemFS) OpenRW(name string) (File, error) { return m.open(name, true) }
 
-// Rename implements FS.
+// Rename implements FS. Directories can be renamed too, but not over an
+// existing name, nor into themselves.
 func (m *MemFS) Rename(oldname, newname string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	od, ob, err := m.dir(oldname, "rename")
+	od, ob, err := m.parent(oldname, "rename")
 	if err != nil {
 		return err
 	}
-	nd, nb, err := m.dir(newname, "rename")
+	nd, nb, err := m.parent(newname, "rename")
 	if err != nil {
 		return err
 	}
@@ -151,23 +244,40 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	if ino == nil {
 		return &fs.PathError{Op: "rename", Path: oldname, Err: fs.ErrNotExist}
 	}
+	if od == nd && ob == nb {
+		return nil
+	}
+	if old := nd.names[nb]; old != nil && (old.dir || ino.dir) {
+		return &fs.PathError{Op: "rename", Path: newname, Err: fs.ErrExist}
+	}
+	if o, n := clean(oldname), clean(newname); ino.dir && strings.HasPrefix(n, o+"/") {
+		return &fs.PathError{Op: "rename", Path: newname, Err: fs.ErrInvalid}
+	}
 	delete(od.names, ob)
 	nd.names[nb] = ino
+	m.logName("rename "+oldname+" "+newname,
+		nameEffect{dir: od, name: ob, was: ino},
+		nameEffect{dir: nd, name: nb, to: ino})
 	return nil
 }
 
-// Remove implements FS.
+// Remove implements FS. A directory must be empty.
 func (m *MemFS) Remove(name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d, b, err := m.dir(name, "remove")
+	d, b, err := m.parent(name, "remove")
 	if err != nil {
 		return err
 	}
-	if d.names[b] == nil {
+	ino := d.names[b]
+	switch {
+	case ino == nil:
 		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
+	case ino.dir && len(ino.names) > 0:
+		return &fs.PathError{Op: "remove", Path: name, Err: syscall.ENOTEMPTY}
 	}
 	delete(d.names, b)
+	m.logName("remove "+name, nameEffect{dir: d, name: b, was: ino})
 	return nil
 }
 
@@ -175,51 +285,79 @@ func (m *MemFS) Remove(name string) error {
 func (m *MemFS) List(dir string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	p := clean(dir)
-	d := m.dirs[p]
-	if d == nil {
+	d := m.lookup(clean(dir))
+	switch {
+	case d == nil:
 		return nil, &fs.PathError{Op: "list", Path: dir, Err: fs.ErrNotExist}
+	case !d.dir:
+		return nil, &fs.PathError{Op: "list", Path: dir, Err: syscall.ENOTDIR}
 	}
-	var names []string
-	for n := range d.names {
-		names = append(names, n)
-	}
-	for sub := range m.dirs {
-		if sub != "." && sub != p && path.Dir(sub) == p {
-			names = append(names, path.Base(sub))
-		}
-	}
-	sort.Strings(names)
-	return names, nil
+	return slices.Sorted(maps.Keys(d.names)), nil
 }
 
-// MkdirAll implements FS.
+// MkdirAll implements FS. Each directory it creates is a name in its
+// parent, durable only after SyncDir of the parent (see MkdirAllDurable).
 func (m *MemFS) MkdirAll(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for p := clean(dir); p != "." && p != "/"; p = path.Dir(p) {
-		if d, b := split(p); m.dirs[d] != nil && m.dirs[d].names[b] != nil {
-			return &fs.PathError{Op: "mkdir", Path: p, Err: fmt.Errorf("a file has that name")}
+	p := clean(dir)
+	if p == "." {
+		return nil
+	}
+	d, sofar := m.root, ""
+	for _, c := range strings.Split(p, "/") {
+		sofar = path.Join(sofar, c)
+		n := d.names[c]
+		switch {
+		case n == nil:
+			n = newDir()
+			d.names[c] = n
+			m.logName("mkdir "+sofar, nameEffect{dir: d, name: c, to: n})
+		case !n.dir:
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: fmt.Errorf("a file has that name")}
 		}
-		if m.dirs[p] == nil {
-			m.dirs[p] = newMemDir()
-		}
+		d = n
 	}
 	return nil
 }
 
-// SyncDir implements FS.
+// SyncDir implements FS. It makes durable every unsynced name operation
+// in dir, and every earlier one on a name that those operations touch
+// (and so on back), so that the durable names of each directory entry are
+// always a prefix of the operations made on it.
 func (m *MemFS) SyncDir(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d := m.dirs[clean(dir)]
-	if d == nil {
+	d := m.lookup(clean(dir))
+	if d == nil || !d.dir {
 		return &fs.PathError{Op: "syncdir", Path: dir, Err: fs.ErrNotExist}
 	}
-	d.durable = make(map[string]*inode, len(d.names))
-	for n, ino := range d.names {
-		d.durable[n] = ino
+	need := map[nameKey]bool{} // names whose earlier operations must be durable
+	durable := make([]bool, len(m.names))
+	for i := len(m.names) - 1; i >= 0; i-- {
+		op := m.names[i]
+		for _, e := range op.effects {
+			if e.dir == d || need[e.key()] {
+				durable[i] = true
+			}
+		}
+		if durable[i] {
+			for _, e := range op.effects {
+				need[e.key()] = true
+			}
+		}
 	}
+	var rest []nameOp
+	for i, op := range m.names {
+		if !durable[i] {
+			rest = append(rest, op)
+			continue
+		}
+		for _, e := range op.effects {
+			e.apply(e.dir.durable)
+		}
+	}
+	m.names = rest
 	return nil
 }
 
@@ -244,7 +382,7 @@ func (m *MemFS) Lock(dir string) (io.Closer, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := clean(dir)
-	if m.dirs[p] == nil {
+	if d := m.lookup(p); d == nil || !d.dir {
 		return nil, &fs.PathError{Op: "lock", Path: dir, Err: fs.ErrNotExist}
 	}
 	if m.locks[p] {
@@ -254,7 +392,7 @@ func (m *MemFS) Lock(dir string) (io.Closer, error) {
 	return &memLock{m: m, dir: p}, nil
 }
 
-func (m *MemFS) truncate(ino *inode, size int64) {
+func (m *MemFS) truncate(ino *node, size int64) {
 	m.seq++
 	ino.data = resize(ino.data, size)
 	ino.pending = append(ino.pending, memOp{seq: m.seq, truncate: true, size: size})
@@ -275,9 +413,16 @@ func writeAt(b []byte, p []byte, off int64) []byte {
 	return b
 }
 
+func (op memOp) apply(b []byte) []byte {
+	if op.truncate {
+		return resize(b, op.size)
+	}
+	return writeAt(b, op.data, op.off)
+}
+
 type memFile struct {
 	m      *MemFS
-	ino    *inode
+	ino    *node
 	name   string
 	rw     bool
 	end    int64
@@ -334,15 +479,30 @@ func (f *memFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Sync makes the writes since the last Sync durable. Not a copy of what
+// reads see: after a failed Sync they may differ for good.
 func (f *memFile) Sync() error {
 	f.m.mu.Lock()
 	defer f.m.mu.Unlock()
 	if err := f.check("sync", false); err != nil {
 		return err
 	}
-	f.ino.synced = append([]byte(nil), f.ino.data...)
+	for _, op := range f.ino.pending {
+		f.ino.synced = op.apply(f.ino.synced)
+	}
 	f.ino.pending = nil
 	return nil
+}
+
+// syncFailed settles the unsynced writes as SetFailedSync says.
+func (f *memFile) syncFailed() {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	if f.m.failRng == nil {
+		f.m.failRng = rand.New(rand.NewSource(f.m.failed.Seed))
+	}
+	f.ino.synced = f.m.settle(f.ino, f.m.failed, f.m.failRng)
+	f.ino.pending = nil
 }
 
 func (f *memFile) Truncate(size int64) error {
@@ -379,22 +539,37 @@ func (f *memFile) Close() error {
 }
 
 // CrashOptions says what of the unsynced state survives a CrashClone.
-// The zero value keeps synced data and durable names only.
+// The zero value keeps synced data and durable names only. Every draw
+// comes from Seed: the same options give the same crash.
 type CrashOptions struct {
 	// KeepUnsynced is the share (0 to 1) of unsynced blocks of
 	// BlockSize bytes (and of unsynced truncates) that survive. Blocks
 	// are drawn independently, so a file can come back with holes of
 	// zeros where later blocks survived and earlier ones did not.
 	KeepUnsynced float64
+	// KeepNames is the share (0 to 1) of unsynced name operations
+	// (create, mkdir, rename, remove) that survive, each drawn on its
+	// own and applied whole, in the order they were made. An operation
+	// survives only if the earlier unsynced ones on the same names did:
+	// the survivors on each name are a prefix of its operations.
+	KeepNames float64
+	// Tear is the share (0 to 1) of unsynced writes that are torn: such
+	// a write keeps exactly its first n bytes, n drawn from 0 to its
+	// length, whatever KeepUnsynced draws for it.
+	Tear float64
+	// Zero is the share (0 to 1) of unsynced writes that come back as
+	// zeros of the same length: the size reached the disk, the data did
+	// not. Tear is drawn first.
+	Zero float64
 	// Seed drives the draws; the same seed gives the same crash.
 	Seed int64
 	// TornLast, when positive or zero and Torn is set, keeps exactly the
 	// first TornLast bytes of the last write made on the filesystem (if
-	// it was not synced), whatever KeepUnsynced draws for it.
+	// it was not synced), whatever the other options draw for it.
 	Torn     bool
 	TornLast int
 	// ZeroLast makes the last write (if not synced) come back as zeros
-	// of the same length: the size reached the disk, the data did not.
+	// of the same length.
 	ZeroLast bool
 }
 
@@ -405,37 +580,63 @@ func (m *MemFS) CrashClone(opts CrashOptions) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rng := rand.New(rand.NewSource(opts.Seed))
-	out := NewMem()
-	done := map[*inode]*inode{}
-	dirNames := make([]string, 0, len(m.dirs))
-	for p := range m.dirs {
-		dirNames = append(dirNames, p)
-	}
-	sort.Strings(dirNames)
-	for _, p := range dirNames {
-		d := m.dirs[p]
-		nd := newMemDir()
-		out.dirs[p] = nd
-		names := make([]string, 0, len(d.durable))
-		for n := range d.durable {
-			names = append(names, n)
+	// The names: the durable ones, then the surviving operations.
+	view := map[*node]map[string]*node{}
+	names := func(d *node) map[string]*node {
+		v, ok := view[d]
+		if !ok {
+			v = maps.Clone(d.durable)
+			view[d] = v
 		}
-		sort.Strings(names)
-		for _, n := range names {
-			ino := d.durable[n]
-			c := done[ino]
-			if c == nil {
-				c = m.crashInode(ino, opts, rng)
-				done[ino] = c
+		return v
+	}
+	// An operation survives only with the earlier ones on the same
+	// names: a rename never leaves its inode under both names or none.
+	last := map[nameKey]bool{} // did the latest operation on the name survive?
+	for _, op := range m.names {
+		keep := rng.Float64() < opts.KeepNames
+		for _, e := range op.effects {
+			if kept, ok := last[e.key()]; ok && !kept {
+				keep = false
 			}
-			nd.names[n] = c
-			nd.durable[n] = c
+		}
+		for _, e := range op.effects {
+			last[e.key()] = keep
+			if keep {
+				e.apply(names(e.dir))
+			}
 		}
 	}
+	// Only what the root reaches survives.
+	clones := map[*node]*node{}
+	var clone func(n *node) *node
+	clone = func(n *node) *node {
+		if c := clones[n]; c != nil {
+			return c
+		}
+		if !n.dir {
+			data := m.settle(n, opts, rng)
+			c := &node{data: data, synced: append([]byte(nil), data...)}
+			clones[n] = c
+			return c
+		}
+		c := newDir()
+		clones[n] = c
+		v := names(n)
+		for _, name := range slices.Sorted(maps.Keys(v)) {
+			c.names[name] = clone(v[name])
+		}
+		c.durable = maps.Clone(c.names)
+		return c
+	}
+	out := NewMem()
+	out.root = clone(m.root)
 	return out
 }
 
-func (m *MemFS) crashInode(ino *inode, opts CrashOptions, rng *rand.Rand) *inode {
+// settle returns a file's durable data after its unsynced writes are
+// kept, torn or lost as opts and rng draw.
+func (m *MemFS) settle(ino *node, opts CrashOptions, rng *rand.Rand) []byte {
 	data := append([]byte(nil), ino.synced...)
 	for _, op := range ino.pending {
 		last := op.seq == m.seq
@@ -449,6 +650,10 @@ func (m *MemFS) crashInode(ino *inode, opts CrashOptions, rng *rand.Rand) *inode
 		case last && opts.Torn:
 			n := min(max(opts.TornLast, 0), len(op.data))
 			data = writeAt(data, op.data[:n], op.off)
+		case opts.Tear > 0 && rng.Float64() < opts.Tear:
+			data = writeAt(data, op.data[:rng.Intn(len(op.data)+1)], op.off)
+		case opts.Zero > 0 && rng.Float64() < opts.Zero:
+			data = writeAt(data, make([]byte, len(op.data)), op.off)
 		default:
 			for lo := 0; lo < len(op.data); {
 				// Cut at BlockSize boundaries of the file.
@@ -460,5 +665,5 @@ func (m *MemFS) crashInode(ino *inode, opts CrashOptions, rng *rand.Rand) *inode
 			}
 		}
 	}
-	return &inode{data: data, synced: append([]byte(nil), data...)}
+	return data
 }

@@ -8,9 +8,12 @@
 //     directories and flock for the directory lock.
 //   - MemFS (NewMem): an in-memory filesystem that remembers what has been
 //     made durable. CrashClone returns the state a machine could be in
-//     after power loss: synced data only, optionally some unsynced blocks,
-//     a torn last write or a zero-filled tail; names created, renamed or
-//     removed since the last SyncDir of their directory are rolled back.
+//     after power loss: synced data, and as CrashOptions draw some of the
+//     unsynced blocks, any unsynced write torn or zeroed, and any subset
+//     (in order) of the names created, made, renamed or removed since the
+//     last SyncDir of their directory; a directory whose own name was
+//     never synced is lost with all in it. A Sync that ErrorFS fails loses
+//     the file's unsynced writes for good.
 //   - ErrorFS (WithErrors): a wrapper that counts operations and fails the
 //     ones an Injector chooses, with the error it chooses.
 //
@@ -62,7 +65,9 @@ type FS interface {
 	Remove(name string) error
 	// List returns the names (not paths) in dir, sorted.
 	List(dir string) ([]string, error)
-	// MkdirAll creates dir and any missing parents.
+	// MkdirAll creates dir and any missing parents. Each new directory is
+	// a name in its parent, durable after SyncDir of the parent
+	// (MkdirAllDurable does both).
 	MkdirAll(dir string) error
 	// SyncDir makes the names in dir durable.
 	SyncDir(dir string) error

@@ -159,7 +159,9 @@ func read(t *testing.T, fsys FS, name string) ([]byte, bool) {
 
 func TestCrashKeepsOnlyDurable(t *testing.T) {
 	m := NewMem()
-	m.MkdirAll("d")
+	if err := MkdirAllDurable(m, "d"); err != nil {
+		t.Fatal(err)
+	}
 	write(t, m, "d/synced", []byte("durable"), true)
 	write(t, m, "d/unsynced", []byte("lost"), false)
 	m.SyncDir("d")
@@ -183,7 +185,9 @@ func TestCrashKeepsOnlyDurable(t *testing.T) {
 
 func TestCrashRenameAndRemoveNeedDirSync(t *testing.T) {
 	m := NewMem()
-	m.MkdirAll("d")
+	if err := MkdirAllDurable(m, "d"); err != nil {
+		t.Fatal(err)
+	}
 	write(t, m, "d/CURRENT", []byte("old"), true)
 	write(t, m, "d/CURRENT.tmp", []byte("new"), true)
 	m.SyncDir("d")
