@@ -225,7 +225,7 @@ func BenchmarkSaveIncremental(b *testing.B) {
 // must follow what changed: with 200k states, within 2x of the same save
 // with 1k (compare the two in one run).
 func BenchmarkSaveOneOfMany(b *testing.B) {
-	for _, n := range []int{1000, 200_000} {
+	for _, n := range []int{1000, 200_000 * benchMB() / 200} {
 		b.Run(fmt.Sprint("states=", n), func(b *testing.B) {
 			db, err := Open(b.TempDir())
 			if err != nil {
@@ -298,7 +298,11 @@ func BenchmarkSavePeakHeap(b *testing.B) {
 		name   string
 		states int
 		size   int // bytes of each state's []byte
-	}{{"100k-tiny", 100_000, 8}, {"1000x100KB", 1000, 100 << 10}, {"1x100MB", 1, 100 << 20}} {
+	}{
+		{"100k-tiny", 100_000 * benchMB() / 200, 8},
+		{"1000x100KB", 1000 * benchMB() / 200, 100 << 10},
+		{"1x100MB", 1, (100 << 20) * benchMB() / 200},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
 			db, err := Open(b.TempDir(), WithRetain(1))
 			if err != nil {

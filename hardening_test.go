@@ -122,7 +122,7 @@ func TestUnstorableTypesRefused(t *testing.T) {
 		t.Fatalf("the path is not named: %v", err)
 	}
 	// Left out by tag, or unexported: fine.
-	newStateT(t, db, "skipped", skipped{})
+	newStateT(t, db, "skipped", skipped{ch: make(chan int)})
 	newStateT[any](t, db, "any", nil)
 }
 

@@ -183,7 +183,6 @@ type waiters struct {
 	done          atomic.Bool
 	wg            sync.WaitGroup
 	other, same   []time.Duration
-	updateWritten []time.Duration
 }
 
 func startWaiters(s *idump, w *workload) *waiters {
