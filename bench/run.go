@@ -180,9 +180,9 @@ func du(dir string) int64 {
 // --- writer waits during a save (instadump) ---
 
 type waiters struct {
-	done          atomic.Bool
-	wg            sync.WaitGroup
-	other, same   []time.Duration
+	done        atomic.Bool
+	wg          sync.WaitGroup
+	other, same []time.Duration
 }
 
 func startWaiters(s *idump, w *workload) *waiters {
