@@ -43,18 +43,22 @@ func (db *DB) save() (Snapshot, error) {
 		dirty = append(dirty, m)
 	}
 	slices.SortFunc(dirty, func(a, b member) int { return strings.Compare(a.memberName(), b.memberName()) })
+	written := make(map[string]bool, len(dirty))
 	for _, m := range dirty {
 		ref, has := db.eng.Lookup(0, m.memberName())
 		if c := m.capture(ref, has); c != nil {
 			c.m = m
 			caps = append(caps, c)
+			written[m.memberName()] = true
 		} else {
 			delete(db.dirty, m) // changed, then set back as it was saved
 		}
 	}
 	drops := make([]string, 0, len(db.drops))
 	for n := range db.drops {
-		drops = append(drops, n)
+		if !written[n] { // else registered anew since the drop: what it writes replaces it
+			drops = append(drops, n)
+		}
 	}
 	if len(caps) == 0 && len(drops) == 0 {
 		db.warnInPlace()
@@ -87,6 +91,9 @@ func (db *DB) save() (Snapshot, error) {
 		}
 	}
 	if err == nil {
+		for _, c := range caps {
+			delete(db.drops, c.m.memberName())
+		}
 		for _, n := range drops {
 			delete(db.drops, n)
 		}

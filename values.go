@@ -2,6 +2,7 @@ package instadump
 
 import (
 	"bufio"
+	"bytes"
 	"encoding"
 	"fmt"
 	"io"
@@ -106,4 +107,81 @@ func elemPath(t reflect.Type) string {
 		return ""
 	}
 	return "[]"
+}
+
+// Maps are encoded and decoded entry by entry: a stream of msgpack items.
+
+// itemWriter writes msgpack items to a buffered writer.
+type itemWriter struct {
+	bw  *bufio.Writer
+	enc *msgpack.Encoder
+}
+
+func newItemWriter(w io.Writer) *itemWriter {
+	bw := bufioPool.Get().(*bufio.Writer)
+	bw.Reset(w)
+	enc := msgpack.GetEncoder()
+	enc.Reset(bw)
+	return &itemWriter{bw: bw, enc: enc}
+}
+
+func (iw *itemWriter) mapLen(n int) error   { return iw.enc.EncodeMapLen(n) }
+func (iw *itemWriter) arrayLen(n int) error { return iw.enc.EncodeArrayLen(n) }
+
+func writeItem[T any](iw *itemWriter, v *T) error { return iw.enc.Encode(v) }
+
+// close flushes and gives the buffers back.
+func (iw *itemWriter) close() error {
+	err := iw.bw.Flush()
+	iw.bw.Reset(nil)
+	bufioPool.Put(iw.bw)
+	msgpack.PutEncoder(iw.enc)
+	return err
+}
+
+// itemReader reads msgpack items from bytes.
+type itemReader struct {
+	r   *bytes.Reader
+	dec *msgpack.Decoder
+}
+
+func newItemReader(data []byte) *itemReader {
+	r := bytes.NewReader(data)
+	return &itemReader{r: r, dec: msgpack.NewDecoder(r)}
+}
+
+// mapLen reads a map header, refusing a length the bytes left cannot
+// back (an entry takes at least two bytes).
+func (ir *itemReader) mapLen() (int, error) {
+	n, err := ir.dec.DecodeMapLen()
+	if err == nil && (n < 0 || int64(n) > int64(ir.r.Len())/2) {
+		err = fmt.Errorf("a map of %d entries in %d bytes", n, ir.r.Len())
+	}
+	return n, err
+}
+
+// arrayLen reads an array header, likewise bounded.
+func (ir *itemReader) arrayLen() (int, error) {
+	n, err := ir.dec.DecodeArrayLen()
+	if err == nil && (n < 0 || int64(n) > int64(ir.r.Len())) {
+		err = fmt.Errorf("an array of %d items in %d bytes", n, ir.r.Len())
+	}
+	return n, err
+}
+
+func readItem[T any](ir *itemReader, v *T) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the decoder panicked: %v", r)
+		}
+	}()
+	return ir.dec.Decode(v)
+}
+
+// end checks that every byte was read.
+func (ir *itemReader) end() error {
+	if n := ir.r.Len(); n > 0 {
+		return fmt.Errorf("%d bytes after the last item", n)
+	}
+	return nil
 }

@@ -157,3 +157,6 @@ func (e *Engine) Hold(id uint64, names []string) (refs []Ref, release func(), ok
 	}
 	return refs, release, true, nil
 }
+
+// FileOf returns the path of the segment file that holds l, for errors.
+func (e *Engine) FileOf(l Loc) string { return e.path(segment.FileName(l.Segment)) }

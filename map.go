@@ -1,0 +1,375 @@
+package instadump
+
+import (
+	"fmt"
+	"hash/maphash"
+	"iter"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Map is a state holding a map from K to V whose saves and loads cost
+// what changed, not what it holds: a Save writes only the keys set or
+// deleted since the previous snapshot, and the map on disk is a base plus
+// a chain of such deltas, rewritten whole (without stopping writers) when
+// the chain grows past a quarter of the base. Its methods are safe for
+// concurrent use; it takes part in Save, Reload, ReloadFrom, Atomically,
+// Drop and retention like a State.
+//
+// Values follow the rule of State: never change one in place after Set;
+// set a new one. Keys are saved as msgpack like values (a Map of a type
+// msgpack cannot use as a map key fails at registration).
+//
+// A Map is 1024 shards, each a Go map behind its own lock, created as
+// keys arrive. A Save's cut swaps each shard's set of changed keys, and a
+// writer about to change a shard that the Save has not encoded yet first
+// copies what the Save needs of it (those keys, or the whole shard for a
+// full rewrite): copy-on-write at the grain of a shard, so a writer waits
+// at most for the copy of one shard, never for the map.
+type Map[K comparable, V any] struct {
+	name   string
+	hash   func(K) uint64
+	shards [mapShards]atomic.Pointer[shard[K, V]]
+	count  atomic.Int64
+	lk     atomic.Pointer[locks] // its DB's, or unbound
+	db     atomic.Pointer[DB]    // nil when unbound
+
+	// Guarded by lk's cut lock.
+	changed  int           // keys changed since the last cut
+	needBase bool          // the next Save writes the whole map
+	pending  *freeze[K, V] // a Save's capture not yet committed
+}
+
+// mapShards is the number of shards of a Map (a power of two).
+const mapShards = 1024
+
+type shard[K comparable, V any] struct {
+	mu      sync.RWMutex
+	m       map[K]V
+	dirty   map[K]struct{} // keys set or deleted since the last cut
+	freezes []*freeze[K, V] // cuts that need this shard as it was, not copied yet
+}
+
+// mapEntry is a key with its value, or deleted.
+type mapEntry[K comparable, V any] struct {
+	k   K
+	v   V
+	del bool
+}
+
+// freeze is a cut of a Map: its shards (whole, or only the keys changed
+// since the previous cut) as they were at one instant, copied from each
+// shard when first needed: by a writer about to change it, or by whoever
+// reads the cut.
+type freeze[K comparable, V any] struct {
+	full  bool
+	count int64                        // entries at the cut
+	keys  [mapShards]map[K]struct{}    // not full: each shard's changed keys
+	got   [mapShards][]mapEntry[K, V]  // copied entries
+	done  [mapShards]bool              // copied; guarded by the shard's lock
+	parts [][2]int                     // full: the shard ranges of the base's parts
+}
+
+func newMap[K comparable, V any](name string) *Map[K, V] {
+	m := &Map[K, V]{name: name, hash: hasherFor[K](), needBase: true}
+	m.lk.Store(&unbound)
+	return m
+}
+
+// hasherFor returns the hash that spreads keys over shards. For strings
+// and integers it is the same in every run, so that a base saved in parts
+// by shard loads each part into its own shards, on its own core.
+func hasherFor[K comparable]() func(K) uint64 {
+	t := reflect.TypeFor[K]()
+	switch t.Kind() {
+	case reflect.String:
+		return func(k K) uint64 { return xxhash.Sum64String(*(*string)(unsafe.Pointer(&k))) }
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		size := t.Size()
+		return func(k K) uint64 {
+			var x uint64
+			switch size {
+			case 1:
+				x = uint64(*(*uint8)(unsafe.Pointer(&k)))
+			case 2:
+				x = uint64(*(*uint16)(unsafe.Pointer(&k)))
+			case 4:
+				x = uint64(*(*uint32)(unsafe.Pointer(&k)))
+			default:
+				x = *(*uint64)(unsafe.Pointer(&k))
+			}
+			x ^= x >> 33 // a 64-bit finaliser: every bit of the key moves the top ones
+			x *= 0xff51afd7ed558ccd
+			x ^= x >> 33
+			x *= 0xc4ceb9fe1a85ec53
+			return x ^ x>>33
+		}
+	}
+	seed := maphash.MakeSeed()
+	return func(k K) uint64 { return maphash.Comparable(seed, k) }
+}
+
+func (m *Map[K, V]) shardOf(k K) int { return int(m.hash(k) >> (64 - 10)) }
+
+// Name returns the map's name.
+func (m *Map[K, V]) Name() string { return m.name }
+
+// Len returns the number of entries.
+func (m *Map[K, V]) Len() int { return int(m.count.Load()) }
+
+// Get returns the value under k, and whether there is one.
+func (m *Map[K, V]) Get(k K) (V, bool) {
+	sh := m.shards[m.shardOf(k)].Load()
+	if sh == nil {
+		var zero V
+		return zero, false
+	}
+	sh.mu.RLock()
+	v, ok := sh.m[k]
+	sh.mu.RUnlock()
+	return v, ok
+}
+
+// Set sets the value under k. Like State.Set, it waits for a running
+// Update or Atomically of the same DB, and never for a Save.
+func (m *Map[K, V]) Set(k K, v V) {
+	l := m.lockW()
+	l.cmu.Lock()
+	m.write(k, v, false)
+	l.cmu.Unlock()
+	l.wmu.Unlock()
+}
+
+// Delete removes k, if it is there.
+func (m *Map[K, V]) Delete(k K) {
+	l := m.lockW()
+	l.cmu.Lock()
+	var zero V
+	m.write(k, zero, true)
+	l.cmu.Unlock()
+	l.wmu.Unlock()
+}
+
+// write sets or deletes k. Call with the cut lock held.
+func (m *Map[K, V]) write(k K, v V, del bool) {
+	i := m.shardOf(k)
+	sh := m.shards[i].Load()
+	if sh == nil {
+		if del {
+			return
+		}
+		sh = &shard[K, V]{}
+		m.shards[i].Store(sh)
+	}
+	sh.mu.Lock()
+	sh.settle(i)
+	_, had := sh.m[k]
+	switch {
+	case del && had:
+		delete(sh.m, k)
+		m.count.Add(-1)
+	case !del:
+		if sh.m == nil {
+			sh.m = map[K]V{}
+		}
+		sh.m[k] = v
+		if !had {
+			m.count.Add(1)
+		}
+	}
+	if del && !had {
+		sh.mu.Unlock()
+		return
+	}
+	if sh.dirty == nil {
+		sh.dirty = map[K]struct{}{}
+	}
+	if _, ok := sh.dirty[k]; !ok {
+		sh.dirty[k] = struct{}{}
+		m.changed++
+	}
+	sh.mu.Unlock()
+	m.db.Load().markDirty(m)
+}
+
+// settle copies what the cuts waiting on shard i need of it, before a
+// writer changes it. Call with the shard's lock held.
+func (sh *shard[K, V]) settle(i int) {
+	for _, f := range sh.freezes {
+		f.copyShard(i, sh)
+	}
+	sh.freezes = nil
+}
+
+// copyShard copies what f needs of shard i, once. Call with the shard's
+// lock held.
+func (f *freeze[K, V]) copyShard(i int, sh *shard[K, V]) {
+	if f.done[i] {
+		return
+	}
+	f.done[i] = true
+	if f.full {
+		got := make([]mapEntry[K, V], 0, len(sh.m))
+		for k, v := range sh.m {
+			got = append(got, mapEntry[K, V]{k: k, v: v})
+		}
+		f.got[i] = got
+		return
+	}
+	got := make([]mapEntry[K, V], 0, len(f.keys[i]))
+	for k := range f.keys[i] {
+		v, ok := sh.m[k]
+		got = append(got, mapEntry[K, V]{k: k, v: v, del: !ok})
+	}
+	f.got[i] = got
+}
+
+// take returns what f holds of shard i, copying it first if no writer
+// did, and lets go of it.
+func (m *Map[K, V]) take(f *freeze[K, V], i int) []mapEntry[K, V] {
+	if sh := m.shards[i].Load(); sh != nil {
+		sh.mu.Lock()
+		f.copyShard(i, sh)
+		sh.freezes = slices.DeleteFunc(sh.freezes, func(x *freeze[K, V]) bool { return x == f })
+		sh.mu.Unlock()
+	}
+	got := f.got[i]
+	f.got[i] = nil
+	return got
+}
+
+// cut makes a freeze of the map as it is now: whole, or the keys changed
+// since the last cut of a save. A save's cut takes the changed keys with
+// it (a whole one writes them too); a view's (All) leaves them. Call with
+// the cut lock held (writers excluded).
+func (m *Map[K, V]) cut(full, save bool) *freeze[K, V] {
+	f := &freeze[K, V]{full: full, count: m.count.Load()}
+	for i := range m.shards {
+		sh := m.shards[i].Load()
+		if sh == nil {
+			f.done[i] = true
+			continue
+		}
+		sh.mu.Lock()
+		if save {
+			f.keys[i], sh.dirty = sh.dirty, nil
+		}
+		if full {
+			f.keys[i] = nil
+		}
+		if full || len(f.keys[i]) > 0 {
+			sh.freezes = append(sh.freezes, f)
+		} else {
+			f.done[i] = true
+		}
+		sh.mu.Unlock()
+	}
+	return f
+}
+
+// release stops f from holding any shard it did not copy, and drops
+// what it copied.
+func (m *Map[K, V]) release(f *freeze[K, V]) {
+	for i := range m.shards {
+		if sh := m.shards[i].Load(); sh != nil {
+			sh.mu.Lock()
+			sh.freezes = slices.DeleteFunc(sh.freezes, func(x *freeze[K, V]) bool { return x == f })
+			sh.mu.Unlock()
+		}
+		f.got[i] = nil
+	}
+}
+
+// lockCut takes the cut lock of the map's DB.
+func (m *Map[K, V]) lockCut() *locks {
+	for {
+		l := m.lk.Load()
+		l.cmu.Lock()
+		if m.lk.Load() == l {
+			return l
+		}
+		l.cmu.Unlock()
+	}
+}
+
+// All returns the entries as they were at one instant: the iteration
+// sees none of the changes made after All's first step, whatever writers
+// do meanwhile (they copy a shard before changing it, while it is not
+// read yet). The loop may call any method of the map. Order is
+// unspecified.
+func (m *Map[K, V]) All() iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		l := m.lockCut()
+		f := m.cut(true, false)
+		l.cmu.Unlock()
+		defer m.release(f)
+		for i := range m.shards {
+			for _, e := range m.take(f, i) {
+				if !yield(e.k, e.v) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// lockW takes the writers' lock of the map's DB.
+func (m *Map[K, V]) lockW() *locks {
+	for {
+		l := m.lk.Load()
+		l.wmu.Lock()
+		if m.lk.Load() == l {
+			return l
+		}
+		l.wmu.Unlock()
+	}
+}
+
+// NewMap registers the map name on db and returns it, holding the entries
+// the current snapshot has for it, or none.
+//
+// It fails as NewState does (ErrBadName, with at most MaxMapNameLen
+// bytes; ErrDuplicate; ErrUnsupportedType; ErrTypeMismatch, also when the
+// name holds a value state; ErrCorrupt). It may be called from
+// Atomically's and Update's functions.
+func NewMap[K comparable, V any](db *DB, name string) (*Map[K, V], error) {
+	if db == nil {
+		return nil, fmt.Errorf("instadump: NewMap(%s) on a nil DB", quote(name))
+	}
+	if err := checkMap[K, V](name); err != nil {
+		return nil, err
+	}
+	m := newMap[K, V](name)
+	if err := db.register(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func checkMap[K comparable, V any](name string) error {
+	if err := checkName(name, MaxMapNameLen); err != nil {
+		return err
+	}
+	if err := checkType(reflect.TypeFor[map[K]V]()); err != nil {
+		return fmt.Errorf("%w (map %s)", err, quote(name))
+	}
+	return nil
+}
+
+// DefMap declares a map of the default DB, as DefState declares a state:
+// it may run before Setup, which loads its saved entries; until then it
+// is empty and works in memory. It panics where DefState does.
+func DefMap[K comparable, V any](name string) *Map[K, V] {
+	if err := checkMap[K, V](name); err != nil {
+		panic(err.Error())
+	}
+	m := newMap[K, V](name)
+	declare(m)
+	return m
+}

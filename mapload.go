@@ -1,0 +1,245 @@
+package instadump
+
+import (
+	"fmt"
+	"reflect"
+	"runtime"
+	"sync"
+
+	"github.com/instadump/instadump/engine"
+)
+
+// mapLoaded is a Map's content decoded from a snapshot, not installed yet.
+type mapLoaded[K comparable, V any] struct {
+	shards [mapShards]map[K]V
+	count  int64
+}
+
+// load decodes the map of a snapshot: the base's parts on every core,
+// each into the shards its keys belong to, then the deltas in order.
+func (m *Map[K, V]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
+	if ref.Kind != engine.MapState {
+		return nil, fmt.Errorf("%w: state %s is stored as a %s, not a map: register it with NewState", ErrTypeMismatch, quote(m.name), ref.Kind)
+	}
+	out := &mapLoaded[K, V]{}
+	var locks [mapShards]sync.Mutex
+	errs := make([]error, len(ref.Base))
+	var next sync.Mutex
+	part := 0
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(ref.Base)) {
+		wg.Go(func() {
+			for {
+				next.Lock()
+				p := part
+				part++
+				next.Unlock()
+				if p >= len(ref.Base) {
+					return
+				}
+				errs[p] = m.loadPart(eng, ref.Base[p], out, &locks)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range ref.Deltas {
+		if err := m.loadDelta(eng, l, out); err != nil {
+			return nil, err
+		}
+	}
+	for _, sm := range out.shards {
+		out.count += int64(len(sm))
+	}
+	if out.count != ref.Entries {
+		last := ref.Base[len(ref.Base)-1]
+		if len(ref.Deltas) > 0 {
+			last = ref.Deltas[len(ref.Deltas)-1]
+		}
+		return nil, &CorruptError{File: eng.FileOf(last), Offset: last.Offset,
+			Reason: fmt.Sprintf("map %s holds %d entries, but the manifest says %d", quote(m.name), out.count, ref.Entries)}
+	}
+	return out, nil
+}
+
+func (m *Map[K, V]) decodeError(raw []byte, what string, err error) error {
+	return &DecodeError{State: m.name, Stored: storedKind(raw), Wanted: fmt.Sprintf("%s of %s", what, reflect.TypeFor[map[K]V]()), Err: err}
+}
+
+// loadPart decodes one part of a base and adds its entries to out, each
+// shard's map made at its final size.
+func (m *Map[K, V]) loadPart(eng *engine.Engine, l engine.Loc, out *mapLoaded[K, V], locks *[mapShards]sync.Mutex) error {
+	raw, err := eng.Read(l)
+	if err != nil {
+		return err
+	}
+	ir := newItemReader(raw)
+	n, err := ir.mapLen()
+	if err != nil {
+		return m.decodeError(raw, "a base part", err)
+	}
+	entries := make([]mapEntry[K, V], n)
+	var counts [mapShards]int32
+	shardOf := make([]uint16, n)
+	for i := range entries {
+		e := &entries[i]
+		if err := readItem(ir, &e.k); err != nil {
+			return m.decodeError(raw, "a key", err)
+		}
+		if err := readItem(ir, &e.v); err != nil {
+			return m.decodeError(raw, "a value", err)
+		}
+		s := m.shardOf(e.k)
+		shardOf[i] = uint16(s)
+		counts[s]++
+	}
+	if err := ir.end(); err != nil {
+		return m.decodeError(raw, "a base part", err)
+	}
+	for s, c := range counts {
+		if c == 0 {
+			continue
+		}
+		locks[s].Lock()
+		if out.shards[s] == nil {
+			out.shards[s] = make(map[K]V, c)
+		}
+		for i := range entries {
+			if int(shardOf[i]) == s {
+				out.shards[s][entries[i].k] = entries[i].v
+			}
+		}
+		locks[s].Unlock()
+	}
+	return nil
+}
+
+// loadDelta applies one delta to out.
+func (m *Map[K, V]) loadDelta(eng *engine.Engine, l engine.Loc, out *mapLoaded[K, V]) error {
+	raw, err := eng.Read(l)
+	if err != nil {
+		return err
+	}
+	ir := newItemReader(raw)
+	n, err := ir.arrayLen()
+	if err == nil && n != 2 {
+		err = fmt.Errorf("a delta of %d items, not 2", n)
+	}
+	if err == nil {
+		n, err = ir.mapLen()
+	}
+	for i := 0; i < n && err == nil; i++ {
+		var k K
+		var v V
+		if err = readItem(ir, &k); err == nil {
+			if err = readItem(ir, &v); err == nil {
+				s := m.shardOf(k)
+				if out.shards[s] == nil {
+					out.shards[s] = map[K]V{}
+				}
+				out.shards[s][k] = v
+			}
+		}
+	}
+	if err == nil {
+		n, err = ir.arrayLen()
+	}
+	for i := 0; i < n && err == nil; i++ {
+		var k K
+		if err = readItem(ir, &k); err == nil {
+			delete(out.shards[m.shardOf(k)], k)
+		}
+	}
+	if err == nil {
+		err = ir.end()
+	}
+	if err != nil {
+		return m.decodeError(raw, "a delta", err)
+	}
+	return nil
+}
+
+// install replaces the map's content with a loaded one (clean: as the
+// snapshot holds it, so no delta is due), or applies a transaction's
+// writes. Call with the cut lock held.
+func (m *Map[K, V]) install(v any, clean bool, _ uint64) {
+	switch x := v.(type) {
+	case *mapTx[K, V]:
+		for _, e := range x.ops {
+			m.write(e.k, e.v, e.del)
+		}
+	case *mapLoaded[K, V]:
+		for i := range m.shards {
+			sh := m.shards[i].Load()
+			if sh == nil {
+				if x.shards[i] == nil {
+					continue
+				}
+				sh = &shard[K, V]{}
+				m.shards[i].Store(sh)
+			}
+			sh.mu.Lock()
+			sh.settle(i) // an All running sees the map as it was
+			sh.m, sh.dirty = x.shards[i], nil
+			sh.mu.Unlock()
+		}
+		m.count.Store(x.count)
+		m.changed = 0
+		m.needBase = !clean
+		m.db.Load().markDirty(m)
+	}
+}
+
+// bind moves the map to db, as State.bind does. A map not loaded from db
+// writes its whole content at the next Save.
+func (m *Map[K, V]) bind(db *DB, loaded bool) {
+	m.pending = nil
+	m.db.Store(db)
+	if db == nil {
+		return
+	}
+	if !loaded {
+		m.needBase = true
+	}
+	m.lk.Store(&db.locks)
+}
+
+// mapTx is a transaction's writes to one map.
+type mapTx[K comparable, V any] struct {
+	ops map[K]mapEntry[K, V]
+}
+
+func (m *Map[K, V]) txOf(tx *Tx, op string) *mapTx[K, V] {
+	checkTx(tx, op, m.name, m.db.Load())
+	if w, ok := tx.writes[m]; ok {
+		return w.(*mapTx[K, V])
+	}
+	w := &mapTx[K, V]{ops: map[K]mapEntry[K, V]{}}
+	tx.writes[m] = w
+	return w
+}
+
+// GetIn returns the value under k as transaction tx sees it: what it set
+// or deleted, or the current value.
+func (m *Map[K, V]) GetIn(tx *Tx, k K) (V, bool) {
+	if e, ok := m.txOf(tx, "GetIn").ops[k]; ok {
+		return e.v, !e.del
+	}
+	return m.Get(k)
+}
+
+// SetIn sets the value under k in transaction tx; it takes effect when
+// the transaction's function returns nil.
+func (m *Map[K, V]) SetIn(tx *Tx, k K, v V) {
+	m.txOf(tx, "SetIn").ops[k] = mapEntry[K, V]{k: k, v: v}
+}
+
+// DeleteIn deletes k in transaction tx; it takes effect when the
+// transaction's function returns nil.
+func (m *Map[K, V]) DeleteIn(tx *Tx, k K) {
+	m.txOf(tx, "DeleteIn").ops[k] = mapEntry[K, V]{k: k, del: true}
+}

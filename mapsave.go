@@ -1,0 +1,167 @@
+package instadump
+
+import (
+	"io"
+
+	"github.com/instadump/instadump/engine"
+)
+
+// How a Map is saved. A base is the whole map cut into parts by ranges of
+// shards, each part a msgpack map of its entries; a delta is a msgpack
+// array of two: a map of the keys set since the previous snapshot, and an
+// array of the keys deleted. A load reads the base's parts on every core,
+// then applies the deltas in order.
+
+// maxDeltas bounds a Map's chain; past it, or once the deltas hold more
+// than a quarter of the base's bytes, a Save rewrites the base: loading
+// then costs at most about 1.25 times the base's own load.
+const maxDeltas = 64
+
+// baseEntriesPerPart is about how many entries a part of a base holds.
+const baseEntriesPerPart = 1 << 16
+
+// chainTooLong says whether the map on disk should get a new base.
+func chainTooLong(r engine.Ref) bool {
+	var base, deltas int64
+	for _, l := range r.Base {
+		base += l.RawLen
+	}
+	for _, l := range r.Deltas {
+		deltas += l.RawLen
+	}
+	return len(r.Deltas) >= maxDeltas || 4*deltas > base
+}
+
+func (m *Map[K, V]) memberName() string   { return m.name }
+func (m *Map[K, V]) dirty() bool          { return m.changed > 0 || m.needBase }
+func (m *Map[K, V]) changedInPlace() bool { return false }
+
+// capture cuts what a Save writes for the map: its changed keys, or the
+// whole map when it has no base on disk yet or its chain is too long.
+// Call with the cut lock held.
+func (m *Map[K, V]) capture(cur engine.Ref, has bool) *capture {
+	if !m.dirty() {
+		return nil
+	}
+	full := m.needBase || !has || cur.Kind != engine.MapState || chainTooLong(cur)
+	f := m.cut(full, true)
+	m.changed, m.needBase, m.pending = 0, false, f
+	c := &capture{write: engine.Write{Name: m.name, Kind: engine.MapState, Delta: !full, Entries: f.count}, extra: f}
+	if !full {
+		c.jobs = []*job{newJob(m.name, func(w io.Writer) error { return m.writeDelta(w, f) })}
+		return c
+	}
+	parts := int(min(max(f.count/baseEntriesPerPart, 1), 64))
+	for p := range parts {
+		lo, hi := p*mapShards/parts, (p+1)*mapShards/parts
+		c.jobs = append(c.jobs, newJob(m.name, func(w io.Writer) error { return m.writePart(w, f, lo, hi) }))
+	}
+	return c
+}
+
+// writePart writes the base part holding shards [lo, hi) of f.
+func (m *Map[K, V]) writePart(w io.Writer, f *freeze[K, V], lo, hi int) error {
+	n := 0
+	for i := lo; i < hi; i++ {
+		f.got[i] = m.take(f, i)
+		n += len(f.got[i])
+	}
+	iw := newItemWriter(w)
+	err := iw.mapLen(n)
+	for i := lo; i < hi && err == nil; i++ {
+		for k := range f.got[i] {
+			e := &f.got[i][k]
+			if err = writeItem(iw, &e.k); err != nil {
+				break
+			}
+			if err = writeItem(iw, &e.v); err != nil {
+				break
+			}
+		}
+		f.got[i] = nil
+	}
+	if cerr := iw.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeDelta writes the delta of f: the keys set, then the keys deleted.
+func (m *Map[K, V]) writeDelta(w io.Writer, f *freeze[K, V]) error {
+	sets, dels := 0, 0
+	for i := range m.shards {
+		f.got[i] = m.take(f, i)
+		for _, e := range f.got[i] {
+			if e.del {
+				dels++
+			} else {
+				sets++
+			}
+		}
+	}
+	iw := newItemWriter(w)
+	err := iw.arrayLen(2)
+	if err == nil {
+		err = iw.mapLen(sets)
+	}
+	for pass := range 2 { // the sets, then the deleted keys
+		if pass == 1 && err == nil {
+			err = iw.arrayLen(dels)
+		}
+		for i := range m.shards {
+			for k := 0; k < len(f.got[i]) && err == nil; k++ {
+				e := &f.got[i][k]
+				switch {
+				case pass == 0 && !e.del:
+					if err = writeItem(iw, &e.k); err == nil {
+						err = writeItem(iw, &e.v)
+					}
+				case pass == 1 && e.del:
+					err = writeItem(iw, &e.k)
+				}
+			}
+			if pass == 1 {
+				f.got[i] = nil
+			}
+		}
+	}
+	if cerr := iw.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// settle ends a Save's capture: committed, the map on disk is what was
+// cut; not, the keys it cut are changed again, and a base it meant to
+// write is still due. Call with the cut lock held.
+func (m *Map[K, V]) settle(c *capture, committed bool) {
+	f := c.extra.(*freeze[K, V])
+	m.release(f)
+	if m.pending == f {
+		m.pending = nil
+	}
+	if committed {
+		return
+	}
+	if f.full {
+		m.needBase = true
+		return
+	}
+	for i := range m.shards {
+		if len(f.keys[i]) == 0 {
+			continue
+		}
+		sh := m.shards[i].Load()
+		sh.mu.Lock()
+		if sh.dirty == nil {
+			sh.dirty = map[K]struct{}{}
+		}
+		for k := range f.keys[i] {
+			if _, ok := sh.dirty[k]; !ok {
+				sh.dirty[k] = struct{}{}
+				m.changed++
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
