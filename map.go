@@ -51,7 +51,7 @@ const mapShards = 1024
 type shard[K comparable, V any] struct {
 	mu      sync.RWMutex
 	m       map[K]V
-	dirty   map[K]struct{} // keys set or deleted since the last cut
+	dirty   map[K]struct{}  // keys set or deleted since the last cut
 	freezes []*freeze[K, V] // cuts that need this shard as it was, not copied yet
 }
 
@@ -68,11 +68,10 @@ type mapEntry[K comparable, V any] struct {
 // reads the cut.
 type freeze[K comparable, V any] struct {
 	full  bool
-	count int64                        // entries at the cut
-	keys  [mapShards]map[K]struct{}    // not full: each shard's changed keys
-	got   [mapShards][]mapEntry[K, V]  // copied entries
-	done  [mapShards]bool              // copied; guarded by the shard's lock
-	parts [][2]int                     // full: the shard ranges of the base's parts
+	count int64                       // entries at the cut
+	keys  [mapShards]map[K]struct{}   // not full: each shard's changed keys
+	got   [mapShards][]mapEntry[K, V] // copied entries
+	done  [mapShards]bool             // copied; guarded by the shard's lock
 }
 
 func newMap[K comparable, V any](name string) *Map[K, V] {
