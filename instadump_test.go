@@ -357,7 +357,7 @@ func TestIncrementalAndBoundedSpace(t *testing.T) {
 func TestStickySyncError(t *testing.T) {
 	mem := vfs.NewMem()
 	inj := &vfs.Nth{Kinds: vfs.OpSync, Err: vfs.EIO}
-	db := openT(t, "db", withFS(vfs.WithErrors(mem, inj)))
+	db := openT(t, "db", WithFS(vfs.WithErrors(mem, inj)))
 	a := newStateT(t, db, "a", 1)
 	saveT(t, db)
 	a.Set(2)
@@ -370,7 +370,7 @@ func TestStickySyncError(t *testing.T) {
 		t.Fatalf("save after a failed sync: %v", err)
 	}
 	db.Close()
-	db = openT(t, "db", withFS(mem))
+	db = openT(t, "db", WithFS(mem))
 	if got := newStateT(t, db, "a", 0).Get(); got != 1 && got != 2 {
 		t.Fatalf("recovered a=%d", got)
 	}

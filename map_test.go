@@ -284,7 +284,7 @@ func TestMapManyParts(t *testing.T) {
 func TestMapFailedSaveKeepsChanges(t *testing.T) {
 	mem := vfs.NewMem()
 	inj := &vfs.Nth{Kinds: vfs.OpWrite, Err: vfs.ENOSPC}
-	db, err := Open("db", withFS(vfs.WithErrors(mem, inj)))
+	db, err := Open("db", WithFS(vfs.WithErrors(mem, inj)))
 	if err != nil {
 		t.Fatal(err)
 	}

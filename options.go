@@ -18,7 +18,7 @@ type options struct {
 	logger      *slog.Logger
 	readOnly    bool
 	fallback    bool
-	fs          engine.FS // tests only
+	fs          engine.FS
 }
 
 // Level is a compression level for WithCompression.
@@ -71,5 +71,7 @@ func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
 // the current snapshot to find damage.
 func WithFallback() Option { return func(o *options) { o.fallback = true } }
 
-// withFS makes the DB use fsys (tests).
-func withFS(fsys engine.FS) Option { return func(o *options) { o.fs = fsys } }
+// WithFS runs the DB over fsys instead of the operating system's
+// filesystem: for tests that put a crashable or failing filesystem under
+// instadump. See engine.FS for what the engine needs of it.
+func WithFS(fsys engine.FS) Option { return func(o *options) { o.fs = fsys } }
