@@ -26,9 +26,9 @@ func openT(t *testing.T, dir string, opts ...Option) *DB {
 	return db
 }
 
-func newStateT[T any](t *testing.T, db *DB, name string, def T) *State[T] {
+func newStateT[T any](t *testing.T, db *DB, name string, def T, opts ...StateOption[T]) *State[T] {
 	t.Helper()
-	s, err := NewState(db, name, def)
+	s, err := NewState(db, name, def, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +53,9 @@ func TestMain(m *testing.M) {
 }
 
 func child(role, dir string) int {
+	if step, ok := strings.CutPrefix(role, "lifecycle-"); ok {
+		return lifecycleChild(step, dir)
+	}
 	switch role {
 	case "seed":
 		db, err := Open(dir)

@@ -341,28 +341,3 @@ func TestMapKindMismatch(t *testing.T) {
 	}
 	saveT(t, db)
 }
-
-var defMapTest = DefMap[string, int]("defmap-test")
-
-// The seed's style: DefMap, then Setup.
-func TestDefMap(t *testing.T) {
-	dir := t.TempDir()
-	m := defMapTest
-	m.Set("before-setup", 1)
-	if err := Setup(dir); err != nil {
-		t.Fatal(err)
-	}
-	m.Set("x", 2)
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
-	Shutdown()
-	m.Set("x", 3)
-	if err := Setup(dir); err != nil {
-		t.Fatal(err)
-	}
-	defer Shutdown()
-	if v, _ := m.Get("x"); v != 2 || m.Len() != 2 {
-		t.Fatalf("after Setup again: x=%d, %d entries", v, m.Len())
-	}
-}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -116,101 +115,5 @@ func TestDamagedCurrentSnapshot(t *testing.T) {
 	}
 	if _, err := os.Stat(newest + ".broken"); err != nil {
 		t.Fatalf("damaged segment not kept aside: %v", err)
-	}
-}
-
-var (
-	defA = DefState("default-test-a", 150)
-	defB = DefState("default-test-b", "abc")
-)
-
-func TestDefaultDB(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := SaveAll(); !errors.Is(err, ErrClosed) {
-		t.Fatalf("SaveAll before Setup: %v", err)
-	}
-	if err := Setup(dir); err != nil {
-		t.Fatal(err)
-	}
-	if err := Setup(dir); err == nil {
-		t.Fatal("second Setup succeeded")
-	}
-	defA.Set(1000)
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
-	defA.Set(1)
-	if err := ReloadAll(); err != nil || defA.Get() != 1000 {
-		t.Fatalf("ReloadAll: %v, a=%d", err, defA.Get())
-	}
-	if Default() == nil {
-		t.Fatal("no default DB")
-	}
-	if err := Shutdown(); err != nil {
-		t.Fatal(err)
-	}
-	defA.Set(5) // after Shutdown: memory only
-	if err := Setup(dir); err != nil {
-		t.Fatal(err)
-	}
-	if defA.Get() != 1000 || defB.Get() != "abc" {
-		t.Fatalf("after a second Setup: %d %q", defA.Get(), defB.Get())
-	}
-	Shutdown()
-
-	func() {
-		defer func() {
-			if r := recover(); r == nil || !strings.Contains(r.(string), "twice") {
-				t.Fatalf("duplicate DefState: %v", r)
-			}
-		}()
-		DefState("default-test-a", 0)
-	}()
-}
-
-func TestSetupNamesFailedStates(t *testing.T) {
-	dir := t.TempDir()
-	db := openT(t, dir)
-	newStateT(t, db, "default-test-a", "not an int")
-	saveT(t, db)
-	db.Close()
-	err := Setup(dir)
-	if !errors.Is(err, ErrTypeMismatch) || !strings.Contains(err.Error(), `"default-test-a"`) {
-		t.Fatalf("Setup: %v", err)
-	}
-	if Default() != nil {
-		t.Fatal("a failed Setup left a default DB")
-	}
-	// The directory is not left locked.
-	openT(t, dir).Close()
-}
-
-// A DefState saved in one DB is written to the next one Setup opens, not
-// taken as already saved there (found running the tests twice in one
-// process).
-func TestDefStateMovesToANewDB(t *testing.T) {
-	first, second := t.TempDir(), t.TempDir()
-	if err := Setup(first); err != nil {
-		t.Fatal(err)
-	}
-	defA.Set(42)
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
-	Shutdown()
-	if err := Setup(second); err != nil {
-		t.Fatal(err)
-	}
-	defer Shutdown()
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ReloadAll(); err != nil {
-		t.Fatalf("ReloadAll in the second DB: %v", err)
-	}
-	Shutdown()
-	db := openT(t, second)
-	if got := newStateT(t, db, "default-test-a", 0).Get(); got != 42 {
-		t.Fatalf("the second DB holds %d", got)
 	}
 }

@@ -1,0 +1,302 @@
+package instadump
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// States over a program's life: dropped, migrated, renamed, across
+// restarts of real processes.
+
+type personV1 struct {
+	Name string
+	Age  int
+}
+
+type personV2 struct {
+	FullName string `msgpack:"FullName,alias:Name"` // renamed: the alias reads the old name
+	Age      int
+}
+
+type personV3 struct {
+	FullName string
+	Born     int // a type change: age became year of birth
+}
+
+// lifecycleChild is one run of the program, in a process of its own.
+func lifecycleChild(step, dir string) int {
+	db, err := Open(dir)
+	if err != nil {
+		fmt.Println("open:", err)
+		return 1
+	}
+	defer db.Close()
+	switch step {
+	case "1":
+		NewState(db, "old", 5)
+		NewState(db, "count", 41)
+		NewState(db, "person", personV1{"Ada Lovelace", 36})
+		m, _ := NewMap[string, int](db, "m")
+		m.Set("x", 1)
+	case "2":
+		if err := db.Drop("old"); err != nil {
+			fmt.Println("drop:", err)
+			return 1
+		}
+		c, err := NewState(db, "count", "", MigrateFrom(0, func(n int) (string, error) { return strconv.Itoa(n + 1), nil }))
+		if err != nil {
+			fmt.Println("count:", err)
+			return 1
+		}
+		p, err := NewState(db, "person", personV2{})
+		if err != nil {
+			fmt.Println("person:", err)
+			return 1
+		}
+		fmt.Println(c.Get(), p.Get().FullName)
+	case "3":
+		old, _ := NewState(db, "old", -1)
+		c, err := NewState(db, "count", "", MigrateFrom(0, func(int) (string, error) { return "", errors.New("migrated twice") }))
+		if err != nil {
+			fmt.Println("count:", err)
+			return 1
+		}
+		p, err := NewState(db, "person", personV3{},
+			MigrateFrom(0, func(old personV2) (personV3, error) { return personV3{old.FullName, 2026 - old.Age}, nil }))
+		if err != nil {
+			fmt.Println("person:", err)
+			return 1
+		}
+		snaps, _ := db.Snapshots()
+		fmt.Println(old.Get(), c.Get(), p.Get().FullName, p.Get().Born, len(snaps))
+	}
+	if _, err := db.Save(); err != nil {
+		fmt.Println("save:", err)
+		return 1
+	}
+	return 0
+}
+
+func TestLifecycleAcrossProcesses(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	if got := runChild(t, "lifecycle-1", dir); got != "" {
+		t.Fatalf("run 1: %q", got)
+	}
+	if got := runChild(t, "lifecycle-2", dir); got != "42 Ada Lovelace" {
+		t.Fatalf("run 2: %q", got)
+	}
+	// "old" was dropped: it starts from its default; "count" loads in its
+	// new form without migrating again; "person" migrates once more.
+	if got := runChild(t, "lifecycle-3", dir); got != "-1 42 Ada Lovelace 1990 2" {
+		t.Fatalf("run 3: %q", got)
+	}
+	// The snapshot before the drop still has "old".
+	db := openT(t, dir)
+	old := newStateT(t, db, "old", 0)
+	snaps, _ := db.Snapshots()
+	if err := db.ReloadFrom(snaps[0].ID); err != nil || old.Get() != 5 {
+		t.Fatalf("snapshot %d: old=%d, %v", snaps[0].ID, old.Get(), err)
+	}
+}
+
+func TestDrop(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir, WithRetain(10))
+	a := newStateT(t, db, "a", 1)
+	newStateT(t, db, "b", 2)
+	s1 := saveT(t, db)
+	if err := db.Drop("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Drop("a"); !errors.Is(err, ErrNoState) {
+		t.Fatalf("second drop: %v", err)
+	}
+	if err := db.Drop("never"); !errors.Is(err, ErrNoState) {
+		t.Fatalf("drop of an unknown name: %v", err)
+	}
+	// The next Save writes a snapshot without it, though nothing changed.
+	s2 := saveT(t, db)
+	if s2.ID != s1.ID+1 || s2.States != 1 || s2.Bytes != 0 {
+		t.Fatalf("save after a drop: %+v", s2)
+	}
+	// The dropped *State works in memory, is not saved, fails SetIn.
+	a.Set(10)
+	if s := saveT(t, db); s.ID != s2.ID {
+		t.Fatalf("a dropped state was saved: snapshot %d", s.ID)
+	}
+	err := db.Atomically(func(tx *Tx) error { a.SetIn(tx, 3); return nil })
+	if err == nil || !strings.Contains(err.Error(), "not registered") {
+		t.Fatalf("SetIn on a dropped state: %v", err)
+	}
+	// The name can be registered again, with its default.
+	if a2 := newStateT(t, db, "a", 7); a2.Get() != 7 {
+		t.Fatalf("registered again: %d", a2.Get())
+	}
+	saveT(t, db)
+	// A state only on disk (not registered in this run) can be dropped.
+	db.Close()
+	db = openT(t, dir, WithRetain(10))
+	if err := db.Drop("b"); err != nil {
+		t.Fatal(err)
+	}
+	if s := saveT(t, db); s.States != 1 {
+		t.Fatalf("%d states after dropping b", s.States)
+	}
+	// Older retained snapshots keep what they held.
+	b := newStateT(t, db, "b", 0)
+	if err := db.ReloadFrom(s1.ID); err != nil || b.Get() != 2 {
+		t.Fatalf("ReloadFrom(%d): b=%d, %v", s1.ID, b.Get(), err)
+	}
+}
+
+// A failed migration changes nothing: not the state, not the disk.
+func TestFailedMigrationChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	newStateT(t, db, "n", 7)
+	saveT(t, db)
+	db.Close()
+	before := dirFiles(t, dir)
+	db = openT(t, dir)
+	_, err := NewState(db, "n", "", MigrateFrom(0, func(int) (string, error) { return "", errors.New("no good") }))
+	if err == nil || !strings.Contains(err.Error(), "no good") || !strings.Contains(err.Error(), `"n"`) {
+		t.Fatalf("failed migration: %v", err)
+	}
+	if s, _ := db.Snapshots(); len(s) != 1 {
+		t.Fatalf("%d snapshots", len(s))
+	}
+	db.Close()
+	if after := dirFiles(t, dir); !bytes.Equal(after, before) {
+		t.Fatalf("the directory changed:\n%s\n%s", before, after)
+	}
+	// A stored schema newer than the program's, or one without a
+	// migration, is a clear error.
+	db = openT(t, dir)
+	db.Close()
+}
+
+// dirFiles lists the DB's files with their contents' sizes, but for the
+// manifest, which every open starts anew.
+func dirFiles(t *testing.T, dir string) []byte {
+	var out bytes.Buffer
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "MANIFEST-") || e.Name() == "CURRENT" {
+			continue
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		fmt.Fprintf(&out, "%s %d %x\n", e.Name(), len(data), data[:min(len(data), 64)])
+	}
+	return out.Bytes()
+}
+
+func TestSchemaErrors(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	newStateT(t, db, "n", 7, MigrateFrom(0, func(s string) (int, error) { return len(s), nil }))
+	saveT(t, db) // schema 1
+	db.Close()
+	db = openT(t, dir)
+	if _, err := NewState(db, "n", 0); !errors.Is(err, ErrTypeMismatch) || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("a schema newer than the program's: %v", err)
+	}
+	if _, err := NewState(db, "n", 0, MigrateFrom(1, func(s string) (int, error) { return 0, nil }), MigrateFrom(1, func(s string) (int, error) { return 0, nil })); err == nil {
+		t.Fatal("two migrations from one schema accepted")
+	}
+	if _, err := NewState(db, "n", 0, MigrateFrom(5, func(s string) (int, error) { return 0, nil })); !errors.Is(err, ErrTypeMismatch) || !strings.Contains(err.Error(), "no migration from it") {
+		t.Fatalf("no migration from the stored schema: %v", err)
+	}
+	if _, err := NewState(db, "n", 0, MigrateFrom(0, func(c chan int) (int, error) { return 0, nil })); !errors.Is(err, ErrUnsupportedType) {
+		t.Fatalf("a migration from an unstorable type: %v", err)
+	}
+	if s, err := NewState(db, "n", 0, MigrateFrom(0, func(s string) (int, error) { return 0, nil })); err != nil || s.Get() != 7 {
+		t.Fatalf("schema 1 loads as is: %v", err)
+	}
+}
+
+// Names: valid UTF-8 without control characters; messages quote them and
+// cut them at 64 bytes.
+func TestNames(t *testing.T) {
+	db := openT(t, t.TempDir())
+	for _, bad := range []string{"", "a\x00b", "line\nbreak", "\xff\xfe", "tab\there", strings.Repeat("n", MaxNameLen+1)} {
+		_, err := NewState(db, bad, 0)
+		if !errors.Is(err, ErrBadName) {
+			t.Fatalf("%q: %v", bad, err)
+		}
+		if len(err.Error()) > 300 {
+			t.Fatalf("the message echoes the whole name: %d bytes", len(err.Error()))
+		}
+	}
+	if _, err := NewMap[string, int](db, strings.Repeat("m", MaxMapNameLen+1)); !errors.Is(err, ErrBadName) {
+		t.Fatalf("long map name: %v", err)
+	}
+	for _, good := range []string{"ok", "ünïcödé", "with space", "日本", strings.Repeat("n", MaxNameLen)} {
+		newStateT(t, db, good, 0)
+	}
+	if q := quote(strings.Repeat("é", 100)); !strings.HasSuffix(q, "(200 bytes)") || len(q) > 90 {
+		t.Fatalf("quote: %s", q)
+	}
+}
+
+// Messages say what is true once: no repeated prefix, no repeated name.
+func TestMessages(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	newStateT(t, db, "p", "a string")
+	saveT(t, db)
+	db.Close()
+	db = openT(t, dir)
+	_, err := NewState(db, "p", 0)
+	if msg := err.Error(); strings.Count(msg, "instadump:") != 1 || strings.Count(msg, `"p"`) != 1 {
+		t.Fatalf("the message stutters: %s", msg)
+	}
+	// A Save with nothing changed returns the snapshot as it was.
+	s := newStateT(t, db, "q", 1)
+	s1 := saveT(t, db)
+	s2 := saveT(t, db)
+	if s1 != s2 || s1.Bytes == 0 {
+		t.Fatalf("nothing changed: %+v then %+v", s1, s2)
+	}
+	_ = s
+}
+
+// A map changed in place (forbidden) is noticed when a Save finds nothing
+// to write, and logged naming the state.
+func TestInPlaceChangeIsLogged(t *testing.T) {
+	var log bytes.Buffer
+	db := openT(t, t.TempDir(), WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	s := newStateT(t, db, "scores", map[string]int{"a": 1})
+	saveT(t, db)
+	s.Get()["b"] = 2 // in place: instadump cannot see it
+	saveT(t, db)
+	if !strings.Contains(log.String(), "changed in place") || !strings.Contains(log.String(), "scores") {
+		t.Fatalf("log: %s", log.String())
+	}
+}
+
+// A DefState declared after Setup over a stored value of another type is
+// logged, naming it; one at Setup fails Setup naming it and saying what
+// to do.
+func TestLateDefStateIsLogged(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	newStateT(t, db, "late-def", "a string")
+	saveT(t, db)
+	db.Close()
+	var log bytes.Buffer
+	if err := Setup(dir, WithLogger(slog.New(slog.NewTextHandler(&log, nil)))); err != nil {
+		t.Fatal(err)
+	}
+	defer Shutdown()
+	s := DefState("late-def", 0)
+	if s.Get() != 0 || !strings.Contains(log.String(), "late-def") || !strings.Contains(log.String(), "NOT saved") {
+		t.Fatalf("late DefState: %d, log %s", s.Get(), log.String())
+	}
+}
