@@ -40,6 +40,9 @@ func buildDB(t *testing.T, dir string) {
 		Avatar: []byte{0xde, 0xad, 0xbe, 0xef}, Balance: 12.5,
 	})
 	scores, _ := instadump.NewState(db, "scores", map[string]int{"ada": 3})
+	visits, _ := instadump.NewMap[string, int](db, "visits")
+	visits.Set("ada", 1)
+	visits.Set("bob", 2)
 	mustSave := func() {
 		if _, err := db.Save(); err != nil {
 			t.Fatal(err)
@@ -50,6 +53,9 @@ func buildDB(t *testing.T, dir string) {
 	mustSave()
 	greeting.Set("hello")
 	scores.Set(map[string]int{"ada": 4})
+	visits.Set("bob", 3)
+	visits.Delete("ada")
+	visits.Set("cy", 1)
 	_ = user
 	mustSave()
 }
@@ -81,6 +87,9 @@ func TestHumanOutput(t *testing.T) {
 		{"get-user", []string{"get", dir, "user"}},
 		{"get-counter-1", []string{"get", "--snapshot", "1", dir, "counter"}},
 		{"get-key", []string{"get", dir, "scores", "--key", "ada"}},
+		{"get-map", []string{"get", dir, "visits"}},
+		{"get-map-key", []string{"get", dir, "visits", "--key", "bob"}},
+		{"get-map-1", []string{"get", "--snapshot", "1", dir, "visits"}},
 		{"dump", []string{"dump", dir}},
 		{"diff", []string{"diff", dir, "1", "3"}},
 		{"segments", []string{"segments", dir}},
@@ -122,7 +131,7 @@ func TestJSONOutput(t *testing.T) {
 		Segments []uint64
 	}
 	decodeJSON(t, jsonOut("snapshots", dir), &snaps)
-	if len(snaps) != 3 || snaps[2].ID != 3 || snaps[2].States != 4 || snaps[0].Bytes == 0 || len(snaps[2].Segments) != 3 {
+	if len(snaps) != 3 || snaps[2].ID != 3 || snaps[2].States != 5 || snaps[0].Bytes == 0 || len(snaps[2].Segments) != 3 {
 		t.Fatalf("snapshots: %+v", snaps)
 	}
 	var states []struct {
@@ -132,7 +141,7 @@ func TestJSONOutput(t *testing.T) {
 		ChangedIn uint64 `json:"changed_in"`
 	}
 	decodeJSON(t, jsonOut("states", dir), &states)
-	if len(states) != 4 || states[0].Name != "counter" || states[0].Kind != "value" || states[0].ChangedIn != 2 || states[1].ChangedIn != 3 || len(states[0].Segments) != 1 {
+	if len(states) != 5 || states[0].Name != "counter" || states[0].Kind != "value" || states[0].ChangedIn != 2 || states[1].ChangedIn != 3 || len(states[0].Segments) != 1 {
 		t.Fatalf("states: %+v", states)
 	}
 	var user map[string]any
@@ -147,7 +156,7 @@ func TestJSONOutput(t *testing.T) {
 	}
 	var diffs []struct{ Name, Change string }
 	decodeJSON(t, jsonOut("diff", dir, "2", "3"), &diffs)
-	if fmt.Sprint(diffs) != "[{greeting changed} {scores changed}]" {
+	if fmt.Sprint(diffs) != "[{greeting changed} {scores changed} {visits changed}]" {
 		t.Fatalf("diff: %v", diffs)
 	}
 	var segs []struct {
@@ -166,6 +175,20 @@ func TestJSONOutput(t *testing.T) {
 	decodeJSON(t, jsonOut("manifest", dir), &man)
 	if len(man.Records) != 3 || man.Records[0].Kind != "full" || man.Records[1].Kind != "delta" {
 		t.Fatalf("manifest: %+v", man)
+	}
+	var visits struct {
+		Kind    string
+		Entries int64
+		Deltas  int
+	}
+	var all []json.RawMessage
+	decodeJSON(t, jsonOut("states", dir), &all)
+	decodeJSON(t, string(all[4]), &visits)
+	if visits.Kind != "map" || visits.Entries != 2 || visits.Deltas != 1 {
+		t.Fatalf("the map's state: %+v", visits)
+	}
+	if _, errOut, code := runCmd(t, "get", dir, "visits", "--key", "ada"); code != 1 || !strings.Contains(errOut, "no such key") {
+		t.Fatalf("a deleted key: exit %d, %s", code, errOut)
 	}
 	var ver struct {
 		OK       bool
