@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -615,4 +616,39 @@ func TestHoldOutlivesCollection(t *testing.T) {
 	if _, _, ok, _ := e.Hold(99, nil); ok {
 		t.Fatal("held a snapshot that is not retained")
 	}
+}
+
+// Replaying a long manifest costs what its records hold, not a copy of
+// every state for every record: 1000 states and 20k records.
+func TestLongManifestReplaysInLittleMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes 20k commits")
+	}
+	m := vfs.NewMem()
+	e := open(t, m, Options{ManifestLimit: 1 << 40, Level: segment.LevelNone, Retain: 2})
+	var kv []string
+	for i := range 1000 {
+		kv = append(kv, fmt.Sprintf("state-%04d", i), "x")
+	}
+	commit(t, e, kv...)
+	for i := range 20_000 {
+		commit(t, e, fmt.Sprintf("state-%04d", i%1000), fmt.Sprint(i))
+	}
+	e.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ro := open(t, m, Options{ReadOnly: true})
+	log, _ := ro.Manifest()
+	problems := ro.Verify(nil)
+	runtime.ReadMemStats(&after)
+	ro.Close()
+	if len(log.Records) < 20_000 || len(problems) > 0 {
+		t.Fatalf("%d records, problems %v", len(log.Records), problems)
+	}
+	got := after.TotalAlloc - before.TotalAlloc
+	if got > 256<<20 {
+		t.Fatalf("a read-only open and verify of %d records allocated %d MB", len(log.Records), got>>20)
+	}
+	t.Logf("a read-only open and verify of %d records of 1000 states allocated %.1f MB", len(log.Records), float64(got)/(1<<20))
 }
