@@ -7,6 +7,8 @@
 //	db, err := instadump.Open("db")
 //	counter, err := instadump.NewState(db, "counter", 150)
 //	counter.Set(counter.Get() + 1)
+//	users, err := instadump.NewMap[int, User](db, "users") // saves only the keys changed
+//	users.Set(42, User{Name: "Ada"})
 //	snap, err := db.Save() // durable when it returns nil
 //
 // Or in the style of the Clojure library it descends from, with states
@@ -21,27 +23,33 @@
 //		instadump.SaveAll()
 //	}
 //
-// Values are stored as msgpack (github.com/vmihailenco/msgpack/v5): any
-// type it encodes works, structs by field name, so fields can be added or
-// removed between runs. A value must not be changed in place after Set:
-// build a new one.
+// Values are stored as msgpack (as github.com/vmihailenco/msgpack/v5
+// writes it): structs by field name, so fields can be added or removed
+// between runs; a renamed field keeps its data with the tag
+// msgpack:"New,alias:Old"; a changed type gets a migration (MigrateFrom).
+// A value must not be changed in place after Set: build a new one. A
+// State suits values that change whole; a Map, a big map changed a key at
+// a time (its saves and loads cost what changed). Drop retires a state.
 //
 // # Guarantees
 //
 // A snapshot is a consistent cut: every Set, Update and Atomically is
 // wholly in it or wholly out of it. Save returns nil only once the
 // snapshot is durable; a crash at any later moment recovers it or a newer
-// one, never a mix of two. A failing Save (full disk, I/O error) leaves the
-// last snapshot loadable. Damage on disk is found by checksums and
-// reported as ErrCorrupt naming file and offset; wrong data is never
-// handed to the program.
+// one, never a mix of two. A failing Save (full disk, I/O error, a value
+// that cannot be encoded) leaves the last snapshot loadable. Damage on
+// disk is found by checksums and reported as ErrCorrupt naming file and
+// offset; wrong data is never handed to the program: a stored value that
+// does not fit its Go type (an integer too big for it, say) is
+// ErrTypeMismatch, not a value cut to fit.
 //
 // # On disk
 //
-// A directory holds segments (package segment: one per save, the states
+// A directory holds segments (package segment: one per save, the values
 // it changed, zstd-compressed and checksummed), a manifest (package
 // manifest: a log of commit records saying where every state's value
 // lives) and CURRENT, naming the live manifest. Package engine holds the
-// commit protocol and recovery. The instadump-inspect command looks
-// inside a directory.
+// commit protocol and recovery; this package captures and encodes values
+// and hands them to it. The instadump-inspect command looks inside a
+// directory.
 package instadump
