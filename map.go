@@ -194,7 +194,9 @@ func (m *Map[K, V]) write(k K, v V, del bool) {
 		m.changed++
 	}
 	sh.mu.Unlock()
-	m.db.Load().markDirty(m)
+	if m.changed == 1 && !m.needBase { // it was clean: a Save now has it to write
+		m.db.Load().markDirty(m)
+	}
 }
 
 // settle copies what the cuts waiting on shard i need of it, before a

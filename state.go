@@ -94,7 +94,9 @@ func (s *State[T]) store(v *T) {
 	s.cur.Store(v)
 	s.version++
 	s.shape = shapeOf(v)
-	s.db.Load().markDirty(s)
+	if s.version == s.saved+1 { // it was clean: a Save now has it to write
+		s.db.Load().markDirty(s)
+	}
 }
 
 // Set replaces the value. It never waits for a Save: a Save that has

@@ -24,8 +24,9 @@ var (
 	flagBStates  = flag.Int("b-states", 1000, "workload B: states")
 	flagBSize    = flag.Int("b-size", 100<<10, "workload B: bytes per state")
 	flagCMB      = flag.Int("c-mb", 64, "workload C: MiB")
+	flagDEntries = flag.Int("d-entries", 1_000_000, "workload D: map entries")
 	flagSaves    = flag.Int("disk-saves", 50, "saves of B changing 10% before measuring disk use")
-	flagOnly     = flag.String("only", "ABC", "workloads to run")
+	flagOnly     = flag.String("only", "ABCD", "workloads to run")
 	flagMD       = flag.String("md", "", "also write the results as Markdown to this file")
 	flagDir      = flag.String("dir", "", "directory for the stores (default: a temp dir)")
 )
@@ -44,6 +45,15 @@ func main() {
 	var reports []*report
 	for _, name := range *flagOnly {
 		var w *workload
+		if name == 'D' {
+			fmt.Fprintf(os.Stderr, "workload D: a Map of %d entries\n", *flagDEntries)
+			rep, err := runD(*flagDEntries, filepath.Join(dir, "D"))
+			if err != nil {
+				fail(fmt.Errorf("workload D: %w", err))
+			}
+			reports = append(reports, rep)
+			continue
+		}
 		switch name {
 		case 'A':
 			w = workloadA(*flagAEntries)

@@ -38,11 +38,15 @@ func cell(v []float64, unit string) string {
 func render(reports []*report) string {
 	var b strings.Builder
 	for _, r := range reports {
+		cols := columns
+		if r.columns != nil {
+			cols = append(slices.Clone(r.columns), "limit")
+		}
 		fmt.Fprintf(&b, "## Workload %s: %s\n\n", r.w.name, r.w.about)
-		fmt.Fprintf(&b, "| | %s |\n|---|%s\n", strings.Join(columns, " | "), strings.Repeat("---|", len(columns)))
+		fmt.Fprintf(&b, "| | %s |\n|---|%s\n", strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
 		for _, m := range r.metrics {
 			row := []string{m.name}
-			for _, c := range columns {
+			for _, c := range cols {
 				row = append(row, cell(m.by[c], m.unit))
 			}
 			fmt.Fprintf(&b, "| %s |\n", strings.Join(row, " | "))
@@ -98,6 +102,24 @@ func targets(reports []*report) string {
 		row("B longest Set wait / encoding one state", bw.median("Set on a state the save is not writing: max", id)/1e6, perState, 1)
 		name := fmt.Sprintf("disk after %d saves changing 10%% (limit: msgpack of the live states)", *flagSaves)
 		row("B disk after the saves / live data", bw.median(name, id), bw.median(name, "limit"), 3)
+	}
+	if d := get("D"); d != nil {
+		const st = "instadump State"
+		full := d.median("full save", id)
+		one := d.median("save changing 1% of keys", id)
+		row("D save changing 1% / the Map's full save", one, full, 0.03)
+		row("D save changing 1% / the same change as one State", one, d.median("save changing 1% of keys", st), 0.05)
+		row("D save changing 1% / bbolt's per-key writes", one, d.median("save changing 1% of keys", "bbolt"), 0.5)
+		row("D save changing 1% / Pebble's per-key writes", one, d.median("save changing 1% of keys", "pebble"), 0.5)
+		row("D full save / naive", full, d.median("full save", "naive gob"), 0.5)
+		row("D open + load / naive", d.median("open + load", id), d.median("open + load", "naive gob"), 0.6)
+		for _, when := range []string{"during a full save", "during a save changing 1%"} {
+			row("D Map.Set "+when+", p99 / 5 µs", d.median("Map.Set "+when+": p99", id), 5, 1)
+			row("D Map.Set "+when+", max / 1 ms", d.median("Map.Set "+when+": max", id), 1000, 1)
+		}
+		row("D resident size of the loaded Map / a plain Go map", d.median("resident size loaded", id), d.median("resident size loaded", "limit"), 1.3)
+		row("D peak heap growth, save changing 1% / its encoded size", d.median("peak heap growth during a save changing 1%", id),
+			d.median("peak heap growth during a save changing 1%", "limit"), 2)
 	}
 	b.WriteString("\n")
 	return b.String()

@@ -30,6 +30,7 @@ type metric struct {
 
 type report struct {
 	w       *workload
+	columns []string // the systems, in order; the usual ones when nil
 	metrics []*metric
 	index   map[string]*metric
 }
