@@ -40,7 +40,7 @@ type member interface {
 	lockW() *locks
 	// With the DB's cut lock held:
 	dirty() bool
-	capture(cur engine.Ref, has bool) *capture
+	capture(eng *engine.Engine) *capture
 	settle(c *capture, committed bool)
 	changedInPlace() bool
 	install(v any, clean bool, schema uint64)

@@ -39,10 +39,11 @@ func (m *Map[K, V]) changedInPlace() bool { return false }
 // capture cuts what a Save writes for the map: its changed keys, or the
 // whole map when it has no base on disk yet or its chain is too long.
 // Call with the cut lock held.
-func (m *Map[K, V]) capture(cur engine.Ref, has bool) *capture {
+func (m *Map[K, V]) capture(eng *engine.Engine) *capture {
 	if !m.dirty() {
 		return nil
 	}
+	cur, has := eng.Lookup(0, m.name)
 	full := m.needBase || !has || cur.Kind != engine.MapState || chainTooLong(cur)
 	f := m.cut(full, true)
 	m.changed, m.needBase, m.pending = 0, false, f

@@ -45,8 +45,7 @@ func (db *DB) save() (Snapshot, error) {
 	slices.SortFunc(dirty, func(a, b member) int { return strings.Compare(a.memberName(), b.memberName()) })
 	written := make(map[string]bool, len(dirty))
 	for _, m := range dirty {
-		ref, has := db.eng.Lookup(0, m.memberName())
-		if c := m.capture(ref, has); c != nil {
+		if c := m.capture(db.eng); c != nil {
 			c.m = m
 			caps = append(caps, c)
 			written[m.memberName()] = true

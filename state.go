@@ -147,7 +147,7 @@ func (s *State[T]) dirty() bool { return s.version != s.saved }
 
 // capture returns what a Save writes for the state, or nil if it is
 // clean. Call with the cut lock held.
-func (s *State[T]) capture(engine.Ref, bool) *capture {
+func (s *State[T]) capture(*engine.Engine) *capture {
 	if !s.dirty() {
 		return nil
 	}

@@ -112,8 +112,8 @@ func (e *Engine) Read(l Loc) ([]byte, error) {
 // Hold returns where the states names live in retained snapshot id (0:
 // the current one), with a Ref of Kind 0 for a state the snapshot lacks,
 // and holds their segments open: Read of their values works, whatever
-// commits do meanwhile, until release is called. It fails with
-// ErrNoSnapshot-like false when the snapshot is not retained.
+// commits do meanwhile, until release is called. ok is false, and nothing
+// held, when the snapshot is not retained.
 func (e *Engine) Hold(id uint64, names []string) (refs []Ref, release func(), ok bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
