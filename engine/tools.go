@@ -70,8 +70,14 @@ func (e *Engine) Verify(progress func(done, total int64)) []error {
 	n := len(e.snaps)
 	e.mu.Unlock()
 	var problems []error
+	seen := map[string]bool{} // a damaged segment older snapshots share is one problem
 	for i := range n {
-		problems = append(problems, e.check(i, false)...)
+		for _, p := range e.check(i, false) {
+			if !seen[p.Error()] {
+				seen[p.Error()] = true
+				problems = append(problems, p)
+			}
+		}
 	}
 	var ids []uint64
 	var total, done int64
@@ -91,7 +97,9 @@ func (e *Engine) Verify(progress func(done, total int64)) []error {
 		}
 		for _, en := range r.Entries() {
 			if err := r.Check(en); err != nil {
-				problems = append(problems, err)
+				if !seen[err.Error()] {
+					problems = append(problems, err)
+				}
 				break // one problem a segment: say where first
 			}
 			done += en.StoredLen
