@@ -15,11 +15,10 @@ type OpKind uint32
 // The kinds of operation ErrorFS sees.
 const (
 	OpCreate OpKind = 1 << iota
-	OpOpen          // Open and OpenRW
+	OpOpen
 	OpRead
-	OpWrite // Write and WriteAt
+	OpWrite
 	OpSync
-	OpTruncate
 	OpRename
 	OpRemove
 	OpList
@@ -29,12 +28,12 @@ const (
 	OpClose
 
 	// OpMutating is every operation that changes what is on disk.
-	OpMutating = OpCreate | OpWrite | OpSync | OpTruncate | OpRename | OpRemove | OpMkdir | OpSyncDir
+	OpMutating = OpCreate | OpWrite | OpSync | OpRename | OpRemove | OpMkdir | OpSyncDir
 	// OpAll is every operation.
 	OpAll = OpClose<<1 - 1
 )
 
-var opNames = []string{"create", "open", "read", "write", "sync", "truncate", "rename", "remove", "list", "mkdir", "syncdir", "lock", "close"}
+var opNames = []string{"create", "open", "read", "write", "sync", "rename", "remove", "list", "mkdir", "syncdir", "lock", "close"}
 
 func (k OpKind) String() string {
 	s := ""
@@ -164,8 +163,6 @@ func (e *ErrorFS) open(name string, open func(string) (File, error)) (File, erro
 // Open implements FS.
 func (e *ErrorFS) Open(name string) (File, error) { return e.open(name, e.fs.Open) }
 
-// OpenRW implements FS.
-func (e *ErrorFS) OpenRW(name string) (File, error) { return e.open(name, e.fs.OpenRW) }
 
 // Rename implements FS.
 func (e *ErrorFS) Rename(oldname, newname string) error {
@@ -243,10 +240,6 @@ func (f *errFile) write(p []byte, do func([]byte) (int, error)) (int, error) {
 	return do(p)
 }
 
-func (f *errFile) WriteAt(p []byte, off int64) (int, error) {
-	return f.write(p, func(b []byte) (int, error) { return f.f.WriteAt(b, off) })
-}
-
 func (f *errFile) Write(p []byte) (int, error) { return f.write(p, f.f.Write) }
 
 // syncFailer is a File that can model what a failed fsync does to its
@@ -268,13 +261,6 @@ func (f *errFile) syncFailed() {
 	if sf, ok := f.f.(syncFailer); ok {
 		sf.syncFailed()
 	}
-}
-
-func (f *errFile) Truncate(size int64) error {
-	if err := f.e.maybe(OpTruncate, f.name); err != nil {
-		return err
-	}
-	return f.f.Truncate(size)
 }
 
 func (f *errFile) Size() (int64, error) { return f.f.Size() }

@@ -208,7 +208,7 @@ func (m *MemFS) Create(name string) (File, error) {
 	return &memFile{m: m, ino: ino, name: name, rw: true}, nil
 }
 
-func (m *MemFS) open(name string, rw bool) (File, error) {
+func (m *MemFS) open(name string) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ino := m.lookup(clean(name))
@@ -218,14 +218,11 @@ func (m *MemFS) open(name string, rw bool) (File, error) {
 	case ino.dir:
 		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
 	}
-	return &memFile{m: m, ino: ino, name: name, rw: rw, end: int64(len(ino.data))}, nil
+	return &memFile{m: m, ino: ino, name: name, end: int64(len(ino.data))}, nil
 }
 
 // Open implements FS.
-func (m *MemFS) Open(name string) (File, error) { return m.open(name, false) }
-
-// OpenRW implements FS.
-func (m *MemFS) OpenRW(name string) (File, error) { return m.open(name, true) }
+func (m *MemFS) Open(name string) (File, error) { return m.open(name) }
 
 // Rename implements FS. Directories can be renamed too, but not over an
 // existing name, nor into themselves.
@@ -458,25 +455,18 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+// Write appends p at the end of the file as this handle knows it.
+func (f *memFile) Write(p []byte) (int, error) {
 	f.m.mu.Lock()
 	defer f.m.mu.Unlock()
 	if err := f.check("write", true); err != nil {
 		return 0, err
 	}
-	if off < 0 {
-		return 0, &fs.PathError{Op: "write", Path: f.name, Err: fs.ErrInvalid}
-	}
 	f.m.seq++
-	f.ino.data = writeAt(f.ino.data, p, off)
-	f.ino.pending = append(f.ino.pending, memOp{seq: f.m.seq, off: off, data: append([]byte(nil), p...)})
+	f.ino.data = writeAt(f.ino.data, p, f.end)
+	f.ino.pending = append(f.ino.pending, memOp{seq: f.m.seq, off: f.end, data: append([]byte(nil), p...)})
+	f.end += int64(len(p))
 	return len(p), nil
-}
-
-func (f *memFile) Write(p []byte) (int, error) {
-	n, err := f.WriteAt(p, f.end)
-	f.end += int64(n)
-	return n, err
 }
 
 // Sync makes the writes since the last Sync durable. Not a copy of what
@@ -503,20 +493,6 @@ func (f *memFile) syncFailed() {
 	}
 	f.ino.synced = f.m.settle(f.ino, f.m.failed, f.m.failRng)
 	f.ino.pending = nil
-}
-
-func (f *memFile) Truncate(size int64) error {
-	f.m.mu.Lock()
-	defer f.m.mu.Unlock()
-	if err := f.check("truncate", true); err != nil {
-		return err
-	}
-	if size < 0 {
-		return &fs.PathError{Op: "truncate", Path: f.name, Err: fs.ErrInvalid}
-	}
-	f.m.truncate(f.ino, size)
-	f.end = size
-	return nil
 }
 
 func (f *memFile) Size() (int64, error) {

@@ -287,9 +287,7 @@ func TestFailedSyncDrawsBlocks(t *testing.T) {
 
 func TestCrashTearsAnyWrite(t *testing.T) {
 	m := NewMem()
-	write(t, m, "log", nil, true)
-	m.SyncDir(".")
-	f, _ := m.OpenRW("log")
+	f := synced(t, m, "log", nil)
 	first, second := "first-record;", "second-record;"
 	f.Write([]byte(first))
 	f.Write([]byte(second))

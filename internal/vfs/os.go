@@ -27,14 +27,6 @@ func (f *osFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (f *osFile) Truncate(size int64) error {
-	if err := f.File.Truncate(size); err != nil {
-		return err
-	}
-	f.end = size
-	return nil
-}
-
 // Sync uses fdatasync: it makes the data and the size durable, which is
 // all instadump needs (it never relies on timestamps or permissions).
 func (f *osFile) Sync() error {
@@ -103,19 +95,6 @@ func (osFS) Open(name string) (File, error) {
 		return nil, err
 	}
 	return &osFile{File: f}, nil
-}
-
-func (osFS) OpenRW(name string) (File, error) {
-	f, err := openRegular(name, unix.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	of := &osFile{File: f}
-	if of.end, err = of.Size(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return of, nil
 }
 
 func (osFS) Rename(oldname, newname string) error { return os.Rename(oldname, newname) }

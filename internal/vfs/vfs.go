@@ -31,18 +31,14 @@ import (
 
 // File is an open file.
 //
-// Write appends at the end of the file (as known to this handle: the size
-// when it was opened, moved by Write and Truncate). A File is not safe for
+// Write appends at the end of the file. A File is not safe for
 // concurrent use by several goroutines, except ReadAt.
 type File interface {
 	io.ReaderAt
-	io.WriterAt
 	io.Writer
 	// Sync makes the file's data and size durable. After a failed Sync
 	// the file's contents are unknown: never retry it and trust it.
 	Sync() error
-	// Truncate changes the size of the file; it is durable after Sync.
-	Truncate(size int64) error
 	// Size returns the current size of the file.
 	Size() (int64, error)
 	Close() error
@@ -55,9 +51,6 @@ type FS interface {
 	Create(name string) (File, error)
 	// Open opens name for reading only.
 	Open(name string) (File, error)
-	// OpenRW opens an existing file for reading and writing; Write
-	// appends at its end.
-	OpenRW(name string) (File, error)
 	// Rename atomically replaces newname with oldname. Durable after
 	// SyncDir of both directories.
 	Rename(oldname, newname string) error

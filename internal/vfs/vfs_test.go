@@ -26,9 +26,6 @@ func testFS(t *testing.T, fsys FS, root string) {
 	if _, err := f.Write([]byte("world")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte("W"), 6); err != nil {
-		t.Fatal(err)
-	}
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -38,18 +35,11 @@ func testFS(t *testing.T, fsys FS, root string) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	f, err = fsys.OpenRW(name)
-	if err != nil {
+	// Create truncates a file that exists.
+	if f, err = fsys.Create(name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Write([]byte("!")); err != nil { // appends
-		t.Fatal(err)
-	}
-	if err := f.Truncate(5); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write([]byte("?")); err != nil { // at the new end
+	if _, err := f.Write([]byte("hello?")); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -91,7 +81,7 @@ func testFS(t *testing.T, fsys FS, root string) {
 	if err := fsys.Remove(filepath.Join(dir, "b")); !IsNotExist(err) {
 		t.Fatalf("second remove: %v", err)
 	}
-	if _, err := fsys.OpenRW(filepath.Join(dir, "missing")); !IsNotExist(err) {
+	if _, err := fsys.Open(filepath.Join(dir, "missing")); !IsNotExist(err) {
 		t.Fatalf("open missing: %v", err)
 	}
 
@@ -137,6 +127,26 @@ func write(t *testing.T, fsys FS, name string, data []byte, sync bool) {
 		}
 	}
 	f.Close()
+}
+
+// synced creates name holding data, durably (its name too), and returns
+// it open: what is written to it next is not synced.
+func synced(t *testing.T, m *MemFS, name string, data []byte) File {
+	t.Helper()
+	f, err := m.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SyncDir(filepath.Dir(name)); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 func read(t *testing.T, fsys FS, name string) ([]byte, bool) {
@@ -222,9 +232,7 @@ func TestCrashRenameAndRemoveNeedDirSync(t *testing.T) {
 func TestCrashUnsyncedBlocks(t *testing.T) {
 	m := NewMem()
 	data := bytes.Repeat([]byte{0xAB}, 64*BlockSize)
-	write(t, m, "f", nil, true)
-	m.SyncDir(".")
-	f, _ := m.OpenRW("f")
+	f := synced(t, m, "f", nil)
 	f.Write(data)
 
 	all, _ := read(t, m.CrashClone(CrashOptions{KeepUnsynced: 1}), "f")
@@ -259,9 +267,7 @@ func TestCrashUnsyncedBlocks(t *testing.T) {
 
 func TestCrashTornAndZeroedLastWrite(t *testing.T) {
 	m := NewMem()
-	write(t, m, "log", []byte("record1;"), true)
-	m.SyncDir(".")
-	f, _ := m.OpenRW("log")
+	f := synced(t, m, "log", []byte("record1;"))
 	f.Write([]byte("record2;"))
 	for cut := 0; cut <= 8; cut++ {
 		b, _ := read(t, m.CrashClone(CrashOptions{KeepUnsynced: 1, Torn: true, TornLast: cut}), "log")
@@ -282,10 +288,9 @@ func TestCrashTornAndZeroedLastWrite(t *testing.T) {
 
 func TestCrashUnsyncedTruncate(t *testing.T) {
 	m := NewMem()
-	write(t, m, "f", []byte("0123456789"), true)
-	m.SyncDir(".")
-	f, _ := m.OpenRW("f")
-	f.Truncate(4)
+	synced(t, m, "f", []byte("0123456789")).Close()
+	f, _ := m.Create("f") // truncates it
+	f.Write([]byte("0123"))
 	if b, _ := read(t, m.CrashClone(CrashOptions{}), "f"); string(b) != "0123456789" {
 		t.Fatalf("unsynced truncate survived: %q", b)
 	}
