@@ -163,7 +163,6 @@ func (e *ErrorFS) open(name string, open func(string) (File, error)) (File, erro
 // Open implements FS.
 func (e *ErrorFS) Open(name string) (File, error) { return e.open(name, e.fs.Open) }
 
-
 // Rename implements FS.
 func (e *ErrorFS) Rename(oldname, newname string) error {
 	if err := e.maybe(OpRename, newname); err != nil {
