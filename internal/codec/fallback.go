@@ -1,0 +1,124 @@
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrFallback: msgpack/v5, or a method of the value it called
+// (MarshalMsgpack, DecodeMsgpack, UnmarshalText, ...), failed or panicked
+// on a part of the value the codec handed to it. Err holds the cause.
+var ErrFallback = errors.New("msgpack/v5 or a method of the value failed")
+
+// probeFallbacks counts types handed to msgpack/v5 by the zero-value
+// probe (tests check that plain types never are).
+var probeFallbacks atomic.Int64
+
+// appendWriter lets a msgpack/v5 Encoder append to an encoder's buffer.
+type appendWriter struct{ e *encoder }
+
+func (w *appendWriter) Write(b []byte) (int, error) {
+	w.e.buf = append(w.e.buf, b...)
+	return len(b), nil
+}
+
+func (w *appendWriter) WriteByte(c byte) error {
+	w.e.buf = append(w.e.buf, c)
+	return nil
+}
+
+// panicError turns a recovered panic into an error.
+func panicError(r any) error {
+	if err, ok := r.(error); ok {
+		return fmt.Errorf("panic: %w", err)
+	}
+	return fmt.Errorf("panic: %v", r)
+}
+
+// fallbackEnc encodes a value of t with msgpack/v5 (default flags), as
+// an addressable value, so methods on *t are reached wherever the value
+// is (msgpack/v5 itself fails on a map value whose methods need its
+// address).
+func fallbackEnc(t reflect.Type) encFunc {
+	wanted := t.String()
+	return func(e *encoder, p unsafe.Pointer) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = &Error{Kind: ErrFallback, Offset: -1, Wanted: wanted, Err: panicError(r)}
+			}
+		}()
+		enc := msgpack.GetEncoder()
+		enc.Reset(&appendWriter{e})
+		err = enc.EncodeValue(reflect.NewAt(t, p).Elem())
+		enc.Reset(nil)
+		msgpack.PutEncoder(enc)
+		if err != nil {
+			return &Error{Kind: ErrFallback, Offset: -1, Wanted: wanted, Err: err}
+		}
+		return nil
+	}
+}
+
+// fallbackDec hands the next value (found by Skip) to msgpack/v5 to
+// decode into the value of type t at p.
+func fallbackDec(t reflect.Type) decFunc {
+	wanted := t.String()
+	return func(d *decoder, p unsafe.Pointer) error {
+		start := d.pos
+		if err := d.skip(); err != nil {
+			return err
+		}
+		if err := v5Decode(d.data[start:d.pos], reflect.NewAt(t, p).Elem()); err != nil {
+			return &Error{Kind: ErrFallback, Offset: start, Stored: describe(d.data, start), Wanted: wanted, Err: err}
+		}
+		return nil
+	}
+}
+
+// v5Decode decodes raw into v with msgpack/v5, turning panics into
+// errors.
+func v5Decode(raw []byte, v reflect.Value) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(r)
+		}
+	}()
+	dec := msgpack.GetDecoder()
+	dec.Reset(bytes.NewReader(raw))
+	err = dec.DecodeValue(v)
+	dec.Reset(nil)
+	msgpack.PutDecoder(dec)
+	return err
+}
+
+// v5Encode encodes v with msgpack/v5, turning panics into errors.
+func v5Encode(v reflect.Value) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(r)
+		}
+	}()
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	enc.Reset(&buf)
+	err = enc.EncodeValue(v)
+	enc.Reset(nil)
+	msgpack.PutEncoder(enc)
+	return buf.Bytes(), err
+}
+
+// v5DecodeAny decodes an ext value other than a time into an interface
+// with msgpack/v5, which knows the ext types registered with it.
+func v5DecodeAny(raw []byte, start int) (any, error) {
+	var v any
+	if err := v5Decode(raw, reflect.ValueOf(&v).Elem()); err != nil {
+		return nil, &Error{Kind: ErrFallback, Offset: start, Stored: describe(raw, 0), Wanted: "interface {}", Err: err}
+	}
+	return v, nil
+}
