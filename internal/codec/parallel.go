@@ -25,7 +25,10 @@ const parMinElems = 1 << 15
 // parBatch is the number of elements in one batch.
 const parBatch = 4096
 
-func parallelOK() bool { return runtime.GOMAXPROCS(0) > 1 }
+// parallelOff turns the parallel paths off (benchmarks compare).
+var parallelOff atomic.Bool
+
+func parallelOK() bool { return runtime.GOMAXPROCS(0) > 1 && !parallelOff.Load() }
 
 func workers() int { return runtime.GOMAXPROCS(0) }
 
