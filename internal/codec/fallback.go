@@ -114,11 +114,12 @@ func v5Encode(v reflect.Value) (b []byte, err error) {
 }
 
 // v5DecodeAny decodes an ext value other than a time into an interface
-// with msgpack/v5, which knows the ext types registered with it.
+// with msgpack/v5, which knows the ext types registered with it; one it
+// cannot decode (an unknown ext type) is a mismatch.
 func v5DecodeAny(raw []byte, start int) (any, error) {
 	var v any
 	if err := v5Decode(raw, reflect.ValueOf(&v).Elem()); err != nil {
-		return nil, &Error{Kind: ErrFallback, Offset: start, Stored: describe(raw, 0), Wanted: "interface {}", Err: err}
+		return nil, &Error{Kind: ErrMismatch, Offset: start, Stored: describe(raw, 0), Wanted: "interface {}", Err: err}
 	}
 	return v, nil
 }

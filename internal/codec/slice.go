@@ -3,6 +3,7 @@ package codec
 import (
 	"reflect"
 	"strconv"
+	"time"
 	"unsafe"
 )
 
@@ -23,6 +24,7 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 	// slice as it is on nil.
 	keepOnNil := t.Elem() == stringType
 	emptyData := reflect.MakeSlice(t, 0, 0).UnsafePointer()
+	alloc := allocator(t.Elem())
 	enc := func(e *encoder, p unsafe.Pointer) error {
 		h := *(*sliceHeader)(p)
 		if h.data == nil {
@@ -90,7 +92,7 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 			if size > 0 && uintptr(n)*size > maxPrealloc(d.remaining()) {
 				k = max(min(n, int(maxPrealloc(d.remaining())/size)), h.len, 1)
 			}
-			growSlice(t, p, k)
+			growSlice(t, alloc, p, k)
 			h.len = h.cap
 		}
 		if h.cap == n && d.par && n >= parMinElems && parallelOK() {
@@ -102,7 +104,7 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 		}
 		for i := 0; i < n; i++ {
 			if i == h.cap {
-				growSlice(t, p, min(n, 2*h.cap))
+				growSlice(t, alloc, p, min(n, 2*h.cap))
 				h.len = h.cap
 			}
 			if err := elemDec(d, unsafe.Add(h.data, uintptr(i)*size)); err != nil {
@@ -119,11 +121,50 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 
 // growSlice gives the slice at p a new backing array of capacity k
 // holding a copy of its elements.
-func growSlice(t reflect.Type, p unsafe.Pointer, k int) {
+func growSlice(t reflect.Type, alloc func(int) unsafe.Pointer, p unsafe.Pointer, k int) {
+	h := (*sliceHeader)(p)
+	if h.len == 0 {
+		*h = sliceHeader{data: alloc(k), len: 0, cap: k}
+		return
+	}
 	old := reflect.NewAt(t, p).Elem()
 	nv := reflect.MakeSlice(t, k, k)
 	reflect.Copy(nv, old)
-	*(*sliceHeader)(p) = sliceHeader{data: nv.UnsafePointer(), len: old.Len(), cap: k}
+	*h = sliceHeader{data: nv.UnsafePointer(), len: old.Len(), cap: k}
+}
+
+// allocOf allocates arrays of E.
+func allocOf[E any](n int) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(make([]E, n))) }
+
+// allocator returns a function allocating zeroed arrays of n elements of
+// t: typed code for the basic types (a named type has the memory layout
+// of its underlying type), reflect for the others.
+func allocator(t reflect.Type) func(int) unsafe.Pointer {
+	switch t.Kind() {
+	case reflect.String:
+		return allocOf[string]
+	case reflect.Bool, reflect.Int8, reflect.Uint8:
+		return allocOf[uint8]
+	case reflect.Int16, reflect.Uint16:
+		return allocOf[uint16]
+	case reflect.Int32, reflect.Uint32, reflect.Float32:
+		return allocOf[uint32]
+	case reflect.Int, reflect.Int64, reflect.Uint, reflect.Uint64, reflect.Float64:
+		return allocOf[uint64]
+	case reflect.Interface:
+		if t.NumMethod() == 0 {
+			return allocOf[any]
+		}
+	case reflect.Pointer:
+		return allocOf[unsafe.Pointer]
+	case reflect.Slice:
+		return allocOf[sliceHeader]
+	}
+	if t == timeType {
+		return allocOf[time.Time]
+	}
+	st := reflect.SliceOf(t)
+	return func(n int) unsafe.Pointer { return reflect.MakeSlice(st, n, n).UnsafePointer() }
 }
 
 func (b *builder) array(c *codec) (encFunc, decFunc) {
