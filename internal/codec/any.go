@@ -130,9 +130,22 @@ func (e *encoder) encodeDynamic(x any) error {
 // float32/64, string, []byte (bin; empty but not nil for length 0),
 // []interface{}, map[string]interface{} (keys must be str, bin or nil),
 // time.Time (ext -1, in time.Local); other ext types go to msgpack/v5,
-// which knows the registered ones. The interface is replaced whatever it
-// held.
+// which knows the registered ones. As in msgpack/v5, an interface that
+// holds a non-nil pointer is decoded through: the pointed-to value gets
+// the input (unless it is nil). An interface holding anything else is
+// replaced (msgpack/v5 fails or panics there).
 func decAny(d *decoder, p unsafe.Pointer) error {
+	if cur := *(*any)(p); cur != nil && d.pos < len(d.data) && d.data[d.pos] != 0xc0 {
+		if rv := reflect.ValueOf(cur); rv.Kind() == reflect.Pointer && !rv.IsNil() {
+			c := codecOf(rv.Type().Elem())
+			if err := d.enter(); err != nil {
+				return err
+			}
+			err := c.dec(d, rv.UnsafePointer())
+			d.depth--
+			return err
+		}
+	}
 	v, err := d.readAny()
 	if err != nil {
 		return err

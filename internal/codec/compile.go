@@ -277,14 +277,15 @@ func (b *builder) kind(c *codec) (enc encFunc, dec decFunc, bad error) {
 }
 
 // probe hands t to msgpack/v5 when msgpack/v5 encodes its zero value
-// differently from the compiled encoder, or cannot decode the compiled
-// encoding of it. This is how types registered with msgpack.Register,
+// differently from the compiled encoder, or decodes those bytes into
+// something else than the compiled decoder does. This is how types registered with msgpack.Register,
 // RegisterExtEncoder or RegisterExtDecoder are found: registration
 // leaves no trace a method set shows, but changes what msgpack/v5 writes
 // or accepts for every value, the zero value included. (RegisterExt
 // types implement msgpack.Marshaler and are found by customEnc first.)
 // A registration whose encoder writes the default bytes for the zero
-// value cannot be seen, and is compiled. Only named types and structs
+// value cannot be seen, and is compiled; so is a decoder registered
+// alone, with which msgpack/v5 cannot read its own encoding of the type. Only named types and structs
 // are probed: the others cannot carry a registration in practice.
 func (b *builder) probe(c *codec) {
 	t := c.typ
@@ -308,13 +309,32 @@ func (b *builder) probe(c *codec) {
 		}
 	}
 	if !c.decFallback {
-		got := reflect.New(t)
-		if err := v5Decode(want, got.Elem()); err != nil || !reflect.DeepEqual(got.Elem().Interface(), zero.Elem().Interface()) {
+		// Decoding the zero value's bytes must give what msgpack/v5
+		// gives (not the zero value: embedded pointers get allocated).
+		v5got, ours := reflect.New(t), reflect.New(t)
+		v5err := v5Decode(want, v5got.Elem())
+		d := &decoder{data: want}
+		err := safeDec(c.dec, d, ours.UnsafePointer())
+		// msgpack/v5 failing is no sign: it refuses some of the
+		// exact conversions the codec makes (a repeated name can send
+		// a float32 0 to an integer field).
+		if v5err == nil && (err != nil || d.pos != len(want) ||
+			!reflect.DeepEqual(v5got.Elem().Interface(), ours.Elem().Interface())) {
 			c.decFallback = true
 			c.dec = fallbackDec(t)
 			probeFallbacks.Add(1)
 		}
 	}
+}
+
+// safeDec runs dec, turning a panic into an error.
+func safeDec(dec decFunc, d *decoder, p unsafe.Pointer) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return dec(d, p)
 }
 
 // safeEnc runs enc, turning a panic into an error.

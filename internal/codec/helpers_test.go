@@ -159,8 +159,8 @@ func valueEqual(a, b reflect.Value, depth int) bool {
 		for it.Next() {
 			bv := b.MapIndex(it.Key())
 			if !bv.IsValid() {
-				// NaN keys cannot be looked up: count them instead.
-				if k := it.Key(); (k.Kind() == reflect.Float64 || k.Kind() == reflect.Float32) && k.Float() != k.Float() {
+				// Keys holding NaN cannot be looked up: skip them.
+				if hasNaN(it.Key()) {
 					continue
 				}
 				return false
@@ -182,4 +182,26 @@ func valueEqual(a, b reflect.Value, depth int) bool {
 		return a.Complex() == b.Complex()
 	}
 	return a.IsNil() == b.IsNil() // chan, func, unsafe.Pointer: nil or not
+}
+
+func hasNaN(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		return v.Float() != v.Float()
+	case reflect.Interface, reflect.Pointer:
+		return !v.IsNil() && hasNaN(v.Elem())
+	case reflect.Array:
+		for i := range v.Len() {
+			if hasNaN(v.Index(i)) {
+				return true
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if hasNaN(v.Field(i)) {
+				return true
+			}
+		}
+	}
+	return false
 }
