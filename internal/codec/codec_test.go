@@ -49,13 +49,15 @@ type basic struct {
 }
 
 type tagged struct {
+	//lint:ignore U1000 msgpack/v5 reads this field's tag
 	_msgpack struct{} `msgpack:",omitempty"`
 	Renamed  int      `msgpack:"r"`
 	Skipped  int      `msgpack:"-"`
 	Aliased  string   `msgpack:"a,alias:al"`
 	Empty    []int
 	P        *int
-	hidden   int
+	//lint:ignore U1000 an unexported field is ignored
+	hidden int
 }
 
 type omit struct {
@@ -121,6 +123,7 @@ type embedTime struct {
 }
 
 type asArray struct {
+	//lint:ignore U1000 msgpack/v5 reads this field's tag
 	_msgpack struct{} `msgpack:",as_array"`
 	A        int
 	B        string
@@ -226,7 +229,7 @@ func TestSameAsV5(t *testing.T) {
 	same(t, tagged{Renamed: 1, Skipped: 2, Aliased: "x", P: ptr(3)})
 	same(t, tagged{})
 	same(t, omit{})
-	same(t, omit{A: 1, S: "s", P: ptr(0), M: map[string]int{}, L: []int{}, T: time.Unix(1, 0), X: 0, N: inner{}, E: innerOmit{1}, F: -0.0, Q: [2]int{}, K: true})
+	same(t, omit{A: 1, S: "s", P: ptr(0), M: map[string]int{}, L: []int{}, T: time.Unix(1, 0), X: 0, N: inner{}, E: innerOmit{1}, F: math.Copysign(0, -1), Q: [2]int{}, K: true})
 	same(t, omit{X: []int(nil), F: math.NaN()})
 	same(t, withEmbed{Base{1, "n"}, 2})
 	same(t, withEmbedPtr{&Base{1, "n"}, 2})

@@ -292,7 +292,9 @@ func (b *builder) probe(c *codec) {
 	if c.bad != nil || t == timeType || (c.encFallback && c.decFallback) {
 		return
 	}
-	if t.Name() == "" && t.Kind() != reflect.Struct {
+	// Named pointer types are not probed: msgpack/v5 recurses forever
+	// on `type P *P`.
+	if t.Name() == "" && t.Kind() != reflect.Struct || t.Kind() == reflect.Pointer {
 		return
 	}
 	zero := reflect.New(t)

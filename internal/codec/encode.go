@@ -32,14 +32,6 @@ func (e *encoder) enter() error {
 	return nil
 }
 
-// maybeFlush writes buf out when streaming and buf is full.
-func (e *encoder) maybeFlush() error {
-	if e.w != nil && len(e.buf) >= flushSize {
-		return e.flush()
-	}
-	return nil
-}
-
 func (e *encoder) flush() error {
 	if e.werr != nil {
 		return e.werr

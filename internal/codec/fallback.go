@@ -65,16 +65,20 @@ func fallbackEnc(t reflect.Type) encFunc {
 	}
 }
 
-// fallbackDec hands the next value (found by Skip) to msgpack/v5 to
-// decode into the value of type t at p.
+// fallbackDec hands the input from the next value on to msgpack/v5 to
+// decode into the value of type t at p, and moves past what it read. A
+// CustomDecoder may read several msgpack values (msgpack/v5's own
+// example does, writing them with EncodeMulti), so the value is not
+// delimited with Skip: msgpack/v5 reads a bytes.Reader without
+// buffering ahead, and what the reader has left says where it stopped.
 func fallbackDec(t reflect.Type) decFunc {
 	wanted := t.String()
 	return func(d *decoder, p unsafe.Pointer) error {
 		start := d.pos
-		if err := d.skip(); err != nil {
-			return err
-		}
-		if err := v5Decode(d.data[start:d.pos], reflect.NewAt(t, p).Elem()); err != nil {
+		r := bytes.NewReader(d.data[start:])
+		err := v5DecodeFrom(r, reflect.NewAt(t, p).Elem())
+		d.pos = len(d.data) - r.Len()
+		if err != nil {
 			return &Error{Kind: ErrFallback, Offset: start, Stored: describe(d.data, start), Wanted: wanted, Err: err}
 		}
 		return nil
@@ -83,14 +87,18 @@ func fallbackDec(t reflect.Type) decFunc {
 
 // v5Decode decodes raw into v with msgpack/v5, turning panics into
 // errors.
-func v5Decode(raw []byte, v reflect.Value) (err error) {
+func v5Decode(raw []byte, v reflect.Value) error {
+	return v5DecodeFrom(bytes.NewReader(raw), v)
+}
+
+func v5DecodeFrom(r *bytes.Reader, v reflect.Value) (err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			err = panicError(r)
+		if p := recover(); p != nil {
+			err = panicError(p)
 		}
 	}()
 	dec := msgpack.GetDecoder()
-	dec.Reset(bytes.NewReader(raw))
+	dec.Reset(r)
 	err = dec.DecodeValue(v)
 	dec.Reset(nil)
 	msgpack.PutDecoder(dec)

@@ -56,7 +56,8 @@ func same[T any](t *testing.T, v T) {
 	if !deepEqual(fromCodec, fromV5) {
 		t.Fatalf("Decode(%x) into %T:\n got %#v\nwant %#v", want, v, fromCodec, fromV5)
 	}
-	if n, err := Skip(want); err != nil || n != len(want) {
+	// (A CustomEncoder may write several values: no Skip then.)
+	if n, err := Skip(want); delimited(reflect.TypeFor[T]()) && (err != nil || n != len(want)) {
 		t.Fatalf("Skip(%x) = %d, %v", want, n, err)
 	}
 }
@@ -70,7 +71,11 @@ func decodeErr[T any](t *testing.T, data []byte, kind error) *Error {
 	}
 	var v T
 	err = c.Decode(data, &v)
-	if !errors.Is(err, kind) {
+	match := errors.Is(err, kind)
+	if m, ok := kindMatchers[kind]; ok {
+		match = m(err)
+	}
+	if !match {
 		t.Fatalf("Decode(%x) into %T: got %v, want %v", data, v, err, kind)
 	}
 	var e *Error

@@ -196,7 +196,7 @@ func (m *mapCodec) decode(d *decoder, p unsafe.Pointer) error {
 		return err
 	}
 	mv := reflect.NewAt(m.t, p).Elem()
-	if d.par && n >= parMinElems && parallelOK() {
+	if d.par && n >= parMinElems && parallelOK() && delimited(m.t.Key()) && delimited(m.t.Elem()) {
 		err := m.decodeParallel(d, mv, n)
 		if err == nil {
 			d.depth--

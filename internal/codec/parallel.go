@@ -32,6 +32,49 @@ func parallelOK() bool { return runtime.GOMAXPROCS(0) > 1 && !parallelOff.Load()
 
 func workers() int { return runtime.GOMAXPROCS(0) }
 
+var delimitedCache sync.Map // reflect.Type -> bool
+
+// delimited reports whether every value of t is decoded from exactly one
+// msgpack value, so that Skip finds element boundaries. A type handed to
+// msgpack/v5 for decoding may read several (a CustomDecoder), so a
+// slice or map holding one is decoded on one goroutine. It runs after
+// compilation (it reads the codecs).
+func delimited(t reflect.Type) bool {
+	if v, ok := delimitedCache.Load(t); ok {
+		return v.(bool)
+	}
+	ok := delimitedWalk(t, map[reflect.Type]bool{})
+	delimitedCache.Store(t, ok)
+	return ok
+}
+
+func delimitedWalk(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] || t == timeType {
+		return true
+	}
+	seen[t] = true
+	if codecOf(t).decFallback {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return delimitedWalk(t.Elem(), seen)
+	case reflect.Map:
+		return delimitedWalk(t.Key(), seen) && delimitedWalk(t.Elem(), seen)
+	case reflect.Struct:
+		spec, err := (&builder{}).fields(t)
+		if err != nil {
+			return false
+		}
+		for _, f := range spec.all {
+			if !delimitedWalk(f.typ, seen) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
 
 // runOrdered runs work(i) for i in [0, n) on every core, at most

@@ -95,7 +95,7 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 			growSlice(t, alloc, p, k)
 			h.len = h.cap
 		}
-		if h.cap == n && d.par && n >= parMinElems && parallelOK() {
+		if h.cap == n && d.par && n >= parMinElems && parallelOK() && delimited(t.Elem()) {
 			if err := decodeSliceParallel(d, h.data, n, size, elemDec); err != nil {
 				return err
 			}
