@@ -185,8 +185,31 @@ func (m *mapCodec) decode(d *decoder, p unsafe.Pointer) error {
 		*(*unsafe.Pointer)(p) = nil
 		return nil
 	}
+	size := m.presize(n, d.remaining())
+	if d.par && n >= parMinElems && parallelOK() && delimited(m.t.Key()) && delimited(m.t.Elem()) {
+		if err := d.enter(); err != nil {
+			return err
+		}
+		// A new map is made on another goroutine meanwhile: making it
+		// touches all its memory, which is slow the first time.
+		made := make(chan reflect.Value, 1)
+		if m.fresh || *(*unsafe.Pointer)(p) == nil {
+			go func() { made <- reflect.MakeMapWithSize(m.t, size) }()
+		} else {
+			made <- reflect.NewAt(m.t, p).Elem()
+		}
+		err := m.decodeParallel(d, func() reflect.Value {
+			mv := <-made
+			*(*unsafe.Pointer)(p) = mv.UnsafePointer()
+			return mv
+		}, n)
+		if err == nil {
+			d.depth--
+		}
+		return err
+	}
 	if m.fresh || *(*unsafe.Pointer)(p) == nil {
-		mv := reflect.MakeMapWithSize(m.t, m.presize(n, d.remaining()))
+		mv := reflect.MakeMapWithSize(m.t, size)
 		*(*unsafe.Pointer)(p) = mv.UnsafePointer()
 	}
 	if n == 0 {
@@ -196,13 +219,6 @@ func (m *mapCodec) decode(d *decoder, p unsafe.Pointer) error {
 		return err
 	}
 	mv := reflect.NewAt(m.t, p).Elem()
-	if d.par && n >= parMinElems && parallelOK() && delimited(m.t.Key()) && delimited(m.t.Elem()) {
-		err := m.decodeParallel(d, mv, n)
-		if err == nil {
-			d.depth--
-		}
-		return err
-	}
 	s := m.slots.Get().(*mapSlots)
 	defer m.slots.Put(s)
 	for i := 0; i < n; i++ {

@@ -371,9 +371,17 @@ func decodeSliceParallel(d *decoder, data unsafe.Pointer, n int, size uintptr, e
 	return nil
 }
 
-// decodeParallel decodes n entries into mv: workers decode batches of
-// keys and values into arrays, this goroutine inserts them in order.
-func (m *mapCodec) decodeParallel(d *decoder, mv reflect.Value, n int) error {
+// decodeParallel decodes n entries into the map getMap returns (on
+// first use; it is called once, on this goroutine): workers decode
+// batches of keys and values into arrays, this goroutine inserts them in
+// order.
+func (m *mapCodec) decodeParallel(d *decoder, getMap func() reflect.Value, n int) error {
+	var mv reflect.Value
+	defer func() {
+		if !mv.IsValid() {
+			getMap() // the map is set, empty, even on error
+		}
+	}()
 	offs, err := boundaries(d, n, 2)
 	if err != nil {
 		return err
@@ -427,6 +435,9 @@ func (m *mapCodec) decodeParallel(d *decoder, mv reflect.Value, n int) error {
 		}()
 		if r.err != nil {
 			return r.err
+		}
+		if !mv.IsValid() {
+			mv = getMap()
 		}
 		for j := 0; j < r.b.n; j++ {
 			k := reflect.NewAt(kt, unsafe.Add(r.b.kp, uintptr(j)*ksize)).Elem()
