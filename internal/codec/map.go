@@ -203,12 +203,14 @@ func (m *mapCodec) decode(d *decoder, p unsafe.Pointer) error {
 			*(*unsafe.Pointer)(p) = mv.UnsafePointer()
 			return mv
 		}, n)
-		if err == nil {
-			d.depth--
+		if err != errSerial {
+			if err == nil {
+				d.depth--
+			}
+			return err
 		}
-		return err
-	}
-	if m.fresh || *(*unsafe.Pointer)(p) == nil {
+		d.depth-- // entered again below
+	} else if m.fresh || *(*unsafe.Pointer)(p) == nil {
 		mv := reflect.MakeMapWithSize(m.t, size)
 		*(*unsafe.Pointer)(p) = mv.UnsafePointer()
 	}

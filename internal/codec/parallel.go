@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"errors"
 	"reflect"
 	"runtime"
 	"sync"
@@ -338,11 +339,16 @@ func (d *decoder) worker(from, to int) *decoder {
 	return &decoder{data: d.data[:to], pos: from, depth: d.depth}
 }
 
+// errSerial: the input is malformed somewhere; decode it on one
+// goroutine, which fails where it is, as it would without the parallel
+// path.
+var errSerial = errors.New("decode serially")
+
 // decodeSliceParallel decodes n elements into the array at data.
 func decodeSliceParallel(d *decoder, data unsafe.Pointer, n int, size uintptr, elemDec decFunc) error {
 	offs, err := boundaries(d, n, 1)
 	if err != nil {
-		return err
+		return errSerial
 	}
 	nb := len(offs) - 1
 	err = runOrdered(nb, func(i int) (err error) {
@@ -384,7 +390,7 @@ func (m *mapCodec) decodeParallel(d *decoder, getMap func() reflect.Value, n int
 	}()
 	offs, err := boundaries(d, n, 2)
 	if err != nil {
-		return err
+		return errSerial
 	}
 	nb := len(offs) - 1
 	ksize, vsize := m.key.size, m.elem.size

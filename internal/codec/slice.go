@@ -96,11 +96,13 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 			h.len = h.cap
 		}
 		if h.cap == n && d.par && n >= parMinElems && parallelOK() && delimited(t.Elem()) {
-			if err := decodeSliceParallel(d, h.data, n, size, elemDec); err != nil {
+			err := decodeSliceParallel(d, h.data, n, size, elemDec)
+			if err != errSerial {
+				if err == nil {
+					d.depth--
+				}
 				return err
 			}
-			d.depth--
-			return nil
 		}
 		for i := 0; i < n; i++ {
 			if i == h.cap {
