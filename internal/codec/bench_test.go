@@ -15,6 +15,8 @@ import (
 // Run: go test -run '^$' -bench . -count 5 ./internal/codec
 // Each benchmark has a msgpack/v5 baseline ("v5"), the codec with its
 // parallel paths off ("serial") and on ("parallel"), in the same run.
+// A is a map of 1M records, B 1000 slices of 1333 records (below the
+// parallel threshold), C the records of A as one slice.
 
 type Record struct {
 	Name    string
@@ -40,6 +42,8 @@ func newRecord(r *rand.Rand) Record {
 var (
 	benchA    map[string]Record
 	benchAEnc []byte
+	benchC    []Record // A's records as one slice: the parallel slice paths
+	benchCEnc []byte
 	benchB    [][]Record
 	benchBEnc [][]byte
 	benchOnce sync.Once
@@ -54,6 +58,12 @@ func benchData(b *testing.B) {
 		}
 		var err error
 		if benchAEnc, err = msgpack.Marshal(benchA); err != nil {
+			panic(err)
+		}
+		for _, v := range benchA {
+			benchC = append(benchC, v)
+		}
+		if benchCEnc, err = msgpack.Marshal(benchC); err != nil {
 			panic(err)
 		}
 		benchB = make([][]Record, 1000)
@@ -182,5 +192,48 @@ func BenchmarkDecodeB(b *testing.B) {
 			}
 		}
 		b.SetBytes(benchBBytes())
+	})
+}
+
+func BenchmarkEncodeC(b *testing.B) {
+	modes(b, func(b *testing.B) {
+		bw := bufio.NewWriterSize(io.Discard, 64<<10)
+		enc := msgpack.NewEncoder(bw)
+		for b.Loop() {
+			if err := enc.Encode(benchC); err != nil {
+				b.Fatal(err)
+			}
+			bw.Flush()
+		}
+		b.SetBytes(int64(len(benchCEnc)))
+	}, func(b *testing.B) {
+		c, _ := For[[]Record]()
+		for b.Loop() {
+			if err := c.Encode(io.Discard, &benchC); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(len(benchCEnc)))
+	})
+}
+
+func BenchmarkDecodeC(b *testing.B) {
+	modes(b, func(b *testing.B) {
+		for b.Loop() {
+			var s []Record
+			if err := msgpack.Unmarshal(benchCEnc, &s); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(len(benchCEnc)))
+	}, func(b *testing.B) {
+		c, _ := For[[]Record]()
+		for b.Loop() {
+			var s []Record
+			if err := c.Decode(benchCEnc, &s); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(len(benchCEnc)))
 	})
 }
