@@ -560,7 +560,7 @@ func differential(t *testing.T, typ reflect.Type, v reflect.Value, multiMap bool
 	if !deepEqual(x3.Interface(), x4.Interface()) {
 		t.Fatalf("%v: decoding the codec's bytes %x:\ncodec %#v\n   v5 %#v", typ, got, x3, x4)
 	}
-	if !dupKeys(want) && !deepEqual(x3.Interface(), x2.Interface()) {
+	if !dupKeys(want) && !interfaceKeys(typ, map[reflect.Type]bool{}) && !deepEqual(x3.Interface(), x2.Interface()) {
 		t.Fatalf("%v: the two encodings decode differently:\ncodec bytes %x: %#v / %#v\n   v5 bytes %x: %#v / %#v", typ, got, x3, x4, want, x2, x1)
 	}
 }
@@ -898,6 +898,29 @@ func dupKeys(b []byte) bool {
 	dup := false
 	canon(b, &dup)
 	return dup
+}
+
+// interfaceKeys reports whether t holds a map whose keys hold
+// interfaces: distinct keys (int8(-1), int(-1)) can decode alike there,
+// and which one is kept depends on the map's order.
+func interfaceKeys(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return interfaceKeys(t.Elem(), seen)
+	case reflect.Map:
+		return hasInterface(t.Key()) || interfaceKeys(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if interfaceKeys(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func canon(b []byte, dup *bool) (out, rest []byte) {
