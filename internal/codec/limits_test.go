@@ -269,3 +269,15 @@ func TestCheck(t *testing.T) {
 		t.Errorf("For[Config]: %v", err)
 	}
 }
+
+func TestSkipAllocates(t *testing.T) {
+	v := sampleValue()
+	data := v5Marshal(t, &v)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := Skip(data); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Skip allocates %v times", n)
+	}
+}
