@@ -1,0 +1,110 @@
+package codec
+
+import (
+	"io"
+	"math"
+	"unsafe"
+)
+
+// encoder appends msgpack to buf. When w is set (streaming), containers
+// call flush between elements once buf holds flushSize bytes, so buf
+// stays bounded by flushSize plus one element.
+type encoder struct {
+	buf   []byte
+	depth int
+	w     io.Writer
+	werr  error
+	// par allows encoding large slices and maps on several goroutines;
+	// workers run with par false.
+	par bool
+}
+
+// flushSize is the buffer size at which a streaming encoder writes out.
+const flushSize = 64 << 10
+
+// enter counts one more level of nesting (pointers, interfaces, slices
+// and maps: every cycle goes through one of them).
+func (e *encoder) enter() error {
+	e.depth++
+	if e.depth > MaxDepth {
+		return &Error{Kind: ErrTooDeep, Offset: -1, Msg: "more than 10000 levels of nesting (a cyclic value?)"}
+	}
+	return nil
+}
+
+func (e *encoder) flush() error {
+	if e.werr != nil {
+		return e.werr
+	}
+	if len(e.buf) > 0 {
+		if _, err := e.w.Write(e.buf); err != nil {
+			e.werr = err
+			return err
+		}
+		e.buf = e.buf[:0]
+	}
+	return nil
+}
+
+func appendStrLen(b []byte, n int) []byte {
+	switch {
+	case n < 32:
+		return append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		return append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xda, byte(n>>8), byte(n))
+	}
+	return append(b, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(appendStrLen(b, len(s)), s...)
+}
+
+func appendBinLen(b []byte, n int) []byte {
+	switch {
+	case n <= math.MaxUint8:
+		return append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xc5, byte(n>>8), byte(n))
+	}
+	return append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xdc, byte(n>>8), byte(n))
+	}
+	return append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendMapLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x80|byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xde, byte(n>>8), byte(n))
+	}
+	return append(b, 0xdf, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func encString(e *encoder, p unsafe.Pointer) error {
+	e.buf = appendString(e.buf, *(*string)(p))
+	return nil
+}
+
+// encBytes encodes a []byte-kind slice: nil as nil, otherwise bin.
+func encBytes(e *encoder, p unsafe.Pointer) error {
+	h := (*sliceHeader)(p)
+	if h.data == nil {
+		e.buf = append(e.buf, 0xc0)
+		return nil
+	}
+	e.buf = appendBinLen(e.buf, h.len)
+	e.buf = append(e.buf, unsafe.Slice((*byte)(h.data), h.len)...)
+	return nil
+}

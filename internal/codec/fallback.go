@@ -1,0 +1,133 @@
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrFallback: msgpack/v5, or a method of the value it called
+// (MarshalMsgpack, DecodeMsgpack, UnmarshalText, ...), failed or panicked
+// on a part of the value the codec handed to it. Err holds the cause.
+var ErrFallback = errors.New("msgpack/v5 or a method of the value failed")
+
+// probeFallbacks counts types handed to msgpack/v5 by the zero-value
+// probe (tests check that plain types never are).
+var probeFallbacks atomic.Int64
+
+// appendWriter lets a msgpack/v5 Encoder append to an encoder's buffer.
+type appendWriter struct{ e *encoder }
+
+func (w *appendWriter) Write(b []byte) (int, error) {
+	w.e.buf = append(w.e.buf, b...)
+	return len(b), nil
+}
+
+func (w *appendWriter) WriteByte(c byte) error {
+	w.e.buf = append(w.e.buf, c)
+	return nil
+}
+
+// panicError turns a recovered panic into an error.
+func panicError(r any) error {
+	if err, ok := r.(error); ok {
+		return fmt.Errorf("panic: %w", err)
+	}
+	return fmt.Errorf("panic: %v", r)
+}
+
+// fallbackEnc encodes a value of t with msgpack/v5 (default flags), as
+// an addressable value, so methods on *t are reached wherever the value
+// is (msgpack/v5 itself fails on a map value whose methods need its
+// address).
+func fallbackEnc(t reflect.Type) encFunc {
+	wanted := t.String()
+	return func(e *encoder, p unsafe.Pointer) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = &Error{Kind: ErrFallback, Offset: -1, Wanted: wanted, Err: panicError(r)}
+			}
+		}()
+		enc := msgpack.GetEncoder()
+		enc.Reset(&appendWriter{e})
+		err = enc.EncodeValue(reflect.NewAt(t, p).Elem())
+		enc.Reset(nil)
+		msgpack.PutEncoder(enc)
+		if err != nil {
+			return &Error{Kind: ErrFallback, Offset: -1, Wanted: wanted, Err: err}
+		}
+		return nil
+	}
+}
+
+// fallbackDec hands the input from the next value on to msgpack/v5 to
+// decode into the value of type t at p, and moves past what it read. A
+// CustomDecoder may read several msgpack values (msgpack/v5's own
+// example does, writing them with EncodeMulti), so the value is not
+// delimited with Skip: msgpack/v5 reads a bytes.Reader without
+// buffering ahead, and what the reader has left says where it stopped.
+func fallbackDec(t reflect.Type) decFunc {
+	wanted := t.String()
+	return func(d *decoder, p unsafe.Pointer) error {
+		start := d.pos
+		r := bytes.NewReader(d.data[start:])
+		err := v5DecodeFrom(r, reflect.NewAt(t, p).Elem())
+		d.pos = len(d.data) - r.Len()
+		if err != nil {
+			return &Error{Kind: ErrFallback, Offset: start, Stored: describe(d.data, start), Wanted: wanted, Err: err}
+		}
+		return nil
+	}
+}
+
+// v5Decode decodes raw into v with msgpack/v5, turning panics into
+// errors.
+func v5Decode(raw []byte, v reflect.Value) error {
+	return v5DecodeFrom(bytes.NewReader(raw), v)
+}
+
+func v5DecodeFrom(r *bytes.Reader, v reflect.Value) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError(p)
+		}
+	}()
+	dec := msgpack.GetDecoder()
+	dec.Reset(r)
+	err = dec.DecodeValue(v)
+	dec.Reset(nil)
+	msgpack.PutDecoder(dec)
+	return err
+}
+
+// v5Encode encodes v with msgpack/v5, turning panics into errors.
+func v5Encode(v reflect.Value) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(r)
+		}
+	}()
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	enc.Reset(&buf)
+	err = enc.EncodeValue(v)
+	enc.Reset(nil)
+	msgpack.PutEncoder(enc)
+	return buf.Bytes(), err
+}
+
+// v5DecodeAny decodes an ext value other than a time into an interface
+// with msgpack/v5, which knows the ext types registered with it; one it
+// cannot decode (an unknown ext type) is a mismatch.
+func v5DecodeAny(raw []byte, start int) (any, error) {
+	var v any
+	if err := v5Decode(raw, reflect.ValueOf(&v).Elem()); err != nil {
+		return nil, &Error{Kind: ErrMismatch, Offset: start, Stored: describe(raw, 0), Wanted: "interface {}", Err: err}
+	}
+	return v, nil
+}

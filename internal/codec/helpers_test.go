@@ -1,0 +1,212 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// v5Marshal encodes *v with a default msgpack/v5 Encoder, as instadump
+// does (through a pointer, so the value is addressable).
+func v5Marshal(tb testing.TB, v any) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	if err := enc.Encode(v); err != nil {
+		tb.Fatalf("msgpack/v5 encode %T: %v", v, err)
+	}
+	return buf.Bytes()
+}
+
+// same requires the codec to write msgpack/v5's bytes for v (whose maps
+// must have at most one entry) and both decoders to give the same value
+// from them.
+func same[T any](t *testing.T, v T) {
+	t.Helper()
+	c, err := For[T]()
+	if err != nil {
+		t.Fatalf("For[%T]: %v", v, err)
+	}
+	want := v5Marshal(t, &v)
+	got, err := c.Append(nil, &v)
+	if err != nil {
+		t.Fatalf("Append(%T %#v): %v", v, v, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("Append(%T %#v):\n got %s\nwant %s", v, v, hex.EncodeToString(got), hex.EncodeToString(want))
+	}
+	var buf bytes.Buffer
+	if err := c.Encode(&buf, &v); err != nil || !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("Encode(%T): %v, %x", v, err, buf.Bytes())
+	}
+	var fromV5, fromCodec T
+	if err := msgpack.Unmarshal(want, &fromV5); err != nil {
+		if c.Decode(want, &fromCodec) == nil {
+			t.Fatalf("msgpack/v5 Unmarshal %T: %v; the codec decodes it", v, err)
+		}
+		return
+	}
+	if err := c.Decode(want, &fromCodec); err != nil {
+		t.Fatalf("Decode(%x) into %T: %v", want, v, err)
+	}
+	if !deepEqual(fromCodec, fromV5) {
+		t.Fatalf("Decode(%x) into %T:\n got %#v\nwant %#v", want, v, fromCodec, fromV5)
+	}
+	// (A CustomEncoder may write several values: no Skip then.)
+	if n, err := Skip(want); delimited(reflect.TypeFor[T]()) && (err != nil || n != len(want)) {
+		t.Fatalf("Skip(%x) = %d, %v", want, n, err)
+	}
+}
+
+// decodeErr decodes data into a new T and requires an error of kind.
+func decodeErr[T any](t *testing.T, data []byte, kind error) *Error {
+	t.Helper()
+	c, err := For[T]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v T
+	err = c.Decode(data, &v)
+	match := errors.Is(err, kind)
+	if m, ok := kindMatchers[kind]; ok {
+		match = m(err)
+	}
+	if !match {
+		t.Fatalf("Decode(%x) into %T: got %v, want %v", data, v, err, kind)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("not an *Error: %T", err)
+	}
+	return e
+}
+
+// decodeOK decodes data into a new T.
+func decodeOK[T any](t *testing.T, data []byte) T {
+	t.Helper()
+	c, err := For[T]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v T
+	if err := c.Decode(data, &v); err != nil {
+		t.Fatalf("Decode(%x) into %T: %v", data, v, err)
+	}
+	return v
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// deepEqual is reflect.DeepEqual with NaN equal to NaN.
+func deepEqual(a, b any) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if !va.IsValid() || !vb.IsValid() {
+		return va.IsValid() == vb.IsValid()
+	}
+	return valueEqual(va, vb, 0)
+}
+
+func valueEqual(a, b reflect.Value, depth int) bool {
+	if a.Type() != b.Type() {
+		return false
+	}
+	if depth > 200 {
+		return true
+	}
+	switch a.Kind() {
+	case reflect.Float32, reflect.Float64:
+		x, y := a.Float(), b.Float()
+		return x == y || (x != x && y != y)
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() || a.Pointer() == b.Pointer() {
+			return a.IsNil() == b.IsNil()
+		}
+		return valueEqual(a.Elem(), b.Elem(), depth+1)
+	case reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return valueEqual(a.Elem(), b.Elem(), depth+1)
+	case reflect.Slice:
+		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
+			return false
+		}
+		fallthrough
+	case reflect.Array:
+		for i := 0; i < a.Len(); i++ {
+			if !valueEqual(a.Index(i), b.Index(i), depth+1) {
+				return false
+			}
+		}
+		return true
+	case reflect.Struct:
+		for i := 0; i < a.NumField(); i++ {
+			if !valueEqual(a.Field(i), b.Field(i), depth+1) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
+			return false
+		}
+		it := a.MapRange()
+		for it.Next() {
+			bv := b.MapIndex(it.Key())
+			if !bv.IsValid() {
+				// Keys holding NaN cannot be looked up: skip them.
+				if hasNaN(it.Key()) {
+					continue
+				}
+				return false
+			}
+			if !valueEqual(it.Value(), bv, depth+1) {
+				return false
+			}
+		}
+		return true
+	case reflect.Bool:
+		return a.Bool() == b.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return a.Int() == b.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return a.Uint() == b.Uint()
+	case reflect.String:
+		return a.String() == b.String()
+	case reflect.Complex64, reflect.Complex128:
+		return a.Complex() == b.Complex()
+	}
+	return a.IsNil() == b.IsNil() // chan, func, unsafe.Pointer: nil or not
+}
+
+func hasNaN(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		return v.Float() != v.Float()
+	case reflect.Interface, reflect.Pointer:
+		return !v.IsNil() && hasNaN(v.Elem())
+	case reflect.Array:
+		for i := range v.Len() {
+			if hasNaN(v.Index(i)) {
+				return true
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if hasNaN(v.Field(i)) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,269 @@
+package codec
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"unsafe"
+)
+
+// mapLen returns the length of the map of type t at p.
+func mapLen(t reflect.Type, p unsafe.Pointer) int {
+	if *(*unsafe.Pointer)(p) == nil {
+		return 0
+	}
+	return reflect.NewAt(t, p).Elem().Len()
+}
+
+// mapSlots are a key and a value variable that map entries are copied
+// into (encoding) or decoded into (decoding); pooled per map type so
+// that a map costs no allocation per entry.
+type mapSlots struct {
+	k, v   reflect.Value // addressable
+	kp, vp unsafe.Pointer
+	it     reflect.MapIter
+}
+
+type mapCodec struct {
+	t              reflect.Type
+	key, elem      *codec
+	keyEnc, valEnc encFunc
+	keyDec, valDec decFunc
+	slots          sync.Pool
+	// fresh: msgpack/v5 decodes map[string]interface{} into a new map
+	// every time, where other maps get entries added to them.
+	fresh bool
+	// zeroKey/zeroVal: the slot must be zeroed before decoding into it
+	// (the decoder of the type merges into what is there).
+	zeroKey, zeroVal bool
+	// hashPanics: inserting a decoded key may panic (an interface
+	// holding an unhashable value); the panic becomes a mismatch.
+	hashPanics bool
+	// slotBytes approximates the map memory per entry.
+	slotBytes uintptr
+}
+
+func (b *builder) mapCodec(c *codec) (encFunc, decFunc) {
+	t := c.typ
+	m := &mapCodec{
+		t: t, key: c.key, elem: c.elem,
+		keyEnc: c.key.encoder(), valEnc: c.elem.encoder(),
+		keyDec: c.key.decoder(), valDec: c.elem.decoder(),
+		fresh:      t.Key() == stringType && t.Elem() == anyType,
+		zeroKey:    !overwrites(t.Key()),
+		zeroVal:    !overwrites(t.Elem()),
+		hashPanics: hasInterface(t.Key()),
+		slotBytes:  t.Key().Size() + min(t.Elem().Size(), 128) + 8,
+	}
+	m.slots.New = func() any {
+		s := &mapSlots{k: reflect.New(t.Key()).Elem(), v: reflect.New(t.Elem()).Elem()}
+		s.kp, s.vp = s.k.Addr().UnsafePointer(), s.v.Addr().UnsafePointer()
+		return s
+	}
+	return m.encode, m.decode
+}
+
+// overwrites reports whether decoding a value of type t replaces it
+// whole, whatever it held.
+func overwrites(t reflect.Type) bool {
+	if t == timeType || customDec(t) {
+		return t == timeType
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64, reflect.String:
+		return true
+	case reflect.Interface:
+		return t.NumMethod() == 0
+	}
+	return false
+}
+
+// hasInterface reports whether a value of t may hold an interface.
+func hasInterface(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Interface:
+		return true
+	case reflect.Array:
+		return hasInterface(t.Elem())
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if hasInterface(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
+	if *(*unsafe.Pointer)(p) == nil {
+		e.buf = append(e.buf, 0xc0)
+		return nil
+	}
+	mv := reflect.NewAt(m.t, p).Elem()
+	n := mv.Len()
+	e.buf = appendMapLen(e.buf, n)
+	if n == 0 {
+		return nil
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	if e.par && n >= parMinElems && parallelOK() {
+		err := m.encodeParallel(e, mv, n)
+		e.depth--
+		return err
+	}
+	s := m.slots.Get().(*mapSlots)
+	defer m.slots.Put(s)
+	s.it.Reset(mv)
+	defer s.it.Reset(reflect.Value{})
+	written := 0
+	for s.it.Next() {
+		if written == n {
+			written++ // the map grew: fail below
+			break
+		}
+		s.k.SetIterKey(&s.it)
+		s.v.SetIterValue(&s.it)
+		if err := m.keyEnc(e, s.kp); err != nil {
+			return at(err, "{key}")
+		}
+		if err := m.valEnc(e, s.vp); err != nil {
+			return at(err, keySeg(s.k))
+		}
+		written++
+		if e.w != nil && len(e.buf) >= flushSize {
+			if err := e.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	s.k.SetZero()
+	s.v.SetZero()
+	if written != n {
+		return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
+			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written)}
+	}
+	e.depth--
+	return nil
+}
+
+// keySeg formats a map key as a path segment: ["bob"], [3].
+func keySeg(k reflect.Value) string {
+	if k.Kind() == reflect.String {
+		return fmt.Sprintf("[%q]", k.String())
+	}
+	if k.CanInterface() {
+		return fmt.Sprintf("[%v]", k.Interface())
+	}
+	return "[?]"
+}
+
+// presize is the size a decoded map is created with: its final length,
+// unless that would take more memory than the input backs many times
+// over (then the map grows as entries arrive).
+func (m *mapCodec) presize(n, remaining int) int {
+	if limit := maxPrealloc(remaining) * 2; uintptr(n)*m.slotBytes > limit {
+		return int(limit / m.slotBytes)
+	}
+	return n
+}
+
+func (m *mapCodec) decode(d *decoder, p unsafe.Pointer) error {
+	start := d.pos
+	n, ok, err := d.mapLen()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return d.mismatch(start, m.t)
+	}
+	if n < 0 {
+		*(*unsafe.Pointer)(p) = nil
+		return nil
+	}
+	size := m.presize(n, d.remaining())
+	if d.par && n >= parMinElems && parallelOK() && delimited(m.t.Key()) && delimited(m.t.Elem()) {
+		if err := d.enter(); err != nil {
+			return err
+		}
+		// A new map is made on another goroutine meanwhile: making it
+		// touches all its memory, which is slow the first time.
+		made := make(chan reflect.Value, 1)
+		if m.fresh || *(*unsafe.Pointer)(p) == nil {
+			go func() { made <- reflect.MakeMapWithSize(m.t, size) }()
+		} else {
+			made <- reflect.NewAt(m.t, p).Elem()
+		}
+		err := m.decodeParallel(d, func() reflect.Value {
+			mv := <-made
+			*(*unsafe.Pointer)(p) = mv.UnsafePointer()
+			return mv
+		}, n)
+		if err != errSerial {
+			if err == nil {
+				d.depth--
+			}
+			return err
+		}
+		d.depth-- // entered again below
+	} else if m.fresh || *(*unsafe.Pointer)(p) == nil {
+		mv := reflect.MakeMapWithSize(m.t, size)
+		*(*unsafe.Pointer)(p) = mv.UnsafePointer()
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	mv := reflect.NewAt(m.t, p).Elem()
+	s := m.slots.Get().(*mapSlots)
+	defer m.slots.Put(s)
+	for i := 0; i < n; i++ {
+		if err := m.decodeEntry(d, s); err != nil {
+			return err
+		}
+		if err := m.insert(mv, s.k, s.v, d, start); err != nil {
+			return err
+		}
+	}
+	s.k.SetZero()
+	s.v.SetZero()
+	d.depth--
+	return nil
+}
+
+// decodeEntry decodes one key and value into the slots.
+func (m *mapCodec) decodeEntry(d *decoder, s *mapSlots) error {
+	if m.zeroKey {
+		s.k.SetZero()
+	}
+	if err := m.keyDec(d, s.kp); err != nil {
+		return at(err, "{key}")
+	}
+	if m.zeroVal {
+		s.v.SetZero()
+	}
+	if err := m.valDec(d, s.vp); err != nil {
+		return at(err, keySeg(s.k))
+	}
+	return nil
+}
+
+// insert stores an entry; a key that cannot be hashed (an interface
+// holding a map or slice, which msgpack/v5 panics on) is a mismatch.
+func (m *mapCodec) insert(mv, k, v reflect.Value, d *decoder, start int) (err error) {
+	if m.hashPanics {
+		defer func() {
+			if r := recover(); r != nil {
+				err = &Error{Kind: ErrMismatch, Offset: start, Wanted: m.t.String(), Msg: fmt.Sprintf("map key cannot be used: %v", r)}
+			}
+		}()
+	}
+	mv.SetMapIndex(k, v)
+	return nil
+}
