@@ -36,11 +36,11 @@ func newJob(state string, encode func(io.Writer) error) *job {
 func (j *job) do(w io.Writer) {
 	defer func() {
 		if r := recover(); r != nil {
-			j.err = fmt.Errorf("instadump: encoding state %s panicked (nothing was saved): %v\n%s", quote(j.state), r, debug.Stack())
+			j.err = fmt.Errorf("encoding state %s panicked: %v\n%s", quote(j.state), r, debug.Stack())
 		}
 	}()
 	if err := j.encode(w); err != nil {
-		j.err = fmt.Errorf("instadump: cannot encode state %s (nothing was saved): %w", quote(j.state), err)
+		j.err = fmt.Errorf("cannot encode state %s: %w", quote(j.state), err)
 	}
 }
 

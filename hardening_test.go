@@ -1,8 +1,10 @@
 package instadump
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/instadump/instadump/engine"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -62,7 +65,7 @@ func TestEncoderPanicIsAnError(t *testing.T) {
 				db.members[fmt.Sprintf("a%03d", i)].(*State[int]).Set(-i)
 			}
 			_, err := db.Save()
-			if err == nil || !strings.Contains(err.Error(), `"z-bad"`) || !strings.Contains(err.Error(), "panicked") {
+			if err == nil || !strings.Contains(err.Error(), `"z-bad"`) || !strings.Contains(err.Error(), "panic") || strings.Count(err.Error(), "instadump:") != 1 {
 				t.Fatalf("save: %v", err)
 			}
 			if got := runtime.NumGoroutine(); got > goroutines {
@@ -242,4 +245,94 @@ func TestFIFOsNeverHang(t *testing.T) {
 			t.Fatalf("recovery %+v", db.Recovery())
 		}
 	})
+}
+
+// rawState commits raw bytes as state name's value, as a damaged or
+// crafted file whose checksums hold would give them.
+func rawState(t *testing.T, db *DB, name string, raw []byte) {
+	t.Helper()
+	if _, err := db.eng.Commit([]engine.Write{{Name: name, Kind: engine.ValueState, Parts: []io.WriterTo{bytes.NewReader(raw)}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Numbers that do not fit their Go type are a mismatch, never a value cut
+// to fit: at the top, in struct fields, in slices and map keys.
+func TestStrictNumbers(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	newStateT(t, db, "big", 300)
+	newStateT(t, db, "neg", -5)
+	newStateT(t, db, "frac", 1.5)
+	newStateT(t, db, "rec", struct{ N int }{1000})
+	newStateT(t, db, "list", []int{1, 70000})
+	newStateT(t, db, "keys", map[int]bool{-1: true})
+	saveT(t, db)
+	db.Close()
+	db = openT(t, dir)
+	for name, err := range map[string]error{
+		"big":  func() error { _, err := NewState[int8](db, "big", 0); return err }(),
+		"neg":  func() error { _, err := NewState[uint32](db, "neg", 0); return err }(),
+		"frac": func() error { _, err := NewState[int](db, "frac", 0); return err }(),
+		"rec":  func() error { _, err := NewState(db, "rec", struct{ N int8 }{}); return err }(),
+		"list": func() error { _, err := NewState[[]uint16](db, "list", nil); return err }(),
+		"keys": func() error { _, err := NewState[map[uint]bool](db, "keys", nil); return err }(),
+	} {
+		var de *DecodeError
+		if !errors.Is(err, ErrTypeMismatch) || !errors.As(err, &de) || de.State != name {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// What fits exactly is fine.
+	if s, err := NewState[int16](db, "big", 0); err != nil || s.Get() != 300 {
+		t.Fatalf("300 as int16: %v", err)
+	}
+	if s, err := NewState[float32](db, "frac", 0); err != nil || s.Get() != 1.5 {
+		t.Fatalf("1.5 as float32: %v", err)
+	}
+}
+
+// A cyclic value makes its Save fail, naming the state: no stack overflow.
+func TestCyclicValues(t *testing.T) {
+	type node struct {
+		Next *node
+		N    int
+	}
+	db := openT(t, t.TempDir())
+	n := &node{N: 1}
+	n.Next = n
+	s := newStateT(t, db, "ring", n)
+	if _, err := db.Save(); err == nil || !strings.Contains(err.Error(), `"ring"`) {
+		t.Fatalf("save of a cycle: %v", err)
+	}
+	self := map[string]any{}
+	self["self"] = self
+	m := newStateT[any](t, db, "self", self)
+	s.Set(&node{N: 2})
+	if _, err := db.Save(); err == nil || !strings.Contains(err.Error(), `"self"`) {
+		t.Fatalf("save of a map holding itself: %v", err)
+	}
+	m.Set(1)
+	saveT(t, db)
+}
+
+// Lengths are never trusted: an array header claiming 4G elements in six
+// bytes, and arrays nested a million deep, are errors, fast and small.
+func TestDecodingNeverTrustsLengths(t *testing.T) {
+	db := openT(t, t.TempDir())
+	deep := append(bytes.Repeat([]byte{0x91}, 1<<20), 0xc0)
+	rawState(t, db, "huge", []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x01})
+	rawState(t, db, "deep", deep)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := NewState[[]int64](db, "huge", nil); !errors.Is(err, ErrTypeMismatch) {
+		t.Fatalf("huge: %v", err)
+	}
+	if _, err := NewState[any](db, "deep", nil); !errors.Is(err, ErrTypeMismatch) {
+		t.Fatalf("deep: %v", err)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+		t.Fatalf("decoding allocated %d bytes", got)
+	}
 }

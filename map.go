@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/instadump/instadump/internal/codec"
 )
 
 // Map is a state holding a map from K to V whose saves and loads cost
@@ -33,6 +34,8 @@ import (
 // at most for the copy of one shard, never for the map.
 type Map[K comparable, V any] struct {
 	name   string
+	kc     *codec.Codec[K]
+	vc     *codec.Codec[V]
 	hash   func(K) uint64
 	shards [mapShards]atomic.Pointer[shard[K, V]]
 	count  atomic.Int64
@@ -74,10 +77,18 @@ type freeze[K comparable, V any] struct {
 	done  [mapShards]bool             // copied; guarded by the shard's lock
 }
 
-func newMap[K comparable, V any](name string) *Map[K, V] {
-	m := &Map[K, V]{name: name, hash: hasherFor[K](), needBase: true}
+func newMap[K comparable, V any](name string) (*Map[K, V], error) {
+	kc, err := codec.For[K]()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v (the keys of map %s)", ErrUnsupportedType, err, quote(name))
+	}
+	vc, err := codec.For[V]()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v (the values of map %s)", ErrUnsupportedType, err, quote(name))
+	}
+	m := &Map[K, V]{name: name, kc: kc, vc: vc, hash: hasherFor[K](), needBase: true}
 	m.lk.Store(&unbound)
-	return m
+	return m, nil
 }
 
 // hasherFor returns the hash that spreads keys over shards. For strings
@@ -346,7 +357,10 @@ func NewMap[K comparable, V any](db *DB, name string) (*Map[K, V], error) {
 	if err := checkMap[K, V](name); err != nil {
 		return nil, err
 	}
-	m := newMap[K, V](name)
+	m, err := newMap[K, V](name)
+	if err != nil {
+		return nil, err
+	}
 	if err := db.register(m); err != nil {
 		return nil, err
 	}
@@ -370,7 +384,10 @@ func DefMap[K comparable, V any](name string) *Map[K, V] {
 	if err := checkMap[K, V](name); err != nil {
 		panic(err.Error())
 	}
-	m := newMap[K, V](name)
+	m, err := newMap[K, V](name)
+	if err != nil {
+		panic(err.Error())
+	}
 	declare(m)
 	return m
 }

@@ -67,7 +67,7 @@ func (m *Map[K, V]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
 }
 
 func (m *Map[K, V]) decodeError(raw []byte, what string, err error) error {
-	return &DecodeError{State: m.name, Stored: storedKind(raw), Wanted: fmt.Sprintf("%s of %s", what, reflect.TypeFor[map[K]V]()), Err: err}
+	return decodeError(m.name, raw, fmt.Sprintf("%s of %s", what, reflect.TypeFor[map[K]V]()), err)
 }
 
 // loadPart decodes one part of a base and adds its entries to out, each
@@ -87,10 +87,10 @@ func (m *Map[K, V]) loadPart(eng *engine.Engine, l engine.Loc, out *mapLoaded[K,
 	shardOf := make([]uint16, n)
 	for i := range entries {
 		e := &entries[i]
-		if err := readItem(ir, &e.k); err != nil {
+		if err := readItem(ir, m.kc, &e.k); err != nil {
 			return m.decodeError(raw, "a key", err)
 		}
-		if err := readItem(ir, &e.v); err != nil {
+		if err := readItem(ir, m.vc, &e.v); err != nil {
 			return m.decodeError(raw, "a value", err)
 		}
 		s := m.shardOf(e.k)
@@ -135,8 +135,8 @@ func (m *Map[K, V]) loadDelta(eng *engine.Engine, l engine.Loc, out *mapLoaded[K
 	for i := 0; i < n && err == nil; i++ {
 		var k K
 		var v V
-		if err = readItem(ir, &k); err == nil {
-			if err = readItem(ir, &v); err == nil {
+		if err = readItem(ir, m.kc, &k); err == nil {
+			if err = readItem(ir, m.vc, &v); err == nil {
 				s := m.shardOf(k)
 				if out.shards[s] == nil {
 					out.shards[s] = map[K]V{}
@@ -150,7 +150,7 @@ func (m *Map[K, V]) loadDelta(eng *engine.Engine, l engine.Loc, out *mapLoaded[K
 	}
 	for i := 0; i < n && err == nil; i++ {
 		var k K
-		if err = readItem(ir, &k); err == nil {
+		if err = readItem(ir, m.kc, &k); err == nil {
 			delete(out.shards[m.shardOf(k)], k)
 		}
 	}

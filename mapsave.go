@@ -72,10 +72,10 @@ func (m *Map[K, V]) writePart(w io.Writer, f *freeze[K, V], lo, hi int) error {
 	for i := lo; i < hi && err == nil; i++ {
 		for k := range f.got[i] {
 			e := &f.got[i][k]
-			if err = writeItem(iw, &e.k); err != nil {
+			if err = writeItem(iw, m.kc, &e.k); err != nil {
 				break
 			}
-			if err = writeItem(iw, &e.v); err != nil {
+			if err = writeItem(iw, m.vc, &e.v); err != nil {
 				break
 			}
 		}
@@ -114,11 +114,11 @@ func (m *Map[K, V]) writeDelta(w io.Writer, f *freeze[K, V]) error {
 				e := &f.got[i][k]
 				switch {
 				case pass == 0 && !e.del:
-					if err = writeItem(iw, &e.k); err == nil {
-						err = writeItem(iw, &e.v)
+					if err = writeItem(iw, m.kc, &e.k); err == nil {
+						err = writeItem(iw, m.vc, &e.v)
 					}
 				case pass == 1 && e.del:
-					err = writeItem(iw, &e.k)
+					err = writeItem(iw, m.kc, &e.k)
 				}
 			}
 			if pass == 1 {

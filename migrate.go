@@ -61,7 +61,7 @@ func MigrateFrom[Old, T any](schema uint64, fn func(Old) (T, error)) StateOption
 	m.decode = func(raw []byte) (*T, error) {
 		var old Old
 		if err := decodeValue(raw, &old); err != nil {
-			return nil, &DecodeError{Stored: storedKind(raw), Wanted: fmt.Sprintf("%s (the type its migration from schema %d takes)", reflect.TypeFor[Old](), schema), Err: err}
+			return nil, decodeError("", raw, fmt.Sprintf("%s (the type its migration from schema %d takes)", reflect.TypeFor[Old](), schema), err)
 		}
 		v, err := fn(old)
 		if err != nil {
@@ -84,7 +84,7 @@ func (c *stateConfig[T]) decode(name string, raw []byte, schema uint64) (*T, err
 	if schema == c.schema {
 		v := new(T)
 		if err := decodeValue(raw, v); err != nil {
-			return nil, &DecodeError{State: name, Stored: storedKind(raw), Wanted: reflect.TypeFor[T]().String(), Err: err}
+			return nil, decodeError(name, raw, reflect.TypeFor[T]().String(), err)
 		}
 		return v, nil
 	}

@@ -1,187 +1,159 @@
 package instadump
 
 import (
-	"bufio"
-	"bytes"
-	"encoding"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
-	"runtime/debug"
-	"sync"
 
-	"github.com/vmihailenco/msgpack/v5"
+	"github.com/instadump/instadump/internal/codec"
 )
 
-// How values become bytes and back: msgpack, as msgpack/v5 writes it.
-
-var bufioPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+// How values become bytes and back: msgpack, exactly as msgpack/v5 writes
+// it, through internal/codec, which compiles an encoder and a decoder per
+// Go type, decodes strictly (a number that does not fit its type is a
+// mismatch, never a value cut to fit), never panics, and bounds what it
+// allocates by the bytes at hand.
 
 // encodeValue writes v's msgpack encoding to w.
 func encodeValue[T any](w io.Writer, v *T) error {
-	bw := bufioPool.Get().(*bufio.Writer)
-	bw.Reset(w)
-	defer func() { bw.Reset(nil); bufioPool.Put(bw) }()
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	enc.Reset(bw)
-	if err := enc.Encode(v); err != nil {
+	c, err := codec.For[T]()
+	if err != nil {
 		return err
 	}
-	return bw.Flush()
+	return c.Encode(w, v)
 }
 
-// decodeValue decodes raw into v. A panic of the decoder (or of a type's
-// own UnmarshalMsgpack) is an error.
-func decodeValue[T any](raw []byte, v *T) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("the decoder panicked: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return msgpack.Unmarshal(raw, v)
+// decodeValue decodes raw into v.
+func decodeValue[T any](raw []byte, v *T) error {
+	c, err := codec.For[T]()
+	if err != nil {
+		return err
+	}
+	return c.Decode(raw, v)
 }
 
-var (
-	customDecoder   = reflect.TypeFor[msgpack.CustomDecoder]()
-	unmarshaler     = reflect.TypeFor[msgpack.Unmarshaler]()
-	binUnmarshaler  = reflect.TypeFor[encoding.BinaryUnmarshaler]()
-	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
-)
+// decodeError describes a stored value of state name that did not decode
+// into wanted.
+func decodeError(name string, raw []byte, wanted string, err error) error {
+	if errors.Is(err, codec.ErrUnsupported) {
+		return fmt.Errorf("%w: %v (state %s)", ErrUnsupportedType, err, quote(name))
+	}
+	return &DecodeError{State: name, Stored: storedKind(raw), Wanted: wanted, Err: err}
+}
 
 // checkType says whether values of t can be saved and loaded, naming the
 // type and where in it the part that cannot is: an error wrapping
 // ErrUnsupportedType, to be followed by what it is of.
 func checkType(t reflect.Type) error {
-	if err := walkType(t, t.String(), map[reflect.Type]bool{}); err != nil {
+	if err := codec.Check(t); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnsupportedType, err)
 	}
 	return nil
 }
 
-func decodesItself(t reflect.Type) bool {
-	p := reflect.PointerTo(t)
-	for _, i := range []reflect.Type{customDecoder, unmarshaler, binUnmarshaler, textUnmarshaler} {
-		if t.Implements(i) || p.Implements(i) {
-			return true
-		}
-	}
-	return false
+// A Map is encoded and decoded entry by entry: a stream of msgpack items
+// behind a map or array header.
+
+// itemWriter writes msgpack items to w through a buffer.
+type itemWriter struct {
+	w   io.Writer
+	buf []byte
 }
 
-func walkType(t reflect.Type, path string, seen map[reflect.Type]bool) error {
-	if seen[t] || decodesItself(t) {
+const itemFlush = 64 << 10
+
+func newItemWriter(w io.Writer) *itemWriter { return &itemWriter{w: w, buf: make([]byte, 0, itemFlush+itemFlush/4)} }
+
+// header appends a map or array header (fix, 16 or 32 bits, as msgpack/v5
+// writes it) for n elements.
+func (iw *itemWriter) header(fix, b16, b32 byte, n int) error {
+	switch {
+	case n < 16:
+		iw.buf = append(iw.buf, fix|byte(n))
+	case n <= 0xffff:
+		iw.buf = binary.BigEndian.AppendUint16(append(iw.buf, b16), uint16(n))
+	default:
+		iw.buf = binary.BigEndian.AppendUint32(append(iw.buf, b32), uint32(n))
+	}
+	return iw.flush(false)
+}
+
+func (iw *itemWriter) mapLen(n int) error   { return iw.header(0x80, 0xde, 0xdf, n) }
+func (iw *itemWriter) arrayLen(n int) error { return iw.header(0x90, 0xdc, 0xdd, n) }
+
+func writeItem[T any](iw *itemWriter, c *codec.Codec[T], v *T) error {
+	var err error
+	if iw.buf, err = c.Append(iw.buf, v); err != nil {
+		return err
+	}
+	return iw.flush(false)
+}
+
+// flush writes the buffer out when it is full, or at all.
+func (iw *itemWriter) flush(all bool) error {
+	if len(iw.buf) < itemFlush && !all || len(iw.buf) == 0 {
 		return nil
 	}
-	seen[t] = true
-	switch t.Kind() {
-	case reflect.Chan, reflect.Func, reflect.Complex64, reflect.Complex128, reflect.UnsafePointer:
-		return fmt.Errorf("%s is a %s, which cannot be encoded (tag the field `msgpack:\"-\"` to leave it out)", path, t.Kind())
-	case reflect.Interface:
-		if t.NumMethod() > 0 {
-			return fmt.Errorf("%s is the interface %s, which a stored value cannot be decoded into (use a concrete type, or any)", path, t)
-		}
-	case reflect.Pointer, reflect.Slice, reflect.Array:
-		return walkType(t.Elem(), path+elemPath(t), seen)
-	case reflect.Map:
-		if err := walkType(t.Key(), path+"[key]", seen); err != nil {
-			return err
-		}
-		return walkType(t.Elem(), path+"[]", seen)
-	case reflect.Struct:
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() && !f.Anonymous || f.Tag.Get("msgpack") == "-" {
-				continue
-			}
-			if err := walkType(f.Type, path+"."+f.Name, seen); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func elemPath(t reflect.Type) string {
-	if t.Kind() == reflect.Pointer {
-		return ""
-	}
-	return "[]"
-}
-
-// Maps are encoded and decoded entry by entry: a stream of msgpack items.
-
-// itemWriter writes msgpack items to a buffered writer.
-type itemWriter struct {
-	bw  *bufio.Writer
-	enc *msgpack.Encoder
-}
-
-func newItemWriter(w io.Writer) *itemWriter {
-	bw := bufioPool.Get().(*bufio.Writer)
-	bw.Reset(w)
-	enc := msgpack.GetEncoder()
-	enc.Reset(bw)
-	return &itemWriter{bw: bw, enc: enc}
-}
-
-func (iw *itemWriter) mapLen(n int) error   { return iw.enc.EncodeMapLen(n) }
-func (iw *itemWriter) arrayLen(n int) error { return iw.enc.EncodeArrayLen(n) }
-
-func writeItem[T any](iw *itemWriter, v *T) error { return iw.enc.Encode(v) }
-
-// close flushes and gives the buffers back.
-func (iw *itemWriter) close() error {
-	err := iw.bw.Flush()
-	iw.bw.Reset(nil)
-	bufioPool.Put(iw.bw)
-	msgpack.PutEncoder(iw.enc)
+	_, err := iw.w.Write(iw.buf)
+	iw.buf = iw.buf[:0]
 	return err
 }
 
+// close writes what is left.
+func (iw *itemWriter) close() error { return iw.flush(true) }
+
 // itemReader reads msgpack items from bytes.
 type itemReader struct {
-	r   *bytes.Reader
-	dec *msgpack.Decoder
+	data []byte
+	pos  int
 }
 
-func newItemReader(data []byte) *itemReader {
-	r := bytes.NewReader(data)
-	return &itemReader{r: r, dec: msgpack.NewDecoder(r)}
-}
+func newItemReader(data []byte) *itemReader { return &itemReader{data: data} }
 
-// mapLen reads a map header, refusing a length the bytes left cannot
-// back (an entry takes at least two bytes).
-func (ir *itemReader) mapLen() (int, error) {
-	n, err := ir.dec.DecodeMapLen()
-	if err == nil && (n < 0 || int64(n) > int64(ir.r.Len())/2) {
-		err = fmt.Errorf("a map of %d entries in %d bytes", n, ir.r.Len())
+// header reads a map or array header, refusing a length the bytes left
+// cannot back (an element takes at least per bytes).
+func (ir *itemReader) header(what string, fix, b16, b32 byte, per int) (int, error) {
+	if ir.pos >= len(ir.data) {
+		return 0, fmt.Errorf("%w: the data ends where %s was expected", codec.ErrMalformed, what)
 	}
-	return n, err
-}
-
-// arrayLen reads an array header, likewise bounded.
-func (ir *itemReader) arrayLen() (int, error) {
-	n, err := ir.dec.DecodeArrayLen()
-	if err == nil && (n < 0 || int64(n) > int64(ir.r.Len())) {
-		err = fmt.Errorf("an array of %d items in %d bytes", n, ir.r.Len())
+	c := ir.data[ir.pos]
+	var n, size int
+	switch {
+	case c&0xf0 == fix:
+		n, size = int(c&0x0f), 1
+	case c == b16 && len(ir.data)-ir.pos >= 3:
+		n, size = int(binary.BigEndian.Uint16(ir.data[ir.pos+1:])), 3
+	case c == b32 && len(ir.data)-ir.pos >= 5:
+		n, size = int(binary.BigEndian.Uint32(ir.data[ir.pos+1:])), 5
+	default:
+		return 0, fmt.Errorf("%w: %s expected at byte %d, found code %#x", codec.ErrMismatch, what, ir.pos, c)
 	}
-	return n, err
+	ir.pos += size
+	if n > (len(ir.data)-ir.pos)/per {
+		return 0, fmt.Errorf("%w: %s of %d elements in %d bytes", codec.ErrMalformed, what, n, len(ir.data)-ir.pos)
+	}
+	return n, nil
 }
 
-func readItem[T any](ir *itemReader, v *T) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("the decoder panicked: %v", r)
-		}
-	}()
-	return ir.dec.Decode(v)
+func (ir *itemReader) mapLen() (int, error)   { return ir.header("a map", 0x80, 0xde, 0xdf, 2) }
+func (ir *itemReader) arrayLen() (int, error) { return ir.header("an array", 0x90, 0xdc, 0xdd, 1) }
+
+func readItem[T any](ir *itemReader, c *codec.Codec[T], v *T) error {
+	n, err := codec.Skip(ir.data[ir.pos:])
+	if err != nil {
+		return err
+	}
+	err = c.Decode(ir.data[ir.pos:ir.pos+n], v)
+	ir.pos += n
+	return err
 }
 
 // end checks that every byte was read.
 func (ir *itemReader) end() error {
-	if n := ir.r.Len(); n > 0 {
-		return fmt.Errorf("%d bytes after the last item", n)
+	if n := len(ir.data) - ir.pos; n > 0 {
+		return fmt.Errorf("%w: %d bytes after the last item", codec.ErrMalformed, n)
 	}
 	return nil
 }

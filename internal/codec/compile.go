@@ -2,6 +2,7 @@ package codec
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -57,6 +58,7 @@ func codecOf(t reflect.Type) *codec {
 	}
 	b := &builder{pending: make(map[reflect.Type]*codec)}
 	c := b.build(t)
+	b.probeDeferred()
 	// Publish only after every codec of the graph is complete.
 	for _, c := range b.built {
 		codecs.Store(c.typ, c)
@@ -64,11 +66,22 @@ func codecOf(t reflect.Type) *codec {
 	return c
 }
 
+// probeDeferred probes the codecs whose probe met a part of the graph not
+// built yet, now that it is.
+func (b *builder) probeDeferred() {
+	for _, d := range b.deferred {
+		b.probe(d)
+		d.done = true
+	}
+	b.deferred = nil
+}
+
 // builder compiles a graph of types; recursive types meet their own
 // pending codec and reach it through indirection.
 type builder struct {
-	pending map[reflect.Type]*codec
-	built   []*codec
+	pending  map[reflect.Type]*codec
+	built    []*codec
+	deferred []*codec // probed once the graph is complete
 	// embedding is the chain of structs whose fields are being listed,
 	// to refuse a struct that embeds itself (msgpack/v5 recurses forever).
 	embedding []reflect.Type
@@ -127,22 +140,36 @@ func (c *codec) encoder() encFunc {
 	if c.done {
 		return c.enc
 	}
-	return func(e *encoder, p unsafe.Pointer) error { return c.enc(e, p) }
+	return func(e *encoder, p unsafe.Pointer) error {
+		if c.enc == nil {
+			return errPending
+		}
+		return c.enc(e, p)
+	}
 }
 
 func (c *codec) decoder() decFunc {
 	if c.done {
 		return c.dec
 	}
-	return func(d *decoder, p unsafe.Pointer) error { return c.dec(d, p) }
+	return func(d *decoder, p unsafe.Pointer) error {
+		if c.dec == nil {
+			return errPending
+		}
+		return c.dec(d, p)
+	}
 }
 
 func (c *codec) emptyFunc() func(unsafe.Pointer) bool {
 	if c.done {
 		return c.empty
 	}
-	return func(p unsafe.Pointer) bool { return c.empty(p) }
+	return func(p unsafe.Pointer) bool { return c.empty != nil && c.empty(p) }
 }
+
+// errPending is what a probe meets in a recursive type whose codecs are
+// not all built yet: it is probed again once they are.
+var errPending = errors.New("codec: a type of the graph is still being built")
 
 func (b *builder) build(t reflect.Type) *codec {
 	if c, ok := codecs.Load(t); ok {
@@ -161,9 +188,15 @@ func (b *builder) build(t reflect.Type) *codec {
 			c.empty = reflectEmpty(t)
 		}
 	}
-	b.probe(c)
-	c.done = true
 	delete(b.pending, t)
+	if b.probe(c) {
+		c.done = true
+	} else {
+		// Probed again when the graph is complete; until then (and
+		// for good) the graph reaches it through indirection, so that
+		// what that probe decides is what everyone calls.
+		b.deferred = append(b.deferred, c)
+	}
 	b.built = append(b.built, c)
 	return c
 }
@@ -287,23 +320,27 @@ func (b *builder) kind(c *codec) (enc encFunc, dec decFunc, bad error) {
 // value cannot be seen, and is compiled; so is a decoder registered
 // alone, with which msgpack/v5 cannot read its own encoding of the type. Only named types and structs
 // are probed: the others cannot carry a registration in practice.
-func (b *builder) probe(c *codec) {
+func (b *builder) probe(c *codec) (complete bool) {
 	t := c.typ
 	if c.bad != nil || t == timeType || (c.encFallback && c.decFallback) {
-		return
+		return true
 	}
 	// Named pointer types are not probed: msgpack/v5 recurses forever
 	// on `type P *P`.
 	if t.Name() == "" && t.Kind() != reflect.Struct || t.Kind() == reflect.Pointer {
-		return
+		return true
 	}
 	zero := reflect.New(t)
 	want, err := v5Encode(zero.Elem())
 	if err != nil {
-		return // msgpack/v5 cannot encode it at all: nothing to follow
+		return true // msgpack/v5 cannot encode it at all: nothing to follow
 	}
 	e := &encoder{}
-	if err := safeEnc(c.enc, e, zero.UnsafePointer()); err != nil || string(e.buf) != string(want) {
+	err = safeEnc(c.enc, e, zero.UnsafePointer())
+	if errors.Is(err, errPending) {
+		return false
+	}
+	if err != nil || string(e.buf) != string(want) {
 		if !c.encFallback {
 			c.encFallback = true
 			c.enc = fallbackEnc(t)
@@ -317,6 +354,9 @@ func (b *builder) probe(c *codec) {
 		v5err := v5Decode(want, v5got.Elem())
 		d := &decoder{data: want}
 		err := safeDec(c.dec, d, ours.UnsafePointer())
+		if errors.Is(err, errPending) {
+			return false
+		}
 		// msgpack/v5 failing is no sign: it refuses some of the
 		// exact conversions the codec makes (a repeated name can send
 		// a float32 0 to an integer field).
@@ -327,6 +367,7 @@ func (b *builder) probe(c *codec) {
 			probeFallbacks.Add(1)
 		}
 	}
+	return true
 }
 
 // safeDec runs dec, turning a panic into an error.
