@@ -64,7 +64,9 @@ type itemWriter struct {
 
 const itemFlush = 64 << 10
 
-func newItemWriter(w io.Writer) *itemWriter { return &itemWriter{w: w, buf: make([]byte, 0, itemFlush+itemFlush/4)} }
+func newItemWriter(w io.Writer) *itemWriter {
+	return &itemWriter{w: w, buf: make([]byte, 0, itemFlush+itemFlush/4)}
+}
 
 // header appends a map or array header (fix, 16 or 32 bits, as msgpack/v5
 // writes it) for n elements.
