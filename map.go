@@ -34,8 +34,7 @@ import (
 // at most for the copy of one shard, never for the map.
 type Map[K comparable, V any] struct {
 	name   string
-	kc     *codec.Codec[K]
-	vc     *codec.Codec[V]
+	pc     *codec.Pairs[K, V]
 	hash   func(K) uint64
 	shards [mapShards]atomic.Pointer[shard[K, V]]
 	count  atomic.Int64
@@ -65,28 +64,32 @@ type mapEntry[K comparable, V any] struct {
 	del bool
 }
 
+// shardCopy is what a freeze copied of a shard: keys with their values,
+// and (for a delta) keys deleted.
+type shardCopy[K comparable, V any] struct {
+	keys []K
+	vals []V
+	dels []K
+}
+
 // freeze is a cut of a Map: its shards (whole, or only the keys changed
 // since the previous cut) as they were at one instant, copied from each
 // shard when first needed: by a writer about to change it, or by whoever
 // reads the cut.
 type freeze[K comparable, V any] struct {
 	full  bool
-	count int64                       // entries at the cut
-	keys  [mapShards]map[K]struct{}   // not full: each shard's changed keys
-	got   [mapShards][]mapEntry[K, V] // copied entries
-	done  [mapShards]bool             // copied; guarded by the shard's lock
+	count int64                      // entries at the cut
+	keys  [mapShards]map[K]struct{}  // not full: each shard's changed keys
+	got   [mapShards]shardCopy[K, V] // copied entries
+	done  [mapShards]bool            // copied; guarded by the shard's lock
 }
 
 func newMap[K comparable, V any](name string) (*Map[K, V], error) {
-	kc, err := codec.For[K]()
+	pc, err := codec.ForPairs[K, V]()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v (the keys of map %s)", ErrUnsupportedType, err, quote(name))
+		return nil, fmt.Errorf("%w: %v (map %s)", ErrUnsupportedType, err, quote(name))
 	}
-	vc, err := codec.For[V]()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v (the values of map %s)", ErrUnsupportedType, err, quote(name))
-	}
-	m := &Map[K, V]{name: name, kc: kc, vc: vc, hash: hasherFor[K](), needBase: true}
+	m := &Map[K, V]{name: name, pc: pc, hash: hasherFor[K](), needBase: true}
 	m.lk.Store(&unbound)
 	return m, nil
 }
@@ -226,25 +229,27 @@ func (f *freeze[K, V]) copyShard(i int, sh *shard[K, V]) {
 		return
 	}
 	f.done[i] = true
+	var c shardCopy[K, V]
 	if f.full {
-		got := make([]mapEntry[K, V], 0, len(sh.m))
+		c.keys, c.vals = make([]K, 0, len(sh.m)), make([]V, 0, len(sh.m))
 		for k, v := range sh.m {
-			got = append(got, mapEntry[K, V]{k: k, v: v})
+			c.keys, c.vals = append(c.keys, k), append(c.vals, v)
 		}
-		f.got[i] = got
-		return
+	} else {
+		for k := range f.keys[i] {
+			if v, ok := sh.m[k]; ok {
+				c.keys, c.vals = append(c.keys, k), append(c.vals, v)
+			} else {
+				c.dels = append(c.dels, k)
+			}
+		}
 	}
-	got := make([]mapEntry[K, V], 0, len(f.keys[i]))
-	for k := range f.keys[i] {
-		v, ok := sh.m[k]
-		got = append(got, mapEntry[K, V]{k: k, v: v, del: !ok})
-	}
-	f.got[i] = got
+	f.got[i] = c
 }
 
 // take returns what f holds of shard i, copying it first if no writer
 // did, and lets go of it.
-func (m *Map[K, V]) take(f *freeze[K, V], i int) []mapEntry[K, V] {
+func (m *Map[K, V]) take(f *freeze[K, V], i int) shardCopy[K, V] {
 	if sh := m.shards[i].Load(); sh != nil {
 		sh.mu.Lock()
 		f.copyShard(i, sh)
@@ -252,7 +257,7 @@ func (m *Map[K, V]) take(f *freeze[K, V], i int) []mapEntry[K, V] {
 		sh.mu.Unlock()
 	}
 	got := f.got[i]
-	f.got[i] = nil
+	f.got[i] = shardCopy[K, V]{}
 	return got
 }
 
@@ -294,7 +299,7 @@ func (m *Map[K, V]) release(f *freeze[K, V]) {
 			sh.freezes = slices.DeleteFunc(sh.freezes, func(x *freeze[K, V]) bool { return x == f })
 			sh.mu.Unlock()
 		}
-		f.got[i] = nil
+		f.got[i] = shardCopy[K, V]{}
 	}
 }
 
@@ -322,8 +327,9 @@ func (m *Map[K, V]) All() iter.Seq2[K, V] {
 		l.cmu.Unlock()
 		defer m.release(f)
 		for i := range m.shards {
-			for _, e := range m.take(f, i) {
-				if !yield(e.k, e.v) {
+			c := m.take(f, i)
+			for k := range c.keys {
+				if !yield(c.keys[k], c.vals[k]) {
 					return
 				}
 			}

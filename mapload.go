@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/instadump/instadump/engine"
+	"github.com/instadump/instadump/internal/codec"
 )
 
 // mapLoaded is a Map's content decoded from a snapshot, not installed yet.
@@ -82,23 +83,19 @@ func (m *Map[K, V]) loadPart(eng *engine.Engine, l engine.Loc, out *mapLoaded[K,
 	if err != nil {
 		return m.decodeError(raw, "a base part", err)
 	}
-	entries := make([]mapEntry[K, V], n)
-	var counts [mapShards]int32
-	shardOf := make([]uint16, n)
-	for i := range entries {
-		e := &entries[i]
-		if err := readItem(ir, m.kc, &e.k); err != nil {
-			return m.decodeError(raw, "a key", err)
-		}
-		if err := readItem(ir, m.vc, &e.v); err != nil {
-			return m.decodeError(raw, "a value", err)
-		}
-		s := m.shardOf(e.k)
-		shardOf[i] = uint16(s)
-		counts[s]++
+	keys, vals := make([]K, n), make([]V, n) // n is bounded by the bytes read
+	if err := readPairs(ir, m.pc, keys, vals); err != nil {
+		return m.decodeError(raw, "a base part", err)
 	}
 	if err := ir.end(); err != nil {
 		return m.decodeError(raw, "a base part", err)
+	}
+	var counts [mapShards]int32
+	shardOf := make([]uint16, n)
+	for i := range keys {
+		s := m.shardOf(keys[i])
+		shardOf[i] = uint16(s)
+		counts[s]++
 	}
 	for s, c := range counts {
 		if c == 0 {
@@ -108,9 +105,9 @@ func (m *Map[K, V]) loadPart(eng *engine.Engine, l engine.Loc, out *mapLoaded[K,
 		if out.shards[s] == nil {
 			out.shards[s] = make(map[K]V, c)
 		}
-		for i := range entries {
+		for i := range keys {
 			if int(shardOf[i]) == s {
-				out.shards[s][entries[i].k] = entries[i].v
+				out.shards[s][keys[i]] = vals[i]
 			}
 		}
 		locks[s].Unlock()
@@ -124,39 +121,38 @@ func (m *Map[K, V]) loadDelta(eng *engine.Engine, l engine.Loc, out *mapLoaded[K
 	if err != nil {
 		return err
 	}
-	ir := newItemReader(raw)
-	n, err := ir.arrayLen()
-	if err == nil && n != 2 {
-		err = fmt.Errorf("a delta of %d items, not 2", n)
-	}
-	if err == nil {
-		n, err = ir.mapLen()
-	}
-	for i := 0; i < n && err == nil; i++ {
-		var k K
-		var v V
-		if err = readItem(ir, m.kc, &k); err == nil {
-			if err = readItem(ir, m.vc, &v); err == nil {
-				s := m.shardOf(k)
-				if out.shards[s] == nil {
-					out.shards[s] = map[K]V{}
-				}
-				out.shards[s][k] = v
-			}
+	err = func() error {
+		ir := newItemReader(raw)
+		if n, err := ir.arrayLen(); err != nil || n != 2 {
+			return fmt.Errorf("%w: a delta is an array of two (%v)", codec.ErrMismatch, err)
 		}
-	}
-	if err == nil {
-		n, err = ir.arrayLen()
-	}
-	for i := 0; i < n && err == nil; i++ {
-		var k K
-		if err = readItem(ir, m.kc, &k); err == nil {
+		n, err := ir.mapLen()
+		if err != nil {
+			return err
+		}
+		keys, vals := make([]K, n), make([]V, n)
+		if err := readPairs(ir, m.pc, keys, vals); err != nil {
+			return err
+		}
+		for i := range keys {
+			s := m.shardOf(keys[i])
+			if out.shards[s] == nil {
+				out.shards[s] = map[K]V{}
+			}
+			out.shards[s][keys[i]] = vals[i]
+		}
+		if n, err = ir.arrayLen(); err != nil {
+			return err
+		}
+		dels := make([]K, n)
+		if err := readKeys(ir, m.pc, dels); err != nil {
+			return err
+		}
+		for _, k := range dels {
 			delete(out.shards[m.shardOf(k)], k)
 		}
-	}
-	if err == nil {
-		err = ir.end()
-	}
+		return ir.end()
+	}()
 	if err != nil {
 		return m.decodeError(raw, "a delta", err)
 	}

@@ -65,21 +65,13 @@ func (m *Map[K, V]) writePart(w io.Writer, f *freeze[K, V], lo, hi int) error {
 	n := 0
 	for i := lo; i < hi; i++ {
 		f.got[i] = m.take(f, i)
-		n += len(f.got[i])
+		n += len(f.got[i].keys)
 	}
 	iw := newItemWriter(w)
 	err := iw.mapLen(n)
 	for i := lo; i < hi && err == nil; i++ {
-		for k := range f.got[i] {
-			e := &f.got[i][k]
-			if err = writeItem(iw, m.kc, &e.k); err != nil {
-				break
-			}
-			if err = writeItem(iw, m.vc, &e.v); err != nil {
-				break
-			}
-		}
-		f.got[i] = nil
+		err = writePairs(iw, m.pc, f.got[i].keys, f.got[i].vals)
+		f.got[i] = shardCopy[K, V]{}
 	}
 	if cerr := iw.close(); err == nil {
 		err = cerr
@@ -92,39 +84,23 @@ func (m *Map[K, V]) writeDelta(w io.Writer, f *freeze[K, V]) error {
 	sets, dels := 0, 0
 	for i := range m.shards {
 		f.got[i] = m.take(f, i)
-		for _, e := range f.got[i] {
-			if e.del {
-				dels++
-			} else {
-				sets++
-			}
-		}
+		sets += len(f.got[i].keys)
+		dels += len(f.got[i].dels)
 	}
 	iw := newItemWriter(w)
 	err := iw.arrayLen(2)
 	if err == nil {
 		err = iw.mapLen(sets)
 	}
-	for pass := range 2 { // the sets, then the deleted keys
-		if pass == 1 && err == nil {
-			err = iw.arrayLen(dels)
-		}
-		for i := range m.shards {
-			for k := 0; k < len(f.got[i]) && err == nil; k++ {
-				e := &f.got[i][k]
-				switch {
-				case pass == 0 && !e.del:
-					if err = writeItem(iw, m.kc, &e.k); err == nil {
-						err = writeItem(iw, m.vc, &e.v)
-					}
-				case pass == 1 && e.del:
-					err = writeItem(iw, m.kc, &e.k)
-				}
-			}
-			if pass == 1 {
-				f.got[i] = nil
-			}
-		}
+	for i := 0; i < len(m.shards) && err == nil; i++ {
+		err = writePairs(iw, m.pc, f.got[i].keys, f.got[i].vals)
+	}
+	if err == nil {
+		err = iw.arrayLen(dels)
+	}
+	for i := 0; i < len(m.shards) && err == nil; i++ {
+		err = writeKeys(iw, m.pc, f.got[i].dels)
+		f.got[i] = shardCopy[K, V]{}
 	}
 	if cerr := iw.close(); err == nil {
 		err = cerr

@@ -85,9 +85,19 @@ func (iw *itemWriter) header(fix, b16, b32 byte, n int) error {
 func (iw *itemWriter) mapLen(n int) error   { return iw.header(0x80, 0xde, 0xdf, n) }
 func (iw *itemWriter) arrayLen(n int) error { return iw.header(0x90, 0xdc, 0xdd, n) }
 
-func writeItem[T any](iw *itemWriter, c *codec.Codec[T], v *T) error {
+// writePairs writes keys[i] then vals[i], for each i.
+func writePairs[K, V any](iw *itemWriter, pc *codec.Pairs[K, V], keys []K, vals []V) error {
 	var err error
-	if iw.buf, err = c.Append(iw.buf, v); err != nil {
+	if iw.buf, err = pc.Append(iw.buf, keys, vals); err != nil {
+		return err
+	}
+	return iw.flush(false)
+}
+
+// writeKeys writes keys.
+func writeKeys[K, V any](iw *itemWriter, pc *codec.Pairs[K, V], keys []K) error {
+	var err error
+	if iw.buf, err = pc.AppendKeys(iw.buf, keys); err != nil {
 		return err
 	}
 	return iw.flush(false)
@@ -142,12 +152,16 @@ func (ir *itemReader) header(what string, fix, b16, b32 byte, per int) (int, err
 func (ir *itemReader) mapLen() (int, error)   { return ir.header("a map", 0x80, 0xde, 0xdf, 2) }
 func (ir *itemReader) arrayLen() (int, error) { return ir.header("an array", 0x90, 0xdc, 0xdd, 1) }
 
-func readItem[T any](ir *itemReader, c *codec.Codec[T], v *T) error {
-	n, err := codec.Skip(ir.data[ir.pos:])
-	if err != nil {
-		return err
-	}
-	err = c.Decode(ir.data[ir.pos:ir.pos+n], v)
+// readPairs reads len(keys) keys and values into keys and vals.
+func readPairs[K, V any](ir *itemReader, pc *codec.Pairs[K, V], keys []K, vals []V) error {
+	n, err := pc.Decode(ir.data[ir.pos:], keys, vals)
+	ir.pos += n
+	return err
+}
+
+// readKeys reads len(keys) keys.
+func readKeys[K, V any](ir *itemReader, pc *codec.Pairs[K, V], keys []K) error {
+	n, err := pc.DecodeKeys(ir.data[ir.pos:], keys)
 	ir.pos += n
 	return err
 }

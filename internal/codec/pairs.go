@@ -1,0 +1,102 @@
+package codec
+
+import (
+	"unsafe"
+)
+
+// Pairs encodes and decodes runs of keys and values as they stand in the
+// body of a msgpack map (k0 v0 k1 v1 ...), or keys alone as they stand
+// in the body of an array, with the compiled codecs of K and V: one call
+// for a whole run, not one a value, for callers that keep map entries
+// apart (instadump's Map). It is safe for concurrent use.
+type Pairs[K, V any] struct {
+	k, v *codec
+}
+
+// ForPairs returns the pair codec of K and V, compiled on first use. It
+// fails (with Check's error) if values of K or V cannot be saved and
+// loaded.
+func ForPairs[K, V any]() (*Pairs[K, V], error) {
+	k, err := For[K]()
+	if err != nil {
+		return nil, err
+	}
+	v, err := For[V]()
+	if err != nil {
+		return nil, err
+	}
+	return &Pairs[K, V]{k: k.c, v: v.c}, nil
+}
+
+// Append appends keys[i] then vals[i], for each i, to dst: the bytes
+// msgpack/v5 writes for them one after the other. keys and vals have the
+// same length. On error it returns dst as it was and an *Error.
+func (p *Pairs[K, V]) Append(dst []byte, keys []K, vals []V) ([]byte, error) {
+	e := &encoder{buf: dst, par: true}
+	err := run(func() error {
+		for i := range keys {
+			if err := p.k.enc(e, unsafe.Pointer(&keys[i])); err != nil {
+				return at(err, "[key]")
+			}
+			if err := p.v.enc(e, unsafe.Pointer(&vals[i])); err != nil {
+				return at(err, "[]")
+			}
+		}
+		return nil
+	}, -1)
+	if err != nil {
+		return dst, err
+	}
+	return e.buf, nil
+}
+
+// AppendKeys appends keys, one after the other, to dst.
+func (p *Pairs[K, V]) AppendKeys(dst []byte, keys []K) ([]byte, error) {
+	e := &encoder{buf: dst, par: true}
+	err := run(func() error {
+		for i := range keys {
+			if err := p.k.enc(e, unsafe.Pointer(&keys[i])); err != nil {
+				return at(err, "[key]")
+			}
+		}
+		return nil
+	}, -1)
+	if err != nil {
+		return dst, err
+	}
+	return e.buf, nil
+}
+
+// Decode decodes len(keys) pairs from the start of data into keys and
+// vals (of the same length), as Codec.Decode decodes each, and returns
+// the bytes they took. Bytes after them are left for the caller.
+func (p *Pairs[K, V]) Decode(data []byte, keys []K, vals []V) (int, error) {
+	d := &decoder{data: data, par: true}
+	err := run(func() error {
+		for i := range keys {
+			if err := p.k.dec(d, unsafe.Pointer(&keys[i])); err != nil {
+				return at(err, "[key]")
+			}
+			if err := p.v.dec(d, unsafe.Pointer(&vals[i])); err != nil {
+				return at(err, "[]")
+			}
+		}
+		return nil
+	}, 0)
+	return d.pos, err
+}
+
+// DecodeKeys decodes len(keys) keys from the start of data and returns
+// the bytes they took.
+func (p *Pairs[K, V]) DecodeKeys(data []byte, keys []K) (int, error) {
+	d := &decoder{data: data, par: true}
+	err := run(func() error {
+		for i := range keys {
+			if err := p.k.dec(d, unsafe.Pointer(&keys[i])); err != nil {
+				return at(err, "[key]")
+			}
+		}
+		return nil
+	}, 0)
+	return d.pos, err
+}
