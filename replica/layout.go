@@ -80,6 +80,9 @@ func ParseOwnerKey(key string) (uint64, bool) {
 // LineagePrefix returns the prefix of every object of lineage l.
 func LineagePrefix(l Lineage) string { return l.String() + "/" }
 
+// SegmentPrefix returns the prefix of the segments of lineage l.
+func SegmentPrefix(l Lineage) string { return l.String() + segDir }
+
 // CommitKey returns the key of the commit object of snapshot id in
 // lineage l.
 func CommitKey(l Lineage, id uint64) string { return l.String() + snapDir + pad(id) }
