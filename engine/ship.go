@@ -40,7 +40,8 @@ import (
 //     snapshot first: shipping stops, fenced.
 //  4. Retention: delete the commit objects that no snapshot kept in the
 //     store needs (the newest ReplicaOptions.Retain of the location's
-//     timeline, and the chains of deltas they stand on), then the
+//     timeline, and the chains of deltas they stand on), newest first so
+//     that every object left always has its whole chain, then the
 //     segments no kept commit object lists.
 //
 // A failure that may pass (replica.ErrUnavailable, or one of unknown
@@ -693,7 +694,7 @@ func (s *shipper) commitObject(h *heldSnapshot) (*replica.Commit, *lastShipped, 
 
 // retain deletes what the store keeps beyond the newest Retain snapshots
 // of the location's timeline: first the commit objects no kept snapshot
-// needs, oldest first, then the segments no kept commit object lists.
+// needs, newest first, then the segments no kept commit object lists.
 // Only objects of this lineage and of those it took over from are
 // touched.
 func (s *shipper) retain(ctx context.Context) error {
@@ -715,7 +716,9 @@ func (s *shipper) retain(ctx context.Context) error {
 	}
 	lins := slices.SortedFunc(maps.Values(s.loc.lineages), func(a, b *lineageObjs) int { return bytes.Compare(a.id[:], b.id[:]) })
 	for _, lo := range lins {
-		for _, id := range slices.Sorted(maps.Keys(lo.commits)) {
+		// Newest first: whatever a crash leaves between two deletions,
+		// the chain of every commit object left is whole.
+		for _, id := range slices.Backward(slices.Sorted(maps.Keys(lo.commits))) {
 			if o := lo.commits[id]; !needed[o] {
 				if err := s.st.Delete(ctx, o.key); err != nil {
 					return fmt.Errorf("instadump: retention: deleting %s: %w", o.key, err)

@@ -589,19 +589,21 @@ func TestCrashAtEveryStep(t *testing.T) {
 				}
 				r.Close()
 			}
-			// Every snapshot the store lists as complete restores right.
+			// Every snapshot the store lists is complete, and restores
+			// right.
 			snaps, err := ReplicaSnapshots(context.Background(), mem)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, s := range snaps {
-				if s.Problem == nil {
-					r, _, _ := restoreTo(t, mem, RestoreOptions{ID: s.ID})
-					if got := contents(t, r, 0); !maps.Equal(got, want[s.ID]) {
-						t.Fatalf("mode %d, step %d: snapshot %d restored as %v", mode, k, s.ID, got)
-					}
-					r.Close()
+				if s.Problem != nil {
+					t.Fatalf("mode %d, step %d: the store lists snapshot %d, which cannot be restored: %v", mode, k, s.ID, s.Problem)
 				}
+				r, _, _ := restoreTo(t, mem, RestoreOptions{ID: s.ID})
+				if got := contents(t, r, 0); !maps.Equal(got, want[s.ID]) {
+					t.Fatalf("mode %d, step %d: snapshot %d restored as %v", mode, k, s.ID, got)
+				}
+				r.Close()
 			}
 			// The process starts again: it ships the rest.
 			counted := replicatest.NewFaultStore(mem)
