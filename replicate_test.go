@@ -66,6 +66,7 @@ type replStates struct {
 	greeting *State[string]
 	accounts *State[map[string]replAccount]
 	blob     *State[[]byte]
+	scores   *Map[string, int]
 }
 
 func openReplStates(t *testing.T, db *DB) *replStates {
@@ -75,11 +76,23 @@ func openReplStates(t *testing.T, db *DB) *replStates {
 		greeting: newStateT(t, db, "greeting", "hello"),
 		accounts: newStateT(t, db, "accounts", map[string]replAccount(nil)),
 		blob:     newStateT(t, db, "blob", []byte(nil)),
+		scores:   replMust(NewMap[string, int](db, "scores")),
 	}
 }
 
+func replMust[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
 func (s *replStates) values() []any {
-	return []any{s.counter.Get(), s.greeting.Get(), s.accounts.Get(), s.blob.Get()}
+	scores := map[string]int{}
+	for k, v := range s.scores.All() {
+		scores[k] = v
+	}
+	return []any{s.counter.Get(), s.greeting.Get(), s.accounts.Get(), s.blob.Get(), scores}
 }
 
 func replRandom(t testing.TB, n int) []byte {
@@ -134,6 +147,10 @@ func TestReplicaLossOfMachine(t *testing.T) {
 				if i%2 == 0 {
 					s.blob.Set(replRandom(t, 3<<20+i))
 				}
+				for k := range 1000 * (i + 1) { // a base, then deltas
+					s.scores.Set(fmt.Sprint("k", k), k*i)
+				}
+				s.scores.Delete("k3")
 				confirmed = saveT(t, db)
 				replWait(t, db, confirmed.ID)
 				want = s.values()
@@ -153,7 +170,7 @@ func TestReplicaLossOfMachine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if snap.ID != confirmed.ID || !snap.Time.Equal(confirmed.Time) || snap.States != 4 {
+			if snap.ID != confirmed.ID || !snap.Time.Equal(confirmed.Time) || snap.States != 5 {
 				t.Fatalf("restored %+v, confirmed %+v", snap, confirmed)
 			}
 			for name, b := range replSegmentBytes(t, fresh) {
