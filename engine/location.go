@@ -47,10 +47,11 @@ type commitObj struct {
 func where(st replica.Store, key string) string { return fmt.Sprintf("%s in %s", key, st) }
 
 // Retries of reads: a failure that may pass (replica.ErrUnavailable) is
-// tried again after a backoff with jitter, a few times (a Store such as
-// replica/s3 retries each request already; this covers longer outages).
+// tried once more after a backoff with jitter. A Store such as replica/s3
+// retries each request already (and resumes reads); this covers stores
+// that do not, without multiplying the waits of those that do.
 const (
-	readAttempts   = 4
+	readAttempts   = 2
 	readBackoffMin = 250 * time.Millisecond
 	readBackoffMax = 4 * time.Second
 )
