@@ -100,8 +100,8 @@ type ReplicationStatus struct {
 	// How far behind the replica is: Current is the newest local
 	// snapshot, Pending how many local snapshots are newer than Shipped,
 	// Behind the bytes the replica lacks to hold Current, and Lag how long
-	// ago the oldest snapshot not yet shipped was saved (0 when up to
-	// date).
+	// ago the oldest retained snapshot not yet shipped was saved (0 when
+	// up to date).
 	Current uint64
 	Pending int
 	Behind  int64

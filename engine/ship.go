@@ -103,8 +103,8 @@ type ReplicaStatus struct {
 	ShippedAt   time.Time
 	// Current is the newest local snapshot; Pending the local snapshots
 	// newer than Shipped; Behind the bytes of segments Current uses that
-	// the store lacks; Lag how long ago the oldest snapshot not yet in the
-	// store was saved (0 when up to date).
+	// the store lacks; Lag how long ago the oldest retained snapshot not
+	// yet in the store was saved (0 when up to date).
 	Current uint64
 	Pending int
 	Behind  int64
