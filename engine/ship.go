@@ -362,12 +362,14 @@ func (s *shipper) halt(err error) {
 	}
 }
 
-// shipped records that snapshot last is in the store.
+// shipped records that snapshot last is in the store: shipping works,
+// whatever failed before.
 func (s *shipper) shipped(last *lastShipped) {
 	s.last = last
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.status.Shipped, s.status.ShippedTime, s.status.ShippedAt = last.id, last.time, time.Now()
+	s.status.Err = nil
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
