@@ -103,7 +103,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	}
 	eng, err := engine.Open(dir, engine.Options{
 		FS: o.fs, Retain: o.retain, Level: o.level, ReadOnly: o.readOnly,
-		Fallback: o.fallback, Logger: log,
+		Fallback: o.fallback, Logger: log, Replica: o.replica,
 	})
 	if err != nil {
 		return nil, err

@@ -19,6 +19,8 @@ type options struct {
 	readOnly    bool
 	fallback    bool
 	fs          engine.FS
+
+	replica engine.ReplicaOptions // WithReplica and its options (replicate.go)
 }
 
 // Level is a compression level for WithCompression.

@@ -140,6 +140,7 @@ func (e *Engine) Commit(writes []Write, drops []string) (Snapshot, error) {
 	}
 	e.compact = e.live.wasteful() && e.compactedAt < e.snaps[0].ID
 	e.mu.Unlock()
+	e.notifyShipper()
 
 	// 4. Clean up.
 	e.collect(garbage)

@@ -19,6 +19,7 @@
 //	000017.seg        segments (package segment), immutable
 //	CURRENT.tmp       CURRENT's replacement before its rename; removed by recovery
 //	*.broken          damaged files moved aside by fallback recovery
+//	LINEAGE           the history a replicating DB continues (lineage.go)
 //
 // # Snapshots (snapshot.go)
 //
@@ -86,6 +87,19 @@
 // of the bytes of the segments in use are dead, the next commit rewrites
 // every value of the current snapshot into one fresh segment, copying
 // stored bytes without recompressing them (compaction).
+//
+// # Replication (ship.go, location.go, restore.go, lineage.go)
+//
+// With Options.Replica, a shipper goroutine copies what each commit made
+// durable to a replica.Store: Commit only tells it (never blocking) that
+// a new snapshot is current. A round holds the newest snapshot's segments
+// open (so garbage collection cannot take them away mid-upload), uploads
+// the ones the store lacks, then creates the snapshot's commit object
+// conditionally, and applies the store's retention. Ownership of the
+// location (owner records), lineages, the layout and the commit object's
+// encoding are in package replica's doc. Restore reads a location back,
+// verifies everything it fetched and writes a directory Open recovers as
+// any other, with a LINEAGE naming a new lineage.
 //
 // # Tools (tools.go)
 //

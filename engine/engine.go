@@ -50,6 +50,8 @@ type Options struct {
 	Fallback      bool         // fall back to an intact older snapshot
 	Logger        *slog.Logger // discards when nil
 	ManifestLimit int64        // DefaultManifestLimit when 0
+
+	Replica ReplicaOptions // ship committed snapshots off the machine (ship.go)
 }
 
 // Report says what recovery found and did.
@@ -98,6 +100,8 @@ type Engine struct {
 	compact     bool   // the next commit rewrites every live value
 	compactedAt uint64 // the snapshot of the last compaction
 	failed      error  // sticky: set when the manifest's state is unknown
+
+	ship *shipper // nil unless Options.Replica has a Store
 }
 
 // Open opens (creating it if needed, unless read-only) and recovers the DB
@@ -149,6 +153,12 @@ func Open(dir string, o Options) (*Engine, error) {
 			e.lock.Close()
 		}
 		return nil, err
+	}
+	if o.Replica.Store != nil {
+		if err := e.startShipper(); err != nil {
+			e.Close()
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -213,6 +223,7 @@ func (e *Engine) closeFiles() error {
 // Close closes the files and releases the lock. Later calls return
 // ErrClosed, as do reads of values not yet read.
 func (e *Engine) Close() error {
+	e.stopShipper()
 	e.commitMu.Lock()
 	defer e.commitMu.Unlock()
 	e.mu.Lock()

@@ -5,8 +5,10 @@
 //	instadump-inspect COMMAND [flags] DIR [ARGS]
 //
 // Commands: snapshots, states, get, dump, diff, segments, manifest,
-// verify. Every listing takes --json; every command takes --help. Exit
-// status: 0 success, 1 failure (verify: damage found), 2 usage error.
+// verify; and, on a replica LOCATION (a directory or s3://BUCKET/PREFIX),
+// replica-snapshots, replica-verify, restore. Every listing takes --json;
+// every command takes --help. Exit status: 0 success, 1 failure (verify:
+// damage found), 2 usage error.
 package main
 
 import (
@@ -40,6 +42,7 @@ type opts struct {
 	snapshot uint64
 	key      string
 	keySet   bool // --key was given, perhaps empty
+	replica  locationOpts
 }
 
 // env is what a command runs with.
@@ -49,7 +52,8 @@ type env struct {
 	progress       bool // stderr is a terminal
 }
 
-var commands = []*command{cmdSnapshots, cmdStates, cmdGet, cmdDump, cmdDiff, cmdSegments, cmdManifest, cmdVerify}
+var commands = []*command{cmdSnapshots, cmdStates, cmdGet, cmdDump, cmdDiff, cmdSegments, cmdManifest, cmdVerify,
+	cmdReplicaSnapshots, cmdReplicaVerify, cmdRestore}
 
 func jsonFlag(fs *flag.FlagSet, o *opts) {
 	fs.BoolVar(&o.json, "json", false, "machine-readable JSON output")

@@ -1,0 +1,217 @@
+package instadump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/instadump/instadump/engine"
+	"github.com/instadump/instadump/replica"
+)
+
+// Replication: a DB opened WithReplica ships every snapshot it commits to
+// a replica.Store (a directory, such as a mounted network filesystem, or
+// S3-compatible storage with package replica/s3), in the background;
+// Restore writes a DB directory back from one. The layout in the store
+// is in package replica's doc; how shipping works, in package engine's
+// ship.go.
+
+// WithReplica ships every committed snapshot to s, off the machine, so
+// that Restore can bring the DB back after its disk is lost.
+//
+// Shipping runs behind the saves, in a goroutine of its own: Save never
+// waits for the network. After each Save it uploads the segment files
+// the newest snapshot needs that the store lacks, then an object that
+// commits the snapshot, created conditionally: the store never holds a
+// snapshot whose files are not all there. When saves come faster than
+// the store takes them, the snapshots in between are skipped. A failure
+// that may pass (the server down, slow, answering 5xx) is retried with
+// backoff and jitter; one that will not (credentials refused, another DB
+// owns the location: ErrFenced) stops shipping. Either is logged and
+// reported by ReplicationStatus; local saving goes on. WaitReplicated
+// waits until a snapshot is in the store. A DB reopened resumes where the
+// store is, uploading nothing it holds.
+//
+// One DB replicates to a location: the first claims it, and any other is
+// fenced (ErrFenced), but a DB restored from the location takes it over,
+// and the DB it was restored from is then fenced. The store keeps the
+// newest snapshots (WithReplicaRetain) and deletes the rest.
+//
+// Open fails if the DB's LINEAGE file (the history it continues, written
+// when it first replicates) is damaged, or with WithReadOnly.
+func WithReplica(s replica.Store) Option { return func(o *options) { o.replica.Store = s } }
+
+// WithReplicaRetain sets how many snapshots the replica keeps: the newest
+// n, and the objects that older ones need as the bases of deltas. By
+// default (or with n = 0), as many as the DB retains (WithRetain).
+func WithReplicaRetain(n int) Option { return func(o *options) { o.replica.Retain = n } }
+
+// WithReplicaGrace lets Close wait up to d for the shipper to finish
+// shipping the newest snapshot (say, one WithSaveOnClose just saved). By
+// default Close stops shipping at once; what is not yet in the store is
+// shipped by the next Open with WithReplica. Use WaitReplicated for a
+// guarantee.
+func WithReplicaGrace(d time.Duration) Option { return func(o *options) { o.replica.Grace = d } }
+
+// withReplicaRetry sets the backoff between failed shipping rounds
+// (tests).
+func withReplicaRetry(minWait, maxWait time.Duration) Option {
+	return func(o *options) { o.replica.RetryMin, o.replica.RetryMax = minWait, maxWait }
+}
+
+// Errors of replication.
+var (
+	// ErrFenced: another DB owns the replica location: the one that
+	// claimed it first, one restored from this DB that took it over, or a
+	// copy of this DB's directory that shipped first. This DB stops
+	// shipping there; it saves on locally.
+	ErrFenced = engine.ErrFenced
+	// ErrNotReplicated: WaitReplicated on a DB opened without
+	// WithReplica.
+	ErrNotReplicated = errors.New("instadump: the DB does not replicate (open it WithReplica)")
+)
+
+// WaitReplicated returns nil once snapshot id, or a newer one, is in the
+// replica: shipped whole and committed there. id 0 means the DB's newest
+// snapshot when WaitReplicated is called. It returns ctx's error if ctx
+// ends first, and, once shipping has stopped for good, why: an error
+// wrapping ErrFenced, replica.ErrMisconfigured (the store refused the
+// credentials, say) or ErrClosed. Failures that may pass do not end the
+// wait: ReplicationStatus shows them.
+func (db *DB) WaitReplicated(ctx context.Context, id uint64) error {
+	if db.opts.replica.Store == nil {
+		return fmt.Errorf("%w: %s", ErrNotReplicated, db.Dir())
+	}
+	return db.eng.WaitReplicated(ctx, id)
+}
+
+// ReplicationStatus says how shipping to the replica goes.
+type ReplicationStatus struct {
+	// Store describes the replica (never with a secret); empty when the
+	// DB does not replicate. Lineage is this DB's history in it.
+	Store   string
+	Lineage string
+	// Shipped is the newest snapshot in the replica (0: none yet), saved
+	// at ShippedTime and in the replica since ShippedAt.
+	Shipped     uint64
+	ShippedTime time.Time
+	ShippedAt   time.Time
+	// How far behind the replica is: Current is the newest local
+	// snapshot, Pending how many local snapshots are newer than Shipped,
+	// Behind the bytes the replica lacks to hold Current, and Lag how long
+	// ago the oldest retained snapshot not yet shipped was saved (0 when
+	// up to date).
+	Current uint64
+	Pending int
+	Behind  int64
+	Lag     time.Duration
+	// Err is the last failure, at ErrTime; nil once shipping succeeds
+	// again.
+	Err     error
+	ErrTime time.Time
+	// Stopped is non-nil once shipping has stopped for good; Fenced is
+	// set when that is because another DB owns the location (ErrFenced).
+	Stopped error
+	Fenced  bool
+}
+
+// ReplicationStatus returns the state of shipping to the replica; the
+// zero ReplicationStatus if the DB does not replicate.
+func (db *DB) ReplicationStatus() ReplicationStatus {
+	s, ok := db.eng.ReplicaStatus()
+	if !ok {
+		return ReplicationStatus{}
+	}
+	return ReplicationStatus{Store: s.Store, Lineage: s.Lineage, Shipped: s.Shipped, ShippedTime: s.ShippedTime, ShippedAt: s.ShippedAt,
+		Current: s.Current, Pending: s.Pending, Behind: s.Behind, Lag: s.Lag, Err: s.Err, ErrTime: s.ErrTime,
+		Stopped: s.Stopped, Fenced: errors.Is(s.Stopped, ErrFenced)}
+}
+
+// RestoreOption chooses what Restore restores.
+type RestoreOption func(*restoreOptions)
+
+type restoreOptions struct{ engine.RestoreOptions }
+
+// RestoreAt restores snapshot id, which the replica must hold.
+func RestoreAt(id uint64) RestoreOption { return func(o *restoreOptions) { o.ID = id } }
+
+// RestoreBefore restores the newest snapshot saved at or before t.
+func RestoreBefore(t time.Time) RestoreOption {
+	return func(o *restoreOptions) { o.Before = t }
+}
+
+// Restore writes a snapshot of the DB replicated in s (see WithReplica)
+// into dir, a new directory (or an empty one), and returns it: by
+// default the newest snapshot whose files are all in the store;
+// RestoreAt and RestoreBefore choose an older one. Open then opens dir as
+// any DB directory, with the restored snapshot as its only one.
+//
+// Every checksum of what it fetches is verified (the objects that commit
+// the snapshot, every segment's header, trailer and index, every value)
+// before it writes dir: it downloads into a temporary directory beside
+// dir (".NAME.restore-*"), syncs every file, and renames it into place.
+// A failure leaves nothing; a crash may leave that temporary directory,
+// never a partial dir.
+//
+// Saving on, the restored DB is a new lineage: opened WithReplica on s,
+// it takes the location over, and the DB it was restored from is fenced
+// there (ErrFenced).
+//
+// Errors: ErrNoSnapshot when the store holds no complete snapshot, or
+// not the one asked for; ErrCorrupt (naming the object) when what it
+// fetched is damaged; the store's errors (replica.ErrUnavailable,
+// replica.ErrMisconfigured) when it cannot read.
+func Restore(ctx context.Context, s replica.Store, dir string, opts ...RestoreOption) (Snapshot, error) {
+	var o restoreOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	snap, err := engine.Restore(ctx, s, dir, o.RestoreOptions)
+	if err != nil {
+		return Snapshot{}, noSnapshot(err)
+	}
+	return toSnapshot(snap), nil
+}
+
+// noSnapshot makes the engine's ErrNoSnapshot match this package's.
+func noSnapshot(err error) error {
+	if errors.Is(err, engine.ErrNoSnapshot) {
+		return &alsoError{err: err, also: ErrNoSnapshot}
+	}
+	return err
+}
+
+// alsoError is err, matching also with errors.Is too.
+type alsoError struct{ err, also error }
+
+func (e *alsoError) Error() string   { return e.err.Error() }
+func (e *alsoError) Unwrap() []error { return []error{e.err, e.also} }
+
+// ReplicaSnapshot describes a snapshot in a replica.
+type ReplicaSnapshot struct {
+	ID      uint64
+	Time    time.Time
+	States  int    // how many states it holds; -1 if its objects do not say
+	Bytes   int64  // of the segment files it uses
+	Lineage string // the history it belongs to
+	Full    bool   // its commit object holds it whole (not a delta)
+	// Problem says why it cannot be restored (an object missing or
+	// damaged, as far as the listing and its commit objects tell), or nil.
+	Problem error
+}
+
+// ReplicaSnapshots lists the snapshots in a replica, oldest first, as
+// Restore sees them. It reads the objects that commit them, not their
+// segments: a full check is what instadump-inspect replica-verify does.
+func ReplicaSnapshots(ctx context.Context, s replica.Store) ([]ReplicaSnapshot, error) {
+	snaps, err := engine.ReplicaSnapshots(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ReplicaSnapshot, len(snaps))
+	for i, r := range snaps {
+		out[i] = ReplicaSnapshot{ID: r.ID, Time: r.Time, States: r.States, Bytes: r.Bytes, Lineage: r.Lineage, Full: r.Full, Problem: r.Problem}
+	}
+	return out, nil
+}
