@@ -76,13 +76,14 @@ func (e *Engine) Commit(writes []Write, drops []string) (Snapshot, error) {
 	if prev != nil {
 		next.ID = prev.ID + 1
 	}
+	if prev != nil && len(writes) == 0 && len(drops) == 0 {
+		e.mu.Unlock()
+		return prev.Snapshot, nil // nothing to do, not even a compaction that is due
+	}
 	plan, err := e.plan(next.ID, writes, drops)
 	e.mu.Unlock()
 	if err != nil {
 		return Snapshot{}, err
-	}
-	if prev != nil && len(plan.values) == 0 && len(drops) == 0 {
-		return prev.Snapshot, nil
 	}
 
 	// 1. The segment.

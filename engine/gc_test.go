@@ -195,3 +195,19 @@ func TestHoldOutlivesCollection(t *testing.T) {
 		t.Fatal("held a snapshot that is not retained")
 	}
 }
+
+// A commit with nothing to write makes no snapshot, even when a
+// compaction is due (found by FuzzCrashRecovery: the model expects the
+// current snapshot back).
+func TestEmptyCommitDoesNotCompact(t *testing.T) {
+	e := open(t, vfs.NewMem(), Options{})
+	defer e.Close()
+	s := commit(t, e, "a", "1")
+	e.compact = true
+	if got, err := e.Commit(nil, nil); err != nil || got != s {
+		t.Fatalf("empty commit with a compaction due: %+v, %v", got, err)
+	}
+	if got := commit(t, e, "b", "2"); got.ID != s.ID+1 || e.compactedAt != got.ID {
+		t.Fatalf("the next commit: %+v, compacted at %d", got, e.compactedAt)
+	}
+}

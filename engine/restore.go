@@ -248,16 +248,24 @@ func (w *restoreWriter) file(name string, fill func(f File) error) error {
 // holds every value of states it should, where the records say.
 func (w *restoreWriter) segment(ctx context.Context, loc *location, e entry, sg replica.SegmentRef, states map[string]Ref, buf []byte) error {
 	key := replica.SegmentKey(e.lin.id, sg)
-	return w.file(segment.FileName(sg.ID), func(f File) error {
-		if err := download(ctx, loc.st, key, sg.Size, f, buf); err != nil {
-			return err
+	path := filepath.Join(w.tmp, segment.FileName(sg.ID))
+	f, err := download(ctx, loc.st, key, sg.Size, func() (File, error) { return w.fsys.Create(path) }, buf)
+	if err != nil {
+		return err
+	}
+	r, err := checkSegment(f, sg, where(loc.st, key))
+	if err == nil {
+		err = checkLocs(r, sg.ID, states, where(loc.st, key))
+	}
+	if err == nil {
+		if err = f.Sync(); err != nil {
+			err = fmt.Errorf("writing %s: %w", path, err)
 		}
-		r, err := checkSegment(f, sg, where(loc.st, key))
-		if err != nil {
-			return err
-		}
-		return checkLocs(r, sg.ID, states, where(loc.st, key))
-	})
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("writing %s: %w", path, cerr)
+	}
+	return err
 }
 
 // abandon removes what a failed restore wrote.
@@ -272,11 +280,17 @@ func (w *restoreWriter) abandon() {
 	w.fsys.Remove(w.tmp)
 }
 
-// download copies object key, of size bytes, into f (from its start,
-// again if a failure that may pass interrupts it), through buf.
-func download(ctx context.Context, st replica.Store, key string, size int64, f File, buf []byte) error {
-	return withRetry(ctx, func() error {
-		if err := f.Truncate(0); err != nil {
+// download copies object key, of size bytes, into a file made by
+// create, made anew (empty) each time a failure that may pass interrupts
+// the copy, through buf. It returns the file, open.
+func download(ctx context.Context, st replica.Store, key string, size int64, create func() (File, error), buf []byte) (File, error) {
+	var f File
+	err := withRetry(ctx, func() error {
+		if f != nil {
+			f.Close()
+		}
+		var err error
+		if f, err = create(); err != nil {
 			return err
 		}
 		rc, err := st.Get(ctx, key)
@@ -296,6 +310,13 @@ func download(ctx context.Context, st replica.Store, key string, size int64, f F
 		}
 		return nil
 	})
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 // onlyWriter hides any ReadFrom of its Writer, so that io.CopyBuffer
@@ -473,14 +494,11 @@ func verifySegment(ctx context.Context, st replica.Store, key string, ref replic
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	f, err := vfs.OS.Create(tmp.Name())
+	f, err := download(ctx, st, key, ref.Size, func() (File, error) { return vfs.OS.Create(tmp.Name()) }, buf)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := download(ctx, st, key, ref.Size, f, buf); err != nil {
-		return err
-	}
 	r, err := checkSegment(f, ref, where(st, key))
 	if err != nil {
 		return err
