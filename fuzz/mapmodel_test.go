@@ -208,6 +208,12 @@ func (w *mapEnv) open() error {
 	if err := w.openDB(); err != nil {
 		return err
 	}
+	return w.learn()
+}
+
+// learn follows an open in the model: the snapshot it recovered is the
+// acknowledged one or the one in flight, and memory holds it.
+func (w *mapEnv) learn() error {
 	id := currentID(w.db)
 	switch {
 	case w.m.inflight != nil && id == w.m.inflightID:
