@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/instadump/instadump"
 	"github.com/instadump/instadump/internal/vfs"
 )
 
@@ -29,14 +30,16 @@ type mapWorkload struct {
 	spec mapSpec
 	run  func(w *mapEnv) error
 	// rewrites names a Map whose base the workload must see rewritten
-	// by a save because its chain of deltas grew too long.
-	rewrites string
+	// by a save because its chain of deltas grew too long; moves, one
+	// whose base and deltas compactions of the segments must move into
+	// their fresh segment, once with a new delta and once without.
+	rewrites, moves string
 }
 
 func key(i int) string { return fmt.Sprintf("k%03d", i) }
 
 var mapWorkloads = []*mapWorkload{
-	{name: "map grows by sets", spec: mapSpec{retain: 3, maps: []string{"m"}}, run: func(w *mapEnv) error {
+	{name: "map grows by sets", spec: mapSpec{retain: 1, maps: []string{"m"}}, run: func(w *mapEnv) error {
 		if err := w.open(); err != nil {
 			return err
 		}
@@ -108,6 +111,30 @@ var mapWorkloads = []*mapWorkload{
 			w.set("m", key(3*i), val(key(3*i), i, 60))
 			w.set("m", key(40+i), val(key(40+i), i, 60))
 			w.del("m", key(3*i+1))
+			if err := w.save(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
+	{name: "map moved by compaction", spec: mapSpec{retain: 1, level: instadump.LevelNone, maps: []string{"m", "churn"}}, moves: "m", run: func(w *mapEnv) error {
+		if err := w.open(); err != nil {
+			return err
+		}
+		// m's base, and then its deltas, share segments with the values
+		// of churn, which every save replaces: once most of their bytes
+		// are dead, a save rewrites the live values, m's chain with them
+		// (saves 4 and 6), the first time with a delta of m.
+		for j := 0; j < 10; j++ {
+			w.set("m", key(j), val(key(j), 1, 20))
+		}
+		for i := 1; i <= 6; i++ {
+			for j := 0; j < 4; j++ {
+				w.set("churn", key(j), val(key(j), i, 3000))
+			}
+			if i == 2 || i == 4 {
+				w.set("m", key(10+i), val(key(i), i, 20))
+			}
 			if err := w.save(); err != nil {
 				return err
 			}
@@ -206,7 +233,7 @@ func countMapOps(t testing.TB, wl *mapWorkload) int64 {
 	n := &vfs.Nth{Kinds: vfs.OpMutating}
 	mem := vfs.NewMem()
 	w := newMapEnv(vfs.WithErrors(mem, n), &wl.spec)
-	if wl.rewrites != "" {
+	if wl.rewrites != "" || wl.moves != "" {
 		w.raw, w.chains = mem, map[string][]chainLink{}
 	}
 	err := wl.run(w)
@@ -223,6 +250,17 @@ func countMapOps(t testing.TB, wl *mapWorkload) int64 {
 		}
 		if rewrote == 0 {
 			t.Fatalf("%s: no save rewrote the base of %s: %+v", wl.name, wl.rewrites, links)
+		}
+	}
+	if wl.moves != "" {
+		links, kinds := w.chains[wl.moves], map[bool]int{}
+		for i := 1; i < len(links); i++ {
+			if ok, wrote := moved(links[i-1], links[i]); ok {
+				kinds[wrote]++
+			}
+		}
+		if kinds[true] == 0 || kinds[false] == 0 {
+			t.Fatalf("%s: compactions moved %s with a new delta %d times, as it was %d times; want both: %+v", wl.name, wl.moves, kinds[true], kinds[false], links)
 		}
 	}
 	return n.Count()

@@ -93,7 +93,8 @@ const acctTotal = 1000
 // and every retained one can be reached with ReloadFrom.
 type mapSpec struct {
 	retain int
-	maps   []string // Map[string]string; the first takes the checks' own keys
+	level  instadump.Level // of compression
+	maps   []string        // Map[string]string; the first takes the checks' own keys
 	// accts, if set, is a Map[string]int of balances that, with the
 	// State "reserve", always holds acctTotal (transfers are Atomically).
 	accts string
@@ -176,7 +177,8 @@ type chainLink struct {
 	snap              uint64
 	since             uint64 // the snapshot that last wrote it
 	deltas            int
-	baseRaw, deltaRaw int64 // encoded bytes
+	baseRaw, deltaRaw int64  // encoded bytes
+	baseSeg           uint64 // the segment of its base's first part
 }
 
 // rewroteBase says whether link (after prev) is a base written anew by
@@ -186,13 +188,23 @@ func rewroteBase(prev, link chainLink) bool {
 	return prev.deltas > 0 && 4*prev.deltaRaw > prev.baseRaw && link.deltas == 0 && link.since == link.snap
 }
 
+// moved says whether link's base (after prev) is in another segment
+// without its save having written a new one: a save that compacted the
+// segments (rewriting every live value into a fresh one) moved it, and
+// with wrote, it also added a delta to the chain (else the chain was
+// left as it was).
+func moved(prev, link chainLink) (ok, wrote bool) {
+	rewrote := link.deltas == 0 && link.since == link.snap
+	return link.baseSeg != prev.baseSeg && !rewrote, link.since == link.snap
+}
+
 func newMapEnv(fs vfs.FS, spec *mapSpec) *mapEnv {
 	return &mapEnv{fs: fs, spec: spec, m: newMapModel(spec), live: spec.initial()}
 }
 
 func (w *mapEnv) openDB() error {
 	w.close()
-	db, err := instadump.Open(dbDir, instadump.WithFS(w.fs), instadump.WithRetain(w.spec.retain))
+	db, err := instadump.Open(dbDir, instadump.WithFS(w.fs), instadump.WithRetain(w.spec.retain), instadump.WithCompression(w.spec.level))
 	if err != nil {
 		return err
 	}
@@ -378,6 +390,9 @@ func (w *mapEnv) observe(id uint64) error {
 		}
 		for _, d := range r.Deltas {
 			l.deltaRaw += d.RawLen
+		}
+		if len(r.Base) > 0 {
+			l.baseSeg = r.Base[0].Segment
 		}
 		w.chains[name] = append(w.chains[name], l)
 	}
