@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/instadump/instadump"
 	"github.com/instadump/instadump/internal/vfs"
 )
 
-// fuzzMapWorkload decodes a Map workload from fuzz input: the retention,
-// then steps (sets of up to three keys, deletes, a key set and deleted
+// fuzzMapWorkload decodes a Map workload from fuzz input: the retention
+// and compression, then steps (sets of up to three keys, deletes, a key set and deleted
 // again, saves, reopens, reloads of the retained snapshots, Atomically
 // transfers between the accounts of a Map and a State), at most 24, and
 // a last save.
@@ -21,8 +22,12 @@ func fuzzMapWorkload(data []byte) *mapWorkload {
 		data = data[1:]
 		return b
 	}
-	spec := mapSpec{retain: 1 + int(next()%3), maps: []string{"m", "n"}, accts: "accts",
+	flags := next()
+	spec := mapSpec{retain: 1 + int(flags%3), maps: []string{"m", "n"}, accts: "accts",
 		ints: map[string]int{"reserve": acctTotal, "transfers": 0}}
+	if flags&4 != 0 { // values stored as they are: compactions of the segments come sooner
+		spec.level = instadump.LevelNone
+	}
 	accts := []string{"", "a0", "a1", "a2", "a3"}
 	var steps []func(w *mapEnv) error
 	for i := 0; len(data) > 0 && i < 24; i++ {
@@ -86,6 +91,7 @@ func FuzzMapCrashRecovery(f *testing.F) {
 	f.Add([]byte{0, 0, 2, 1, 200, 3, 50, 5, 2, 0, 4, 5, 4, 3, 0, 5}, uint16(7), byte(0))
 	f.Add([]byte{1, 0, 2, 1, 9, 2, 100, 5, 7, 3, 90, 7, 12, 200, 5, 6, 0, 3, 1, 4, 5, 6, 1, 5}, uint16(40), byte(3))
 	f.Add([]byte{2, 1, 2, 5, 255, 6, 255, 5, 0, 1, 5, 80, 5, 6, 0, 2, 1, 5, 5, 7, 44, 9, 5, 4, 7, 1, 5}, uint16(77), byte(20))
+	f.Add([]byte{4, 1, 2, 0, 230, 1, 231, 2, 232, 5, 1, 2, 0, 230, 1, 231, 2, 232, 5, 0, 1, 3, 20, 5, 1, 2, 0, 230, 1, 231, 2, 232, 5, 6, 1, 5}, uint16(60), byte(9))
 	kinds := crashKinds()
 	f.Fuzz(func(t *testing.T, data []byte, at uint16, kind byte) {
 		wl := fuzzMapWorkload(data)
