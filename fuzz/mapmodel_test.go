@@ -167,7 +167,8 @@ type mapEnv struct {
 
 	// chains, when set, gets what every acknowledged save made of each
 	// Map on disk, read from raw (the MemFS under fs) by a read-only
-	// engine: how the tests see that a save rewrote a base.
+	// engine: how the tests see that a save rewrote a base, or that a
+	// compaction moved one.
 	raw    *vfs.MemFS
 	chains map[string][]chainLink
 }
@@ -189,10 +190,9 @@ func rewroteBase(prev, link chainLink) bool {
 }
 
 // moved says whether link's base (after prev) is in another segment
-// without its save having written a new one: a save that compacted the
-// segments (rewriting every live value into a fresh one) moved it, and
-// with wrote, it also added a delta to the chain (else the chain was
-// left as it was).
+// though its save did not write a new one: a save that compacted the
+// segments (rewriting every live value into a fresh one) moved it. wrote
+// says whether that save also added a delta to the chain.
 func moved(prev, link chainLink) (ok, wrote bool) {
 	rewrote := link.deltas == 0 && link.since == link.snap
 	return link.baseSeg != prev.baseSeg && !rewrote, link.since == link.snap
@@ -503,7 +503,7 @@ func (w *mapEnv) transfer(from, to string, amount int, log string) error {
 // acknowledged snapshot or the one in flight; every retained snapshot,
 // reached by ReloadFrom, as acknowledged; the transfer invariant in
 // each (I3); no temp file or orphan left; a further save works and
-// reopens. It changes neither fsys's crash state's origin nor m.
+// reopens. It leaves m as it is.
 func checkMapRecovery(fsys *vfs.MemFS, spec *mapSpec, m *mapModel) error {
 	w := &mapEnv{fs: fsys, spec: spec}
 	if err := w.openDB(); err != nil {
