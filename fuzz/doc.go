@@ -22,14 +22,15 @@
 //     acknowledged snapshot or the one in flight, every other retained
 //     snapshot as acknowledged, no temp file or orphan, and take a save.
 //   - TestCrashMapPointsEnumerated: the same for Maps, through the public
-//     API (instadump.Open with WithFS over the MemFS): five workloads (a
+//     API (instadump.Open with WithFS over the MemFS): six workloads (a
 //     Map growing by sets; sets and deletes, keys set and deleted again
-//     in one save; small saves until one rewrites the base, which the
-//     test sees in the chain on disk; reopens, which roll the manifest
+//     in one save; small saves until one rewrites the base; a chain moved
+//     by compactions of the segments; reopens, which roll the manifest
 //     over, with ReloadFrom; a Map of accounts and States changed together
 //     by Atomically transfers, their total kept), every crash state of
 //     every crash point checked key by key against the model, every
-//     retained snapshot through ReloadFrom.
+//     retained snapshot through ReloadFrom. The chain on disk shows that
+//     the rewrite and the moves happen.
 //   - FuzzCrashRecovery: a workload, a crash point and a crash state
 //     decoded from the input; FuzzMapCrashRecovery likewise for Maps.
 //   - TestCrashInjectedErrors: ENOSPC and EIO at every operation index;
@@ -52,7 +53,8 @@
 //     key.
 //     INSTADUMP_EXT4_ROUNDS sets the rounds (40).
 //   - TestRegress*: engine bugs the crash model found, as the crash that
-//     showed each.
+//     showed each; and the space a Map's chain pinned past a compaction
+//     (I6), as the saves that showed it.
 //
 // The module in fuzz/powercut (its own go.mod, for go-fuse) runs the same
 // workloads and checks on a FUSE filesystem that loses at a power cut all
