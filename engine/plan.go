@@ -33,7 +33,9 @@ type planned struct {
 }
 
 // plan checks writes and drops against the current snapshot and lays out
-// the segment. With compaction due, every other state is carried into it.
+// the segment. With compaction due, every other state is carried into it,
+// and so is the chain of a map written as a delta (else the delta's
+// chain would keep the old, mostly dead, segments alive).
 // Call with e.mu held.
 func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) {
 	p := &plan{values: make([]value, 0, len(writes)), states: make([]planned, 0, len(writes))}
@@ -57,10 +59,20 @@ func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) 
 			return nil, fmt.Errorf("instadump: a delta for state %q, which the current snapshot does not hold as a map", w.Name)
 		}
 		ps := planned{ref: Ref{Name: w.Name, Kind: w.Kind, Entries: w.Entries, Since: id, Schema: w.Schema}}
+		if w.Delta && e.compact { // the chain moves into the fresh segment too
+			for i := range prev.Base {
+				entry(&ps.base, prev.Base[i].Name, value{name: prev.Base[i].Name, from: &prev.Base[i]})
+			}
+			for i := range prev.Deltas {
+				entry(&ps.deltas, prev.Deltas[i].Name, value{name: prev.Deltas[i].Name, from: &prev.Deltas[i]})
+			}
+		}
 		for i, part := range w.Parts {
 			n := entryName(w.Name, w.Kind, w.Delta, i, id)
 			if w.Delta {
-				ps.ref.Base, ps.ref.Deltas, ps.add = prev.Base, prev.Deltas, true
+				if !e.compact {
+					ps.ref.Base, ps.ref.Deltas, ps.add = prev.Base, prev.Deltas, true
+				}
 				entry(&ps.deltas, n, value{name: n, wt: part})
 			} else {
 				entry(&ps.base, n, value{name: n, wt: part})

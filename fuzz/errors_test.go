@@ -17,23 +17,8 @@ import (
 // nothing), and reopening recovers the last acknowledged snapshot (or
 // the one in flight).
 func TestCrashInjectedErrors(t *testing.T) {
-	specs := []struct {
-		name  string
-		kinds vfs.OpKind
-		err   error
-		short bool
-	}{
-		{"short write ENOSPC", vfs.OpWrite, vfs.ENOSPC, true},
-		{"write EIO", vfs.OpWrite, vfs.EIO, false},
-		{"sync EIO", vfs.OpSync, vfs.EIO, false},
-		{"dir sync EIO", vfs.OpSyncDir, vfs.EIO, false},
-		{"rename EIO", vfs.OpRename, vfs.EIO, false},
-		{"read EIO", vfs.OpRead, vfs.EIO, false},
-		{"create ENOSPC", vfs.OpCreate, vfs.ENOSPC, false},
-		{"remove EIO", vfs.OpRemove, vfs.EIO, false},
-	}
 	for _, wl := range workloads {
-		for _, sp := range specs {
+		for _, sp := range injectSpecs {
 			t.Run(strings.ReplaceAll(wl.name+"/"+sp.name, " ", "-"), func(t *testing.T) {
 				count := &vfs.Nth{Kinds: sp.kinds}
 				w := &env{fs: vfs.WithErrors(vfs.NewMem(), count), opts: wl.opts, m: newModel()}
@@ -50,6 +35,24 @@ func TestCrashInjectedErrors(t *testing.T) {
 			})
 		}
 	}
+}
+
+// injectSpecs are the errors injected at every operation index of their
+// kinds.
+var injectSpecs = []struct {
+	name  string
+	kinds vfs.OpKind
+	err   error
+	short bool
+}{
+	{"short write ENOSPC", vfs.OpWrite, vfs.ENOSPC, true},
+	{"write EIO", vfs.OpWrite, vfs.EIO, false},
+	{"sync EIO", vfs.OpSync, vfs.EIO, false},
+	{"dir sync EIO", vfs.OpSyncDir, vfs.EIO, false},
+	{"rename EIO", vfs.OpRename, vfs.EIO, false},
+	{"read EIO", vfs.OpRead, vfs.EIO, false},
+	{"create ENOSPC", vfs.OpCreate, vfs.ENOSPC, false},
+	{"remove EIO", vfs.OpRemove, vfs.EIO, false},
 }
 
 func injectAt(wl workload, kinds vfs.OpKind, n int64, injected error, short bool) error {

@@ -19,7 +19,8 @@ import (
 // that loops Atomically + Save and prints an acknowledgement after each
 // Save returns; the parent sends SIGKILL at a random moment, reopens, and
 // checks the recovered snapshot is the last acknowledged one or the next,
-// with content that matches. INSTADUMP_KILL_ROUNDS sets the rounds.
+// with content that matches, a Map of accounts key by key too.
+// INSTADUMP_KILL_ROUNDS sets the rounds.
 
 const (
 	killAccounts = 5
@@ -30,6 +31,7 @@ type killStates struct {
 	accts   []*instadump.State[int]
 	counter *instadump.State[int]
 	pad     *instadump.State[[]byte]
+	mapped  *instadump.Map[string, int] // accounts too, key by key
 }
 
 func openKillDB(dir string) (*instadump.DB, *killStates, error) {
@@ -47,7 +49,9 @@ func openKillDB(dir string) (*instadump.DB, *killStates, error) {
 		ks.accts = append(ks.accts, s)
 	}
 	if ks.counter, err = instadump.NewState(db, "counter", 0); err == nil {
-		ks.pad, err = instadump.NewState(db, "pad", []byte(nil))
+		if ks.pad, err = instadump.NewState(db, "pad", []byte(nil)); err == nil {
+			ks.mapped, err = instadump.NewMap[string, int](db, killMapName)
+		}
 	}
 	if err != nil {
 		db.Close()
@@ -71,6 +75,7 @@ func killChild(dir string) int {
 			from.SetIn(tx, from.GetIn(tx)-amount)
 			to.SetIn(tx, to.GetIn(tx)+amount)
 			ks.counter.SetIn(tx, ks.counter.GetIn(tx)+1)
+			killMapSetIn(tx, ks.mapped, ks.counter.GetIn(tx))
 			ks.pad.SetIn(tx, make([]byte, rng.Intn(200_000))) // saves of varied length
 			return nil
 		})
@@ -101,6 +106,9 @@ func recovered(dir string) (id uint64, counter int, err error) {
 	}
 	if sum != killTotal {
 		return 0, 0, fmt.Errorf("accounts hold %d, want %d: half a transaction was recovered", sum, killTotal)
+	}
+	if err := checkKillMap(ks.mapped, ks.counter.Get()); err != nil {
+		return 0, 0, err
 	}
 	snaps, err := db.Snapshots()
 	if err != nil || len(snaps) == 0 {

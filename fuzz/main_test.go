@@ -14,9 +14,10 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if figures.crashPoints.Load()+figures.injected.Load()+figures.flipped.Load()+figures.killRounds.Load() > 0 {
-		fmt.Printf("crash figures: %d crash points enumerated, %d crash states checked, %d injected errors, %d bits flipped (%d detected; the rest read back intact), %d kill -9 rounds (%d recovered the in-flight save)\n",
-			figures.crashPoints.Load(), figures.crashStates.Load(), figures.injected.Load(),
-			figures.flipped.Load(), figures.flipDetected.Load(), figures.killRounds.Load(), figures.killInflight.Load())
+		fmt.Printf("crash figures: %d crash points enumerated (%d in Map workloads), %d crash states checked (%d in Map workloads), %d injected errors (%d in Map workloads), %d bits flipped (%d detected; the rest read back intact), %d kill -9 rounds (%d recovered the in-flight save; %d Map keys checked)\n",
+			figures.crashPoints.Load(), mapFigures.crashPoints.Load(), figures.crashStates.Load(), mapFigures.crashStates.Load(),
+			figures.injected.Load(), mapFigures.injected.Load(), figures.flipped.Load(), figures.flipDetected.Load(),
+			figures.killRounds.Load(), figures.killInflight.Load(), mapFigures.killKeys.Load())
 	}
 	os.Exit(code)
 }

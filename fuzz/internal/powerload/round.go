@@ -31,11 +31,12 @@ type Figures struct {
 	Wrong    int // rounds that recovered wrong data (must be 0)
 	InFlight int // rounds that recovered a save not acknowledged before the cut
 	Retained int // retained snapshots checked value by value
+	MapKeys  int // Map keys checked, in current and retained snapshots
 }
 
 func (f Figures) String() string {
-	return fmt.Sprintf("%d rounds through the kernel, %d crash states, %d saves acknowledged, %d acknowledged saves lost, %d wrong data, %d recovered the in-flight save, %d retained snapshots checked",
-		f.Rounds, f.Rounds, f.Acked, f.Lost, f.Wrong, f.InFlight, f.Retained)
+	return fmt.Sprintf("%d rounds through the kernel, %d crash states, %d saves acknowledged, %d acknowledged saves lost, %d wrong data, %d recovered the in-flight save, %d retained snapshots checked, %d Map keys checked key by key",
+		f.Rounds, f.Rounds, f.Acked, f.Lost, f.Wrong, f.InFlight, f.Retained, f.MapKeys)
 }
 
 // Rig runs rounds: one child, one power cut at a random moment, one
@@ -92,7 +93,11 @@ func (r *Rig) Round(w *Workload) error {
 			}
 		}
 	}()
-	time.Sleep(time.Duration(r.rng.Int64N(int64(r.MaxDelay))))
+	within := r.MaxDelay
+	if w.CutWithin > 0 {
+		within = w.CutWithin
+	}
+	time.Sleep(time.Duration(r.rng.Int64N(int64(within))))
 	mu.Lock()
 	before := acked // acknowledged before the cut began
 	mu.Unlock()
@@ -152,6 +157,7 @@ func (r *Rig) check(dir string, w *Workload, floor, ceil int) (int, error) {
 		r.Figures.Wrong++
 		return 0, fmt.Errorf("I2: %w", err)
 	}
+	r.Figures.MapKeys += m.At(k).mapKeys()
 	snaps, err := db.Snapshots()
 	if err != nil {
 		return 0, err
@@ -170,6 +176,7 @@ func (r *Rig) check(dir string, w *Workload, floor, ceil int) (int, error) {
 			r.Figures.Wrong++
 			return 0, fmt.Errorf("retained snapshot %d: %w", s.ID, err)
 		}
+		r.Figures.MapKeys += m.At(old).mapKeys()
 		r.Figures.Retained++
 	}
 	return k, nil

@@ -14,9 +14,11 @@
 // half of one would break the total (I3), and a snapshot mixing two
 // steps would break the value-by-value check (I2).
 //
-// States are ints and byte slices; a new kind of state (a Map) is a new
+// States are ints and byte slices; Maps are Maps of byte slices, set and
+// deleted key by key, and a Map of accounts between whose keys each step
+// of a workload with MapAccounts moves an amount too (maps.go): each a
 // field of Change and of Expected, one case in apply, register and
-// check.
+// check, which compares them key by key.
 package powerload
 
 import (
@@ -25,6 +27,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/instadump/instadump"
 )
@@ -43,9 +46,16 @@ type Workload struct {
 	Retain int
 	// Ints and Blobs are the states besides "step" and the accounts.
 	Ints, Blobs []string
+	// Maps are Maps of blobs (Map[string][]byte); MapAccounts adds the
+	// Map of accounts (MapAcctsName).
+	Maps        []string
+	MapAccounts bool
 	// ReopenEvery makes the child close and reopen the DB after that
 	// many saves (0: never).
 	ReopenEvery int
+	// CutWithin, if set, bounds the moment of the cut instead of the
+	// rig's MaxDelay: for a DB whose open alone takes most of that.
+	CutWithin time.Duration
 	// change returns step k's changes besides the step and the transfer.
 	change func(r *rand.Rand, k int) Change
 }
@@ -55,6 +65,13 @@ type Change struct {
 	From, To, Amount int            // the transfer
 	Ints             map[string]int // int states set
 	Blobs            map[string]int // blob states rewritten: name → size
+	// Maps: keys set (map → key → size), then keys deleted (so a key in
+	// both ends deleted: set and deleted in the same save).
+	MapSets map[string]map[string]int
+	MapDels map[string][]string
+	// The transfer between keys of the Map of accounts (from step 2 on).
+	MFrom, MTo string
+	MAmount    int
 }
 
 // Workloads are the workloads the tests cycle through.
@@ -66,12 +83,13 @@ var Workloads = []*Workload{
 		},
 	},
 	{
-		Name: "many-states-gc", Retain: 2, Blobs: names("s", 60),
+		Name: "many-states-gc", Retain: 2, Blobs: names("s", 60), Maps: []string{"gcmap"},
 		change: func(r *rand.Rand, k int) Change {
 			c := Change{Blobs: map[string]int{}}
 			for n := 1 + r.IntN(3); n > 0; n-- {
 				c.Blobs[fmt.Sprintf("s%03d", r.IntN(60))] = r.IntN(20 << 10)
 			}
+			c.MapSets, c.MapDels = mapChanges(r, "gcmap", 100, 2, 1, 4<<10)
 			return c
 		},
 	},
@@ -95,10 +113,95 @@ var Workloads = []*Workload{
 	},
 	{
 		Name: "reopen-and-continue", Retain: 3, Blobs: names("r", 20), ReopenEvery: 3,
+		Maps: []string{"rmap"}, MapAccounts: true,
 		change: func(r *rand.Rand, k int) Change {
-			return Change{Blobs: map[string]int{fmt.Sprintf("r%03d", r.IntN(20)): r.IntN(8 << 10)}}
+			c := Change{Blobs: map[string]int{fmt.Sprintf("r%03d", r.IntN(20)): r.IntN(8 << 10)}}
+			c.MapSets, c.MapDels = mapChanges(r, "rmap", 200, 4, 2, 2<<10)
+			return c
 		},
 	},
+	{
+		// Keys set and deleted, some set and deleted again in one step.
+		Name: "map-sets-deletes", Retain: 3, Maps: []string{"m"},
+		change: func(r *rand.Rand, k int) Change {
+			c := Change{}
+			c.MapSets, c.MapDels = mapChanges(r, "m", 300, 8, 4, 2<<10)
+			if r.IntN(3) == 0 { // a key set and deleted again in the same step
+				key := fmt.Sprintf("k%06d", r.IntN(300))
+				c.MapSets["m"][key] = r.IntN(100)
+				c.MapDels["m"] = append(c.MapDels["m"], key)
+			}
+			return c
+		},
+	},
+	{
+		// A base of 200 keys and small steps: the deltas pass a quarter of
+		// the base every dozen or so saves, and a save rewrites the base.
+		Name: "map-compaction", Retain: 2, Maps: []string{"c"},
+		change: func(r *rand.Rand, k int) Change {
+			if k == 1 {
+				return Change{MapSets: map[string]map[string]int{"c": fill(0, 200, 100)}}
+			}
+			c := Change{}
+			c.MapSets, c.MapDels = mapChanges(r, "c", 220, 3, 1, 100)
+			return c
+		},
+	},
+	{
+		// A Map grown by 10,000 keys a step to 140,000, its base then in
+		// parts; after that a step changes a few dozen keys, and every
+		// 64th save rewrites the base.
+		Name: "map-large", Retain: 2, Maps: []string{"big"}, CutWithin: 800 * time.Millisecond,
+		change: func(r *rand.Rand, k int) Change {
+			if k <= 14 {
+				return Change{MapSets: map[string]map[string]int{"big": fill((k-1)*10_000, k*10_000, 24)}}
+			}
+			c := Change{}
+			c.MapSets, c.MapDels = mapChanges(r, "big", 150_000, 40, 10, 48)
+			return c
+		},
+	},
+	{
+		// States and Maps in every step, the Map of accounts too.
+		Name: "maps-and-states", Retain: 3, Ints: names("i", 20), Blobs: names("b", 5), ReopenEvery: 5,
+		Maps: []string{"m1", "m2"}, MapAccounts: true,
+		change: func(r *rand.Rand, k int) Change {
+			c := Change{Ints: map[string]int{}, Blobs: map[string]int{}}
+			for n := 1 + r.IntN(4); n > 0; n-- {
+				c.Ints[fmt.Sprintf("i%03d", r.IntN(20))] = r.IntN(1 << 30)
+			}
+			if r.IntN(2) == 0 {
+				c.Blobs[fmt.Sprintf("b%03d", r.IntN(5))] = r.IntN(16 << 10)
+			}
+			c.MapSets, c.MapDels = mapChanges(r, "m1", 500, 6, 3, 1<<10)
+			s2, d2 := mapChanges(r, "m2", 50, 2, 2, 64)
+			c.MapSets["m2"], c.MapDels["m2"] = s2["m2"], d2["m2"]
+			return c
+		},
+	},
+}
+
+// mapChanges draws up to sets keys set (of at most size bytes) and up to
+// dels deleted, among keys of Map m.
+func mapChanges(r *rand.Rand, m string, keys, sets, dels, size int) (map[string]map[string]int, map[string][]string) {
+	s := map[string]int{}
+	for n := 1 + r.IntN(sets); n > 0; n-- {
+		s[fmt.Sprintf("k%06d", r.IntN(keys))] = r.IntN(size + 1)
+	}
+	var d []string
+	for n := r.IntN(dels + 1); n > 0; n-- {
+		d = append(d, fmt.Sprintf("k%06d", r.IntN(keys)))
+	}
+	return map[string]map[string]int{m: s}, map[string][]string{m: d}
+}
+
+// fill returns keys from to to (not included), of size bytes.
+func fill(from, to, size int) map[string]int {
+	out := make(map[string]int, to-from)
+	for i := from; i < to; i++ {
+		out[fmt.Sprintf("k%06d", i)] = size
+	}
+	return out
 }
 
 func names(prefix string, n int) []string {
@@ -128,6 +231,9 @@ func (w *Workload) Step(seed int64, k int) Change {
 	r := stepRand(seed, k)
 	c := w.change(r, k)
 	c.From, c.To, c.Amount = r.IntN(Accounts), r.IntN(Accounts), r.IntN(50)
+	if w.MapAccounts {
+		c.MFrom, c.MTo, c.MAmount = mapAcct(r.IntN(mapAccts)), mapAcct(r.IntN(mapAccts)), r.IntN(MapTotal/4)
+	}
 	return c
 }
 
@@ -154,12 +260,21 @@ type Expected struct {
 	Accts [Accounts]int
 	Ints  map[string]int
 	Blobs map[string]blobRef
+	// Maps key by key, and the Map of accounts (nil without one).
+	Maps     map[string]*mapExp
+	MapAccts map[string]int
 }
 
 func (w *Workload) initial() *Expected {
-	e := &Expected{Ints: map[string]int{}, Blobs: map[string]blobRef{}}
+	e := &Expected{Ints: map[string]int{}, Blobs: map[string]blobRef{}, Maps: map[string]*mapExp{}}
 	for i := range e.Accts {
 		e.Accts[i] = Total / Accounts
+	}
+	for _, n := range w.Maps {
+		e.Maps[n] = &mapExp{}
+	}
+	if w.MapAccounts {
+		e.MapAccts = map[string]int{}
 	}
 	return e
 }
@@ -172,6 +287,7 @@ func (e *Expected) next(c Change) *Expected {
 	for name, size := range c.Blobs {
 		n.Blobs[name] = blobRef{n.Step, size}
 	}
+	e.nextMaps(n, c)
 	return n
 }
 
@@ -210,6 +326,9 @@ type states struct {
 	accts [Accounts]*instadump.State[int]
 	ints  map[string]*instadump.State[int]
 	blobs map[string]*instadump.State[[]byte]
+	maps  map[string]*instadump.Map[string, []byte]
+	// maccts is the Map of accounts, or nil.
+	maccts *instadump.Map[string, int]
 }
 
 // Open opens the DB in dir with w's options and registers its states.
@@ -227,7 +346,8 @@ func (w *Workload) open(dir string) (*instadump.DB, *states, error) {
 }
 
 func (w *Workload) register(db *instadump.DB) (*states, error) {
-	st := &states{ints: map[string]*instadump.State[int]{}, blobs: map[string]*instadump.State[[]byte]{}}
+	st := &states{ints: map[string]*instadump.State[int]{}, blobs: map[string]*instadump.State[[]byte]{},
+		maps: map[string]*instadump.Map[string, []byte]{}}
 	var err error
 	if st.step, err = instadump.NewState(db, "step", 0); err != nil {
 		return nil, err
@@ -246,6 +366,9 @@ func (w *Workload) register(db *instadump.DB) (*states, error) {
 		if st.blobs[n], err = instadump.NewState(db, n, []byte(nil)); err != nil {
 			return nil, err
 		}
+	}
+	if err := w.registerMaps(db, st); err != nil {
+		return nil, err
 	}
 	return st, nil
 }
@@ -266,6 +389,7 @@ func (st *states) apply(db *instadump.DB, seed int64, k int, c Change) error {
 		for n, size := range c.Blobs {
 			st.blobs[n].SetIn(tx, Blob(seed, n, k, size))
 		}
+		st.applyMaps(tx, seed, k, c)
 		return nil
 	})
 }
@@ -301,6 +425,7 @@ func (st *states) check(seed int64, e *Expected) error {
 			bad = append(bad, fmt.Sprintf("%s %.30q (%d bytes), want the one of step %d (%d bytes)", n, got, len(got), ref.step, ref.size))
 		}
 	}
+	bad = append(bad, st.checkMaps(seed, e)...)
 	if len(bad) > 0 {
 		if len(bad) > 5 {
 			bad = append(bad[:5], fmt.Sprintf("and %d more", len(bad)-5))
