@@ -1,13 +1,14 @@
-// Package fuzz holds instadump's crash and fuzz tests. Run one target
-// with
+// Package fuzz holds instadump's crash-recovery tests. Run one of its fuzz
+// targets with
 //
-//	go test -fuzz=FuzzSegment ./fuzz
-//	go test -fuzz=FuzzManifest ./fuzz
-//	go test -fuzz=FuzzCurrent ./fuzz
 //	go test -fuzz=FuzzCrashRecovery ./fuzz
 //	go test -fuzz=FuzzMapCrashRecovery ./fuzz
 //
-// Plain go test runs each target on its seed corpus under testdata/.
+// Plain go test runs each target on its seed corpus under testdata/. The
+// decoders' fuzz targets live beside them: FuzzSegment in segment/,
+// FuzzManifest and FuzzCurrent in manifest/, FuzzJSON in inspect/,
+// FuzzCommit in replica/, FuzzDifferential and FuzzDecode in
+// internal/codec/.
 //
 // The tests, against a model of what each acknowledged save holds:
 //
