@@ -298,6 +298,9 @@ func (m *mapCodec) encodeBatch(b *mapBatch, depth int, ksize, vsize uintptr) (r 
 		*r.buf = we.buf
 	}()
 	for j := 0; j < b.n; j++ {
+		if j%touchGroup == 0 && (m.touchKey != nil || m.touchVal != nil) {
+			we.touched += m.touch(unsafe.Add(b.kp, uintptr(j)*ksize), unsafe.Add(b.vp, uintptr(j)*vsize), min(touchGroup, b.n-j))
+		}
 		kp := unsafe.Add(b.kp, uintptr(j)*ksize)
 		if err := m.keyEnc(we, kp); err != nil {
 			r.err = at(err, "{key}")
