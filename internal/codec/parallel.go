@@ -146,7 +146,7 @@ type encBatch struct {
 }
 
 // encodeSliceParallel encodes the n elements of h (header written).
-func encodeSliceParallel(e *encoder, h sliceHeader, size uintptr, elemEnc encFunc) error {
+func encodeSliceParallel(e *encoder, h sliceHeader, size uintptr, elemEnc encFunc, touch func(unsafe.Pointer) uintptr) error {
 	nb := (h.len + parBatch - 1) / parBatch
 	return runOrdered(nb, func(i int) (r encBatch) {
 		r.buf = batchBufs.Get().(*[]byte)
@@ -159,6 +159,11 @@ func encodeSliceParallel(e *encoder, h sliceHeader, size uintptr, elemEnc encFun
 		}()
 		lo, hi := i*parBatch, min(h.len, (i+1)*parBatch)
 		for j := lo; j < hi; j++ {
+			if touch != nil && (j-lo)%touchGroup == 0 {
+				for k := j; k < min(hi, j+touchGroup); k++ {
+					we.touched += touch(unsafe.Add(h.data, uintptr(k)*size))
+				}
+			}
 			if err := elemEnc(we, unsafe.Add(h.data, uintptr(j)*size)); err != nil {
 				r.err = at(err, indexSeg(j))
 				return r
