@@ -22,8 +22,8 @@ type codec struct {
 	dec  decFunc
 	// empty reports msgpack/v5's omitempty rule for a value of typ.
 	empty func(p unsafe.Pointer) bool
-	// bad, if set, is why typ cannot be saved or loaded; enc and dec
-	// then return it.
+	// bad, if set, is why typ cannot be saved or loaded; the sides of
+	// it not handed to msgpack/v5 return it as an ErrUnsupported error.
 	bad error
 	// encFallback/decFallback: the value is handed to msgpack/v5.
 	encFallback, decFallback bool
@@ -134,8 +134,9 @@ func customDec(t reflect.Type) bool {
 	return false
 }
 
-// resolve returns an encFunc/decFunc that calls c's, directly when c is
-// complete and through c when it is still being built.
+// encoder returns a function calling c's encoder: c.enc itself when c is
+// complete, else a closure reading c.enc at each call (c is still being
+// built: a recursive type). decoder and emptyFunc are the same.
 func (c *codec) encoder() encFunc {
 	if c.done {
 		return c.enc
@@ -325,9 +326,10 @@ func (b *builder) probe(c *codec) (complete bool) {
 	if c.bad != nil || t == timeType || (c.encFallback && c.decFallback) {
 		return true
 	}
-	// Named pointer types are not probed: msgpack/v5 recurses forever
-	// on `type P *P`.
-	if t.Name() == "" && t.Kind() != reflect.Struct || t.Kind() == reflect.Pointer {
+	// Pointer types are not probed, nor types that reach a pointer to
+	// itself: msgpack/v5 recurses forever on `type P *P`.
+	if t.Name() == "" && t.Kind() != reflect.Struct || t.Kind() == reflect.Pointer ||
+		pointerLoop(t, map[reflect.Type]bool{}) {
 		return true
 	}
 	zero := reflect.New(t)
@@ -368,6 +370,37 @@ func (b *builder) probe(c *codec) (complete bool) {
 		}
 	}
 	return true
+}
+
+// pointerLoop reports whether a pointer type reachable from t points to
+// itself through pointers only (type P *P).
+func pointerLoop(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer:
+		chain := map[reflect.Type]bool{}
+		for u := t; u.Kind() == reflect.Pointer; u = u.Elem() {
+			if chain[u] {
+				return true
+			}
+			chain[u] = true
+		}
+		return pointerLoop(t.Elem(), seen)
+	case reflect.Slice, reflect.Array:
+		return pointerLoop(t.Elem(), seen)
+	case reflect.Map:
+		return pointerLoop(t.Key(), seen) || pointerLoop(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if pointerLoop(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // safeDec runs dec, turning a panic into an error.

@@ -17,6 +17,9 @@ type encoder struct {
 	// par allows encoding large slices and maps on several goroutines;
 	// workers run with par false.
 	par bool
+	// touched sums the bytes map encoding reads ahead (see
+	// encodeGrouped); it is never used otherwise.
+	touched uintptr
 }
 
 // flushSize is the buffer size at which a streaming encoder writes out.

@@ -107,6 +107,16 @@ func TestCycles(t *testing.T) {
 	if _, err := cp.Append(nil, &p); !errors.Is(err, ErrTooDeep) {
 		t.Fatalf("type P *P: %v", err)
 	}
+	// A struct holding one is compiled without msgpack/v5 (which
+	// recurses forever on P).
+	type holdsP struct{ X P }
+	ch, err := For[holdsP]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.Append(nil, &holdsP{X: p}); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("holdsP: %v", err)
+	}
 	// P decodes from any non-nil value without consuming input.
 	var q P
 	if err := cp.Decode([]byte{0x01}, &q); !errors.Is(err, ErrTooDeep) {

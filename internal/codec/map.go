@@ -41,6 +41,57 @@ type mapCodec struct {
 	hashPanics bool
 	// slotBytes approximates the map memory per entry.
 	slotBytes uintptr
+	// touchKey/touchVal read the first byte of each string a key or
+	// value holds directly (nil if none): see encodeGrouped.
+	touchKey, touchVal func(unsafe.Pointer) uintptr
+	groups             sync.Pool // *mapGroup
+}
+
+// touchGroup is the number of map entries encodeGrouped copies out, and
+// touches, before encoding them.
+const touchGroup = 32
+
+// mapGroup holds touchGroup entries copied out of a map.
+type mapGroup struct {
+	keys, vals reflect.Value   // [touchGroup]K, [touchGroup]V, addressable
+	ks, vs     []reflect.Value // their elements
+	kp, vp     unsafe.Pointer
+	it         reflect.MapIter
+}
+
+func touchString(p unsafe.Pointer) uintptr {
+	s := *(*string)(p)
+	if len(s) == 0 {
+		return 0
+	}
+	return uintptr(s[0])
+}
+
+// touchFor returns a function reading the first byte of every string a
+// value of t holds directly (t itself, or string fields of a struct), or
+// nil if there is none.
+func touchFor(t reflect.Type) func(unsafe.Pointer) uintptr {
+	switch {
+	case t.Kind() == reflect.String:
+		return touchString
+	case t.Kind() == reflect.Struct:
+		var offs []uintptr
+		for i := range t.NumField() {
+			if f := t.Field(i); f.Type.Kind() == reflect.String {
+				offs = append(offs, f.Offset)
+			}
+		}
+		if len(offs) == 0 {
+			return nil
+		}
+		return func(p unsafe.Pointer) (x uintptr) {
+			for _, o := range offs {
+				x += touchString(unsafe.Add(p, o))
+			}
+			return x
+		}
+	}
+	return nil
 }
 
 func (b *builder) mapCodec(c *codec) (encFunc, decFunc) {
@@ -54,6 +105,19 @@ func (b *builder) mapCodec(c *codec) (encFunc, decFunc) {
 		zeroVal:    !overwrites(t.Elem()),
 		hashPanics: hasInterface(t.Key()),
 		slotBytes:  t.Key().Size() + min(t.Elem().Size(), 128) + 8,
+	}
+	m.touchKey, m.touchVal = touchFor(t.Key()), touchFor(t.Elem())
+	m.groups.New = func() any {
+		g := &mapGroup{
+			keys: reflect.New(reflect.ArrayOf(touchGroup, t.Key())).Elem(),
+			vals: reflect.New(reflect.ArrayOf(touchGroup, t.Elem())).Elem(),
+		}
+		g.kp, g.vp = g.keys.Addr().UnsafePointer(), g.vals.Addr().UnsafePointer()
+		for i := range touchGroup {
+			g.ks = append(g.ks, g.keys.Index(i))
+			g.vs = append(g.vs, g.vals.Index(i))
+		}
+		return g
 	}
 	m.slots.New = func() any {
 		s := &mapSlots{k: reflect.New(t.Key()).Elem(), v: reflect.New(t.Elem()).Elem()}
@@ -116,6 +180,13 @@ func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
 		e.depth--
 		return err
 	}
+	if m.touchKey != nil || m.touchVal != nil {
+		err := m.encodeGrouped(e, mv, n)
+		if err == nil {
+			e.depth--
+		}
+		return err
+	}
 	s := m.slots.Get().(*mapSlots)
 	defer m.slots.Put(s)
 	s.it.Reset(mv)
@@ -149,6 +220,76 @@ func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
 	}
 	e.depth--
 	return nil
+}
+
+// encodeGrouped encodes the n entries of mv (header written) in groups:
+// it copies touchGroup entries out, reads the first byte of each of
+// their strings, then encodes them. Map order is unrelated to where the
+// strings lie in memory, so each string is a cache miss; the reads of a
+// group are independent of each other, so the processor overlaps their
+// misses, where encoding entry by entry waits for one at a time.
+func (m *mapCodec) encodeGrouped(e *encoder, mv reflect.Value, n int) error {
+	g := m.groups.Get().(*mapGroup)
+	defer m.groups.Put(g)
+	g.it.Reset(mv)
+	defer func() {
+		g.it.Reset(reflect.Value{})
+		g.keys.SetZero()
+		g.vals.SetZero()
+	}()
+	ksize, vsize := m.key.size, m.elem.size
+	written := 0
+	for more := true; more; {
+		cnt := 0
+		for cnt < touchGroup {
+			if more = g.it.Next(); !more {
+				break
+			}
+			if written+cnt == n {
+				return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
+					Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then more)", n)}
+			}
+			g.ks[cnt].SetIterKey(&g.it)
+			g.vs[cnt].SetIterValue(&g.it)
+			cnt++
+		}
+		e.touched += m.touch(g.kp, g.vp, cnt)
+		for j := range cnt {
+			kp := unsafe.Add(g.kp, uintptr(j)*ksize)
+			if err := m.keyEnc(e, kp); err != nil {
+				return at(err, "{key}")
+			}
+			if err := m.valEnc(e, unsafe.Add(g.vp, uintptr(j)*vsize)); err != nil {
+				return at(err, keySeg(g.ks[j]))
+			}
+		}
+		written += cnt
+		if e.w != nil && len(e.buf) >= flushSize {
+			if err := e.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if written != n {
+		return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
+			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written)}
+	}
+	return nil
+}
+
+// touch reads the strings of cnt entries at kp and vp (see
+// encodeGrouped); the sum only keeps the reads from being dropped.
+func (m *mapCodec) touch(kp, vp unsafe.Pointer, cnt int) (x uintptr) {
+	ksize, vsize := m.key.size, m.elem.size
+	for j := range cnt {
+		if m.touchKey != nil {
+			x += m.touchKey(unsafe.Add(kp, uintptr(j)*ksize))
+		}
+		if m.touchVal != nil {
+			x += m.touchVal(unsafe.Add(vp, uintptr(j)*vsize))
+		}
+	}
+	return x
 }
 
 // keySeg formats a map key as a path segment: ["bob"], [3].

@@ -13,12 +13,14 @@ import (
 // arrays and maps are a header followed by their elements, so batches of
 // elements encoded apart concatenate, in order, to the bytes one
 // goroutine would write. Decoding first finds the element boundaries
-// with Skip (no allocation, no recursion), then decodes ranges apart.
+// with Skip (no allocation, no recursion) on one goroutine, while the
+// workers decode the ranges found so far.
 //
 // Invariants: workers never touch the caller's encoder or decoder; every
 // worker recovers its own panics into errors; the first error in element
-// order is the one returned; all workers have finished when a parallel
-// call returns.
+// order is the one returned, and malformed input is decoded again on one
+// goroutine so that it fails where and as it would there; all goroutines
+// have finished when a parallel call returns.
 
 // parMinElems is the smallest slice or map handled in parallel.
 const parMinElems = 1 << 15
@@ -144,7 +146,7 @@ type encBatch struct {
 }
 
 // encodeSliceParallel encodes the n elements of h (header written).
-func encodeSliceParallel(e *encoder, h sliceHeader, size uintptr, elemEnc encFunc) error {
+func encodeSliceParallel(e *encoder, h sliceHeader, size uintptr, elemEnc encFunc, touch func(unsafe.Pointer) uintptr) error {
 	nb := (h.len + parBatch - 1) / parBatch
 	return runOrdered(nb, func(i int) (r encBatch) {
 		r.buf = batchBufs.Get().(*[]byte)
@@ -157,6 +159,11 @@ func encodeSliceParallel(e *encoder, h sliceHeader, size uintptr, elemEnc encFun
 		}()
 		lo, hi := i*parBatch, min(h.len, (i+1)*parBatch)
 		for j := lo; j < hi; j++ {
+			if touch != nil && (j-lo)%touchGroup == 0 {
+				for k := j; k < min(hi, j+touchGroup); k++ {
+					we.touched += touch(unsafe.Add(h.data, uintptr(k)*size))
+				}
+			}
 			if err := elemEnc(we, unsafe.Add(h.data, uintptr(j)*size)); err != nil {
 				r.err = at(err, indexSeg(j))
 				return r
@@ -296,6 +303,9 @@ func (m *mapCodec) encodeBatch(b *mapBatch, depth int, ksize, vsize uintptr) (r 
 		*r.buf = we.buf
 	}()
 	for j := 0; j < b.n; j++ {
+		if j%touchGroup == 0 && (m.touchKey != nil || m.touchVal != nil) {
+			we.touched += m.touch(unsafe.Add(b.kp, uintptr(j)*ksize), unsafe.Add(b.vp, uintptr(j)*vsize), min(touchGroup, b.n-j))
+		}
 		kp := unsafe.Add(b.kp, uintptr(j)*ksize)
 		if err := m.keyEnc(we, kp); err != nil {
 			r.err = at(err, "{key}")
@@ -309,28 +319,70 @@ func (m *mapCodec) encodeBatch(b *mapBatch, depth int, ksize, vsize uintptr) (r 
 	return r
 }
 
-// boundaries skips n values (per elements, each) from d.pos and returns
-// the offset at which every batch of parBatch elements starts, and the
-// end. It leaves d.pos unchanged.
-func boundaries(d *decoder, n, per int) ([]int, error) {
+// bounds finds where each batch of parBatch elements starts, on its own
+// goroutine, ahead of the workers: Skip over every element (per values
+// each: 1, or 2 for a map entry), publishing each batch's end as it is
+// found.
+type bounds struct {
+	offs  []int           // offs[i]: start of batch i; offs[nb]: the end
+	ready []chan struct{} // ready[i] is closed once offs[i+1] is set, or failAt <= i
+	// failAt is the first batch whose end Skip could not find (nb if
+	// none); set before the ready channels from it on are closed.
+	failAt int
+	stop   atomic.Bool
+	done   chan struct{}
+}
+
+func findBounds(d *decoder, n, per int) *bounds {
 	nb := (n + parBatch - 1) / parBatch
-	offs := make([]int, 0, nb+1)
-	pos := d.pos
-	for i := 0; i < n; i++ {
-		if i%parBatch == 0 {
-			offs = append(offs, pos)
-		}
-		for range per {
-			k, err := Skip(d.data[pos:])
-			if err != nil {
-				e := err.(*Error)
-				e.Offset += pos
-				return nil, at(e, indexSeg(i))
-			}
-			pos += k
-		}
+	b := &bounds{offs: make([]int, nb+1), ready: make([]chan struct{}, nb), failAt: nb, done: make(chan struct{})}
+	for i := range b.ready {
+		b.ready[i] = make(chan struct{})
 	}
-	return append(offs, pos), nil
+	b.offs[0] = d.pos
+	data := d.data
+	go func() {
+		defer close(b.done)
+		pos := b.offs[0]
+		for i := range nb {
+			ok := !b.stop.Load()
+			for j := i * parBatch; ok && j < min(n, (i+1)*parBatch); j++ {
+				for range per {
+					k, err := Skip(data[pos:])
+					if err != nil {
+						ok = false
+						break
+					}
+					pos += k
+				}
+			}
+			if !ok {
+				b.failAt = i
+				for ; i < nb; i++ {
+					close(b.ready[i])
+				}
+				return
+			}
+			b.offs[i+1] = pos
+			close(b.ready[i])
+		}
+	}()
+	return b
+}
+
+// batch waits for batch i's bounds; ok is false if they cannot be found.
+func (b *bounds) batch(i int) (from, to int, ok bool) {
+	<-b.ready[i]
+	if i >= b.failAt {
+		return 0, 0, false
+	}
+	return b.offs[i], b.offs[i+1], true
+}
+
+// finish stops the search and waits for its goroutine.
+func (b *bounds) finish() {
+	b.stop.Store(true)
+	<-b.done
 }
 
 // worker returns a decoder for one batch: its input ends where the
@@ -344,15 +396,19 @@ func (d *decoder) worker(from, to int) *decoder {
 // path.
 var errSerial = errors.New("decode serially")
 
-// decodeSliceParallel decodes n elements into the array at data.
+// decodeSliceParallel decodes n elements into the array at data. It
+// returns errSerial if the input is malformed: the elements decoded so
+// far decode again, to the same values, on the serial path.
 func decodeSliceParallel(d *decoder, data unsafe.Pointer, n int, size uintptr, elemDec decFunc) error {
-	offs, err := boundaries(d, n, 1)
-	if err != nil {
-		return errSerial
-	}
-	nb := len(offs) - 1
-	err = runOrdered(nb, func(i int) (err error) {
-		wd := d.worker(offs[i], offs[i+1])
+	b := findBounds(d, n, 1)
+	defer b.finish()
+	nb := len(b.ready)
+	err := runOrdered(nb, func(i int) (err error) {
+		from, to, ok := b.batch(i)
+		if !ok {
+			return errSerial
+		}
+		wd := d.worker(from, to)
 		j := i * parBatch
 		defer func() {
 			if p := recover(); p != nil {
@@ -365,7 +421,7 @@ func decodeSliceParallel(d *decoder, data unsafe.Pointer, n int, size uintptr, e
 				return at(err, indexSeg(j))
 			}
 		}
-		if wd.pos != offs[i+1] {
+		if wd.pos != to {
 			return errMalformed(wd.pos, "element length disagrees with Skip")
 		}
 		return nil
@@ -373,7 +429,7 @@ func decodeSliceParallel(d *decoder, data unsafe.Pointer, n int, size uintptr, e
 	if err != nil {
 		return err
 	}
-	d.pos = offs[nb]
+	d.pos = b.offs[nb]
 	return nil
 }
 
@@ -388,11 +444,9 @@ func (m *mapCodec) decodeParallel(d *decoder, getMap func() reflect.Value, n int
 			getMap() // the map is set, empty, even on error
 		}
 	}()
-	offs, err := boundaries(d, n, 2)
-	if err != nil {
-		return errSerial
-	}
-	nb := len(offs) - 1
+	b := findBounds(d, n, 2)
+	defer b.finish()
+	nb := len(b.ready)
 	ksize, vsize := m.key.size, m.elem.size
 	kt, vt := m.t.Key(), m.t.Elem()
 	var pool sync.Pool
@@ -400,37 +454,42 @@ func (m *mapCodec) decodeParallel(d *decoder, getMap func() reflect.Value, n int
 		b   *mapBatch
 		err error
 	}
-	err = runOrdered(nb, func(i int) (r res) {
-		b, _ := pool.Get().(*mapBatch)
-		if b == nil {
-			b = m.newBatch()
+	err := runOrdered(nb, func(i int) (r res) {
+		from, to, ok := b.batch(i)
+		if !ok {
+			r.err = errSerial
+			return r
 		}
-		r.b = b
-		wd := d.worker(offs[i], offs[i+1])
+		mb, _ := pool.Get().(*mapBatch)
+		if mb == nil {
+			mb = m.newBatch()
+		}
+		r.b = mb
+		wd := d.worker(from, to)
 		defer func() {
 			if p := recover(); p != nil {
 				r.err = &Error{Kind: ErrFallback, Offset: wd.pos, Msg: "panic while decoding", Err: panicError(p)}
 			}
 		}()
-		b.n = min(parBatch, n-i*parBatch)
-		for j := 0; j < b.n; j++ {
-			kp := unsafe.Add(b.kp, uintptr(j)*ksize)
+		mb.n = min(parBatch, n-i*parBatch)
+		for j := 0; j < mb.n; j++ {
+			kp := unsafe.Add(mb.kp, uintptr(j)*ksize)
 			if err := m.keyDec(wd, kp); err != nil {
 				r.err = at(err, "{key}")
 				return r
 			}
-			if err := m.valDec(wd, unsafe.Add(b.vp, uintptr(j)*vsize)); err != nil {
+			if err := m.valDec(wd, unsafe.Add(mb.vp, uintptr(j)*vsize)); err != nil {
 				r.err = at(err, keySeg(reflect.NewAt(kt, kp).Elem()))
 				return r
 			}
 		}
-		if wd.pos != offs[i+1] {
+		if wd.pos != to {
 			r.err = errMalformed(wd.pos, "entry length disagrees with Skip")
 		}
 		return r
 	}, func(r res) bool { return r.err != nil }, func(_ int, r res) error {
 		if r.b == nil {
-			return nil
+			return r.err
 		}
 		defer func() {
 			// Zero the arrays: decoders merge into what they find,
@@ -448,7 +507,7 @@ func (m *mapCodec) decodeParallel(d *decoder, getMap func() reflect.Value, n int
 		for j := 0; j < r.b.n; j++ {
 			k := reflect.NewAt(kt, unsafe.Add(r.b.kp, uintptr(j)*ksize)).Elem()
 			v := reflect.NewAt(vt, unsafe.Add(r.b.vp, uintptr(j)*vsize)).Elem()
-			if err := m.insert(mv, k, v, d, offs[0]); err != nil {
+			if err := m.insert(mv, k, v, d, b.offs[0]); err != nil {
 				return err
 			}
 		}
@@ -457,6 +516,6 @@ func (m *mapCodec) decodeParallel(d *decoder, getMap func() reflect.Value, n int
 	if err != nil {
 		return err
 	}
-	d.pos = offs[nb]
+	d.pos = b.offs[nb]
 	return nil
 }

@@ -25,6 +25,7 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 	keepOnNil := t.Elem() == stringType
 	emptyData := reflect.MakeSlice(t, 0, 0).UnsafePointer()
 	alloc := allocator(t.Elem())
+	touch := touchFor(t.Elem())
 	enc := func(e *encoder, p unsafe.Pointer) error {
 		h := *(*sliceHeader)(p)
 		if h.data == nil {
@@ -39,11 +40,18 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 			return err
 		}
 		if e.par && h.len >= parMinElems && parallelOK() {
-			err := encodeSliceParallel(e, h, size, elemEnc)
+			err := encodeSliceParallel(e, h, size, elemEnc, touch)
 			e.depth--
 			return err
 		}
 		for i := 0; i < h.len; i++ {
+			if touch != nil && i%touchGroup == 0 {
+				// Read the strings of the next elements first: their
+				// cache misses overlap (see mapCodec.encodeGrouped).
+				for j := i; j < min(h.len, i+touchGroup); j++ {
+					e.touched += touch(unsafe.Add(h.data, uintptr(j)*size))
+				}
+			}
 			if err := elemEnc(e, unsafe.Add(h.data, uintptr(i)*size)); err != nil {
 				return at(err, indexSeg(i))
 			}
