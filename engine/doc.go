@@ -88,7 +88,7 @@
 // every value of the current snapshot into one fresh segment, copying
 // stored bytes without recompressing them (compaction).
 //
-// # Replication (ship.go, location.go, restore.go, lineage.go)
+// # Replication (ship*.go, location.go, storeio.go, restore.go, replicaverify.go, lineage.go)
 //
 // With Options.Replica, a shipper goroutine copies what each commit made
 // durable to a replica.Store: Commit only tells it (never blocking) that

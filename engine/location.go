@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math"
-	"math/rand/v2"
 	"slices"
-	"time"
 
 	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/manifest"
@@ -41,89 +38,6 @@ type commitObj struct {
 	c    *replica.Commit // nil when it did not decode
 	sum  uint64
 	err  error // why it did not decode
-}
-
-// where names key of st in errors.
-func where(st replica.Store, key string) string { return fmt.Sprintf("%s in %s", key, st) }
-
-// Retries of reads: a failure that may pass (replica.ErrUnavailable) is
-// tried once more after a backoff with jitter. A Store such as replica/s3
-// retries each request already (and resumes reads); this covers stores
-// that do not, without multiplying the waits of those that do.
-const (
-	readAttempts   = 2
-	readBackoffMin = 250 * time.Millisecond
-	readBackoffMax = 4 * time.Second
-)
-
-// withRetry runs fn until it succeeds, fails in a way that will not
-// pass, has failed readAttempts times, or ctx is done.
-func withRetry(ctx context.Context, fn func() error) error {
-	var b backoff
-	b.min, b.max = readBackoffMin, readBackoffMax
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil || attempt == readAttempts || !errors.Is(err, replica.ErrUnavailable) || ctx.Err() != nil {
-			return err
-		}
-		t := time.NewTimer(b.next())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-	}
-}
-
-// backoff is exponential backoff with jitter: each wait is drawn from the
-// upper half of a bound that doubles from min to max.
-type backoff struct {
-	min, max time.Duration
-	cur      time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	b.cur = min(max(2*b.cur, b.min), b.max)
-	return b.cur/2 + rand.N(b.cur/2+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-func list(ctx context.Context, st replica.Store, prefix string) (objs []replica.Object, err error) {
-	err = withRetry(ctx, func() error {
-		objs, err = st.List(ctx, prefix)
-		return err
-	})
-	return objs, err
-}
-
-// getAll reads object key of the given size (as listed), which must be
-// at most limit bytes.
-func getAll(ctx context.Context, st replica.Store, key string, size, limit int64) ([]byte, error) {
-	if size < 0 || size > limit {
-		return nil, errs.Corruptf(where(st, key), 0, "an object of %d bytes, more than %d", size, limit)
-	}
-	var b []byte
-	err := withRetry(ctx, func() error {
-		rc, err := st.Get(ctx, key)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		b = make([]byte, size)
-		if _, err := io.ReadFull(rc, b); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return errs.Corruptf(where(st, key), 0, "the object is shorter than the %d bytes listed", size)
-			}
-			return fmt.Errorf("instadump: reading %s: %w", where(st, key), err)
-		}
-		if n, _ := rc.Read(make([]byte, 1)); n > 0 {
-			return errs.Corruptf(where(st, key), size, "the object is longer than the %d bytes listed", size)
-		}
-		return nil
-	})
-	return b, err
 }
 
 // readOwners returns the owner records of st, by sequence number,

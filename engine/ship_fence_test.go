@@ -1,0 +1,228 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/vfs"
+	"github.com/instadump/instadump/replica"
+	"github.com/instadump/instadump/replica/replicatest"
+	"github.com/instadump/instadump/segment"
+)
+
+// A second DB replicating to the same location is fenced, and saves on.
+func TestSecondDBIsFenced(t *testing.T) {
+	st := replicatest.NewMemStore()
+	a := openRepl(t, vfs.NewMem(), st, Options{})
+	defer a.Close()
+	commit(t, a, "who", "a")
+	waitShipped(t, a, 1)
+
+	bfs := vfs.NewMem()
+	b := openRepl(t, bfs, st, Options{})
+	commit(t, b, "who", "b")
+	if err := waitStopped(t, b); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "another DB") {
+		t.Fatalf("the second DB: %v", err)
+	}
+	if s, _ := b.ReplicaStatus(); !errors.Is(s.Stopped, ErrFenced) || !errors.Is(s.Err, ErrFenced) {
+		t.Fatalf("status: %+v", s)
+	}
+	commit(t, b, "who", "b2") // local saves go on
+	b.Close()
+	r, _, _ := restoreTo(t, st, RestoreOptions{})
+	defer r.Close()
+	if got := contents(t, r, 0)["who"]; got != "a" {
+		t.Fatalf("restored %q: the second DB's snapshot got in", got)
+	}
+	// Reopened, it is fenced again (its lineage was kept).
+	b = openRepl(t, bfs, st, Options{})
+	defer b.Close()
+	if err := waitStopped(t, b); !errors.Is(err, ErrFenced) {
+		t.Fatalf("reopened: %v", err)
+	}
+}
+
+// A DB restored from the owner takes the location over as a new lineage;
+// the old owner is fenced; the timeline runs through both, and
+// retention eventually deletes the old lineage's objects.
+func TestRestoredTakesOver(t *testing.T) {
+	st := replicatest.NewMemStore()
+	a := openRepl(t, vfs.NewMem(), st, Options{Retain: 3})
+	defer a.Close()
+	want := map[uint64]map[string]string{}
+	for i := range 3 {
+		s := commit(t, a, "who", fmt.Sprint("a", i))
+		want[s.ID] = contents(t, a, s.ID)
+		waitShipped(t, a, s.ID)
+	}
+	// The machine is lost: restore snapshot 2 elsewhere and save on.
+	m := vfs.NewMem()
+	if _, err := Restore(context.Background(), st, dir, RestoreOptions{ID: 2, FS: m}); err != nil {
+		t.Fatal(err)
+	}
+	b := openRepl(t, m, st, Options{Retain: 3})
+	defer b.Close()
+	s := commit(t, b, "who", "b")
+	if s.ID != 3 {
+		t.Fatalf("the restored DB saved snapshot %d", s.ID)
+	}
+	waitShipped(t, b, 3)
+	// The old owner is fenced at its next snapshot.
+	commit(t, a, "who", "a-late")
+	if err := waitStopped(t, a); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "took the location over") {
+		t.Fatalf("the old owner: %v", err)
+	}
+	// The timeline: a's 1 (and 2, unless b shipped its own 2 first),
+	// then b's 3.
+	snaps, err := ReplicaSnapshots(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl, _, _ := readLineage(m, dir)
+	if len(snaps) != 3 || snaps[0].Lineage != bl.Parent.String() || snaps[2].Lineage != bl.ID.String() {
+		t.Fatalf("the timeline: %+v", snaps)
+	}
+	r, _, _ := restoreTo(t, st, RestoreOptions{})
+	if got := contents(t, r, 0)["who"]; got != "b" {
+		t.Fatalf("newest restored: %q", got)
+	}
+	r.Close()
+	r, _, _ = restoreTo(t, st, RestoreOptions{ID: 1})
+	if got := contents(t, r, 0); !maps.Equal(got, want[1]) {
+		t.Fatalf("snapshot 1 restored: %v", got)
+	}
+	r.Close()
+	// b saves on: once the store keeps only b's snapshots, nothing of a
+	// is left but its owner record.
+	for i := range 5 {
+		waitShipped(t, b, commit(t, b, "who", fmt.Sprint("b", i)).ID)
+	}
+	owners, snapKeys, segs := storeKeys(t, st)
+	for _, k := range append(snapKeys, segs...) {
+		if !strings.HasPrefix(k, replica.LineagePrefix(bl.ID)) {
+			t.Fatalf("the store still holds %s of the old lineage", k)
+		}
+	}
+	if len(owners) != 2 {
+		t.Fatalf("owner records: %v", owners)
+	}
+	// A second restore of the old lineage cannot take over from b.
+	m2 := vfs.NewMem()
+	writeLineage(m2, dir, Lineage{ID: replica.Lineage{9}, Parent: bl.Parent, Fork: 2})
+	c := openRepl(t, m2, st, Options{})
+	defer c.Close()
+	commit(t, c, "who", "c")
+	if err := waitStopped(t, c); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a second restore of the old owner: %v", err)
+	}
+}
+
+// Two processes with copies of one DB directory: of their snapshots with
+// one ID, one gets into the store; the other is fenced; no restore mixes
+// them.
+func TestCopiesOfOneDirectory(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, st, Options{})
+	defer a.Close()
+	commit(t, a, "who", "a", "n", "1")
+	waitShipped(t, a, 1)
+	twin := m.CrashClone(vfs.CrashOptions{}) // what was synced: the whole directory
+	b := openRepl(t, twin, st, Options{})
+	defer b.Close()
+	waitShipped(t, b, 1) // it resumes: snapshot 1 is its own too
+
+	commit(t, a, "who", "a2")
+	waitShipped(t, a, 2)
+	commit(t, b, "who", "b2")
+	if err := waitStopped(t, b); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "copy of this DB's directory") {
+		t.Fatalf("the copy: %v", err)
+	}
+	r, _, _ := restoreTo(t, st, RestoreOptions{})
+	defer r.Close()
+	if got := contents(t, r, 0)["who"]; got != "a2" {
+		t.Fatalf("restored %q", got)
+	}
+	// Reopened, a copy that is behind the store is fenced at once.
+	b.Close()
+	b = openRepl(t, twin, st, Options{})
+	defer b.Close()
+	if err := waitStopped(t, b); !errors.Is(err, ErrFenced) {
+		t.Fatalf("the copy reopened: %v", err)
+	}
+}
+
+// A DB that fell back to an older snapshot than it shipped replicates on
+// as a new lineage that takes over from its old one.
+func TestFallbackStartsALineage(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	e := openRepl(t, m, st, Options{Retain: 3})
+	commit(t, e, "a", "1")
+	commit(t, e, "a", "2")
+	waitShipped(t, e, 2)
+	old, _, _ := readLineage(m, dir)
+	e.Close()
+	rewrite(t, m, segment.FileName(2), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	e = openRepl(t, m, st, Options{Retain: 3, Fallback: true})
+	defer e.Close()
+	if !e.Report().FellBack {
+		t.Fatal("no fallback")
+	}
+	s := commit(t, e, "a", "2'")
+	waitShipped(t, e, s.ID)
+	now, _, _ := readLineage(m, dir)
+	if now.ID == old.ID || now.Parent != old.ID || now.Fork != 1 {
+		t.Fatalf("lineage after fallback: %+v (was %+v)", now, old)
+	}
+	r, _, _ := restoreTo(t, st, RestoreOptions{})
+	defer r.Close()
+	if got := contents(t, r, 0)["a"]; got != "2'" {
+		t.Fatalf("restored %q", got)
+	}
+}
+
+func TestLineageFile(t *testing.T) {
+	m := vfs.NewMem()
+	m.MkdirAll(dir)
+	for _, l := range []Lineage{{ID: replica.Lineage{1, 2}}, {ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 17}} {
+		if err := writeLineage(m, dir, l); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := readLineage(m, dir)
+		if err != nil || !ok || got != l {
+			t.Fatalf("read back %+v %v %v, want %+v", got, ok, err, l)
+		}
+		b := encodeLineage(l)
+		for i := range b {
+			d := slices.Clone(b)
+			d[i] ^= 0x01
+			if _, err := decodeLineage(d, "LINEAGE"); !errors.Is(err, errs.ErrCorrupt) && !errors.Is(err, errs.ErrUnsupportedVersion) {
+				t.Fatalf("byte %d flipped: %v", i, err)
+			}
+		}
+		for n := range len(b) {
+			if _, err := decodeLineage(b[:n], "LINEAGE"); !errors.Is(err, errs.ErrCorrupt) {
+				t.Fatalf("cut at %d: %v", n, err)
+			}
+		}
+	}
+	if _, ok, err := readLineage(vfs.NewMem(), dir); ok || err != nil {
+		t.Fatalf("no LINEAGE: %v %v", ok, err)
+	}
+	// A damaged LINEAGE stops Open with replication, saying so.
+	rewrite(t, m, LineageFile, flipAt(20))
+	m.MkdirAll(dir)
+	if _, err := Open(dir, Options{FS: m, Replica: replOpts(replicatest.NewMemStore(), 0)}); !errors.Is(err, errs.ErrCorrupt) || !strings.Contains(err.Error(), LineageFile) {
+		t.Fatalf("Open with a damaged LINEAGE: %v", err)
+	}
+	if _, err := Open(dir, Options{FS: m, ReadOnly: true, Replica: replOpts(replicatest.NewMemStore(), 0)}); err == nil {
+		t.Fatal("a read-only open replicates")
+	}
+}

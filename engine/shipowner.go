@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/instadump/instadump/replica"
+)
+
+// lineage reads the DB's lineage, or makes one: a new one for a DB that
+// never replicated, or one continuing from the old one for a DB that fell
+// back to an older snapshot than the one it may have shipped.
+func (e *Engine) lineage() (Lineage, error) {
+	l, ok, err := readLineage(e.fs, e.dir)
+	if err != nil {
+		return l, err
+	}
+	if ok && !e.report.FellBack {
+		return l, nil
+	}
+	var next Lineage
+	if next.ID, err = replica.NewLineage(); err != nil {
+		return l, err
+	}
+	if cur, has := e.Current(); ok && has {
+		next.Parent, next.Fork = l.ID, cur.ID
+		e.log.Warn("instadump: the DB fell back to an older snapshot, so it replicates as a new lineage that takes over from the old one", "lineage", next.ID, "parent", l.ID, "fork", cur.ID)
+	}
+	if err := writeLineage(e.fs, e.dir, next); err != nil {
+		return l, err
+	}
+	return next, nil
+}
+
+// fenced returns an error wrapping ErrFenced.
+func (s *shipper) fenced(format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrFenced, s.st, fmt.Sprintf(format, args...))
+}
+
+// start takes ownership of the location (or finds it is fenced), and
+// reads what the store holds of this lineage and those before it.
+func (s *shipper) start(ctx context.Context) error {
+	if err := s.own(ctx); err != nil {
+		return err
+	}
+	loc, err := readLocation(ctx, s.st)
+	if err != nil {
+		return err
+	}
+	if loc.lineages[s.lin.ID] == nil {
+		loc.lineages[s.lin.ID] = &lineageObjs{id: s.lin.ID, commits: map[uint64]*commitObj{}, segs: map[string]int64{}}
+	}
+	s.loc = loc
+	ours := loc.lineages[s.lin.ID]
+	s.mu.Lock()
+	for key := range ours.segs {
+		if _, _, id, _, ok := replica.ParseKey(key); ok {
+			s.present[id] = true
+		}
+	}
+	s.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(ours.commits))
+	if len(ids) == 0 {
+		s.tidy = true
+		return nil
+	}
+	newest := ids[len(ids)-1]
+	s.floor = newest
+	cur, _ := s.e.Current()
+	if newest > cur.ID {
+		return s.fenced("it holds snapshot %d of this DB's lineage %s, newer than this directory's newest, %d: another copy of this DB's directory replicates here, or this directory is an old copy (restore from the store to continue from it)", newest, s.lin.ID, cur.ID)
+	}
+	for _, id := range slices.Backward(ids) {
+		co := ours.commits[id]
+		if co.c == nil {
+			s.log.Error("instadump: a commit object of this DB in the store is damaged; it is skipped", "err", co.err)
+			continue
+		}
+		if err := s.sameAsLocal(co.c); err != nil {
+			return err
+		}
+		s.shipped(&lastShipped{id: id, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})
+		break
+	}
+	s.tidy = true
+	s.log.Info("instadump: replication resumes", "lineage", s.lin.ID, "shipped", s.floor)
+	return nil
+}
+
+// sameAsLocal checks that c, found in this lineage, is the local
+// snapshot of its ID when that is still retained: the same time and the
+// same segments. Otherwise another copy of this directory shipped it.
+func (s *shipper) sameAsLocal(c *replica.Commit) error {
+	h, ok, err := s.e.holdSnapshot(c.Snapshot, s.tags)
+	if err != nil || !ok {
+		return err
+	}
+	defer h.release()
+	refs := make([]replica.SegmentRef, len(h.segs))
+	for i, sg := range h.segs {
+		refs[i] = sg.ref
+	}
+	if !c.Record.Time.Equal(h.snap.Time) || !slices.Equal(refs, c.Segments) {
+		return s.fenced("its snapshot %d of this DB's lineage %s is not this directory's snapshot %d: another copy of this DB's directory replicates here", c.Snapshot, s.lin.ID, c.Snapshot)
+	}
+	return nil
+}
+
+// own makes sure this DB's lineage owns the location: it claims an empty
+// one, takes over from its parent, or finds it is fenced.
+func (s *shipper) own(ctx context.Context) error {
+	for range 8 {
+		owners, err := readOwners(ctx, s.st, s.owners)
+		if err != nil {
+			return err
+		}
+		s.owners = owners
+		next := replica.Owner{Seq: 1, Lineage: s.lin.ID, Parent: s.lin.Parent, Fork: s.lin.Fork, Time: time.Now().UTC()}
+		if n := len(owners); n > 0 {
+			cur := owners[n-1]
+			switch {
+			case cur.Lineage == s.lin.ID:
+				s.owner = cur.Seq
+				return nil
+			case !s.lin.Parent.IsZero() && cur.Lineage == s.lin.Parent:
+				next.Seq = cur.Seq + 1 // take over from the DB this one was restored from
+			default:
+				return s.notOwner(cur)
+			}
+		}
+		err = s.st.Create(ctx, replica.OwnerKey(next.Seq), bytes.NewReader(next.Encode()), replica.OwnerSize)
+		if err != nil && !errors.Is(err, replica.ErrExists) {
+			return fmt.Errorf("instadump: claiming %s for lineage %s: %w", s.st, s.lin.ID, err)
+		}
+		if err == nil {
+			s.owner = next.Seq
+			s.owners = append(owners, next)
+			if next.Seq == 1 {
+				s.log.Info("instadump: replicating to an empty location: claimed it", "lineage", s.lin.ID)
+			} else {
+				s.log.Warn("instadump: took the replica location over from the DB this one was restored from", "lineage", s.lin.ID, "from", s.lin.Parent, "fork", s.lin.Fork)
+			}
+			return nil
+		}
+		// Someone else created that record first (or our own attempt
+		// did, its answer lost): look again.
+	}
+	return fmt.Errorf("instadump: %s: the owner records keep changing while lineage %s tries to claim the location: %w", s.st, s.lin.ID, replica.ErrUnavailable)
+}
+
+// notOwner explains why cur's owning the location fences this DB.
+func (s *shipper) notOwner(cur replica.Owner) error {
+	for _, o := range s.owners {
+		if o.Lineage == s.lin.ID {
+			return s.fenced("lineage %s, restored from this DB, took the location over at %s (owner record %d): this DB no longer ships there; restore from the location to continue from its snapshots", cur.Lineage, cur.Time.Format(time.RFC3339), cur.Seq)
+		}
+	}
+	if !s.lin.Parent.IsZero() {
+		return s.fenced("it belongs to lineage %s, not to lineage %s this DB was restored from: replicate to another location (prefix), or restore from this one to take it over", cur.Lineage, s.lin.Parent)
+	}
+	return s.fenced("it belongs to lineage %s, another DB: replicate to another location (prefix), or restore from this one to take it over", cur.Lineage)
+}
+
+// checkOwner makes sure no DB has taken the location over since: one
+// List, and a Get of any new owner record.
+func (s *shipper) checkOwner(ctx context.Context) error {
+	owners, err := readOwners(ctx, s.st, s.owners)
+	if err != nil {
+		return err
+	}
+	s.owners = owners
+	if n := len(owners); n == 0 || owners[n-1].Seq != s.owner {
+		if n == 0 {
+			return s.fenced("its owner records are gone: replicate to another location")
+		}
+		return s.notOwner(owners[n-1])
+	}
+	return nil
+}
