@@ -29,11 +29,11 @@ var (
 	// not hold; nothing was changed.
 	ErrNotSaved = errors.New("instadump: state was never saved")
 	// ErrNoSnapshot: there is no snapshot (or not the one asked for).
-	ErrNoSnapshot = errors.New("instadump: no such snapshot")
+	ErrNoSnapshot = errs.ErrNoSnapshot
 	// ErrDuplicate: a state name is already registered on this DB.
 	ErrDuplicate = errors.New("instadump: state name already registered")
 	// ErrNoState: Drop of a name that is neither registered nor saved.
-	ErrNoState = errors.New("instadump: no such state")
+	ErrNoState = errs.ErrNoState
 	// ErrBadName: a state name that is empty, too long, not UTF-8, or
 	// holds control characters.
 	ErrBadName = errors.New("instadump: invalid state name")

@@ -169,24 +169,10 @@ func Restore(ctx context.Context, s replica.Store, dir string, opts ...RestoreOp
 	}
 	snap, err := engine.Restore(ctx, s, dir, o.RestoreOptions)
 	if err != nil {
-		return Snapshot{}, noSnapshot(err)
+		return Snapshot{}, err
 	}
 	return toSnapshot(snap), nil
 }
-
-// noSnapshot makes the engine's ErrNoSnapshot match this package's.
-func noSnapshot(err error) error {
-	if errors.Is(err, engine.ErrNoSnapshot) {
-		return &alsoError{err: err, also: ErrNoSnapshot}
-	}
-	return err
-}
-
-// alsoError is err, matching also with errors.Is too.
-type alsoError struct{ err, also error }
-
-func (e *alsoError) Error() string   { return e.err.Error() }
-func (e *alsoError) Unwrap() []error { return []error{e.err, e.also} }
 
 // ReplicaSnapshot describes a snapshot in a replica.
 type ReplicaSnapshot struct {

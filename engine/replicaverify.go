@@ -36,14 +36,14 @@ type ReplicaSnapshot struct {
 // ReplicaSnapshots lists the snapshots of the DB replicated in st, oldest
 // first: the timeline of its owner (see package replica's doc). It reads
 // every commit object, none of the segments. A location no DB replicates
-// to is an error wrapping ErrNoSnapshot.
+// to is an error wrapping errs.ErrNoSnapshot.
 func ReplicaSnapshots(ctx context.Context, st replica.Store) ([]ReplicaSnapshot, error) {
 	loc, err := readLocation(ctx, st)
 	if err != nil {
 		return nil, err
 	}
 	if len(loc.owners) == 0 {
-		return nil, fmt.Errorf("%w: %s holds no replicated DB", ErrNoSnapshot, st)
+		return nil, fmt.Errorf("%w: %s holds no replicated DB", errs.ErrNoSnapshot, st)
 	}
 	var out []ReplicaSnapshot
 	for _, e := range loc.timeline() {

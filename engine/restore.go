@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/vfs"
 	"github.com/instadump/instadump/manifest"
 	"github.com/instadump/instadump/replica"
@@ -19,10 +19,6 @@ import (
 
 // Restore, and what tools see of a store: its snapshots, and a check of
 // every byte of them.
-
-// ErrNoSnapshot reports a store that holds no complete snapshot, or not
-// the one asked for.
-var ErrNoSnapshot = errors.New("instadump: no such snapshot in the replica")
 
 // RestoreOptions choose what Restore restores, and where it writes.
 type RestoreOptions struct {
@@ -98,9 +94,9 @@ func (loc *location) pick(id uint64, before time.Time) (entry, error) {
 	tl := loc.timeline()
 	if len(tl) == 0 {
 		if len(loc.owners) == 0 {
-			return entry{}, fmt.Errorf("%w: %s holds no replicated DB", ErrNoSnapshot, loc.st)
+			return entry{}, fmt.Errorf("%w: %s holds no replicated DB", errs.ErrNoSnapshot, loc.st)
 		}
-		return entry{}, fmt.Errorf("%w: %s holds no snapshot yet", ErrNoSnapshot, loc.st)
+		return entry{}, fmt.Errorf("%w: %s holds no snapshot yet", errs.ErrNoSnapshot, loc.st)
 	}
 	if id != 0 {
 		for _, e := range tl {
@@ -111,7 +107,7 @@ func (loc *location) pick(id uint64, before time.Time) (entry, error) {
 				return e, nil
 			}
 		}
-		return entry{}, fmt.Errorf("%w: %s has no snapshot %d (it has %s)", ErrNoSnapshot, loc.st, id, idList(tl))
+		return entry{}, fmt.Errorf("%w: %s has no snapshot %d (it has %s)", errs.ErrNoSnapshot, loc.st, id, idList(tl))
 	}
 	var first error
 	for _, e := range slices.Backward(tl) {
@@ -129,9 +125,9 @@ func (loc *location) pick(id uint64, before time.Time) (entry, error) {
 		what = "no complete snapshot saved at or before " + before.UTC().Format(time.RFC3339Nano)
 	}
 	if first != nil {
-		return entry{}, fmt.Errorf("%w: %s has %s (it has %s; the newest fails with: %w)", ErrNoSnapshot, loc.st, what, idList(tl), first)
+		return entry{}, fmt.Errorf("%w: %s has %s (it has %s; the newest fails with: %w)", errs.ErrNoSnapshot, loc.st, what, idList(tl), first)
 	}
-	return entry{}, fmt.Errorf("%w: %s has %s (it has %s)", ErrNoSnapshot, loc.st, what, idList(tl))
+	return entry{}, fmt.Errorf("%w: %s has %s (it has %s)", errs.ErrNoSnapshot, loc.st, what, idList(tl))
 }
 
 func cmp(first, err error) error {

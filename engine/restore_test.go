@@ -148,10 +148,10 @@ func TestRestoreTargets(t *testing.T) {
 	if _, err := Restore(context.Background(), st, dir, RestoreOptions{FS: m}); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("restore into a DB directory: %v", err)
 	}
-	if _, err := Restore(context.Background(), replicatest.NewMemStore(), "x", RestoreOptions{FS: m}); !errors.Is(err, ErrNoSnapshot) || !strings.Contains(err.Error(), "no replicated DB") {
+	if _, err := Restore(context.Background(), replicatest.NewMemStore(), "x", RestoreOptions{FS: m}); !errors.Is(err, errs.ErrNoSnapshot) || !strings.Contains(err.Error(), "no replicated DB") {
 		t.Fatalf("restore from an empty store: %v", err)
 	}
-	if _, err := Restore(context.Background(), st, "x", RestoreOptions{FS: m, ID: 9}); !errors.Is(err, ErrNoSnapshot) || !strings.Contains(err.Error(), "1, 2, 3") {
+	if _, err := Restore(context.Background(), st, "x", RestoreOptions{FS: m, ID: 9}); !errors.Is(err, errs.ErrNoSnapshot) || !strings.Contains(err.Error(), "1, 2, 3") {
 		t.Fatalf("restore of a snapshot the store lacks: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -100,7 +100,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 			// The store as the dead process left it.
 			snap, err := Restore(context.Background(), mem, "r", RestoreOptions{FS: vfs.NewMem()})
 			switch {
-			case errors.Is(err, ErrNoSnapshot) && confirmed == 0:
+			case errors.Is(err, errs.ErrNoSnapshot) && confirmed == 0:
 			case err != nil:
 				t.Fatalf("mode %d, step %d: restore: %v", mode, k, err)
 			case snap.ID < confirmed:
@@ -116,7 +116,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 			// Every snapshot the store lists is complete, and restores
 			// right.
 			snaps, err := ReplicaSnapshots(context.Background(), mem)
-			if err != nil && !(errors.Is(err, ErrNoSnapshot) && confirmed == 0) {
+			if err != nil && !(errors.Is(err, errs.ErrNoSnapshot) && confirmed == 0) {
 				t.Fatal(err)
 			}
 			for _, s := range snaps {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/vfs"
 	"github.com/instadump/instadump/manifest"
 	"github.com/instadump/instadump/replica/replicatest"
@@ -47,7 +48,7 @@ func TestResumeUploadsNothingTwice(t *testing.T) {
 }
 
 // The store keeps its own number of snapshots, and deletes everything
-// else; older ones restore, and one it lacks is ErrNoSnapshot.
+// else; older ones restore, and one it lacks is errs.ErrNoSnapshot.
 func TestStoreRetention(t *testing.T) {
 	m := vfs.NewMem()
 	st := replicatest.NewMemStore()
@@ -75,7 +76,7 @@ func TestStoreRetention(t *testing.T) {
 		r.Close()
 	}
 	_, err = Restore(context.Background(), st, "x", RestoreOptions{ID: 1, FS: vfs.NewMem()})
-	if !errors.Is(err, ErrNoSnapshot) || !strings.Contains(err.Error(), "no snapshot 1") {
+	if !errors.Is(err, errs.ErrNoSnapshot) || !strings.Contains(err.Error(), "no snapshot 1") {
 		t.Fatalf("restore of a deleted snapshot: %v", err)
 	}
 	// Before: the newest saved at or before a time.
@@ -85,7 +86,7 @@ func TestStoreRetention(t *testing.T) {
 		t.Fatalf("restore before %v gave snapshot %d", snaps[len(snaps)-2].Time, snap.ID)
 	}
 	_, err = Restore(context.Background(), st, "x", RestoreOptions{Before: snaps[0].Time.Add(-time.Nanosecond), FS: vfs.NewMem()})
-	if !errors.Is(err, ErrNoSnapshot) {
+	if !errors.Is(err, errs.ErrNoSnapshot) {
 		t.Fatalf("restore before every snapshot: %v", err)
 	}
 }

@@ -50,9 +50,6 @@ func Open(dir string) (*DB, error) {
 	return &DB{eng: eng, warning: fmt.Errorf("the current snapshot is damaged, showing snapshot %d instead: %w", eng.Report().UsedID, err)}, nil
 }
 
-// ErrNotDB: the directory holds no instadump DB.
-var ErrNotDB = errs.ErrNotDB
-
 // Warning returns the damage Open worked around, or nil.
 func (d *DB) Warning() error { return d.warning }
 
@@ -99,22 +96,18 @@ func (d *DB) Snapshots() []Snapshot {
 	return out
 }
 
-// ErrNoSnapshot: the snapshot asked for is not retained (or there is none).
-var ErrNoSnapshot = errors.New("instadump: no such snapshot")
-
-// ErrNoState: the snapshot has no state of that name.
-var ErrNoState = errors.New("instadump: no such state")
-
-// ErrNoKey: the map state has no such key.
+// ErrNoKey: the map state has no such key. The other errors of this
+// package are those of package instadump: ErrNotDB, ErrNoSnapshot,
+// ErrNoState, ErrCorrupt, ErrUnsupportedVersion.
 var ErrNoKey = errors.New("instadump: no such key")
 
 func (d *DB) states(id uint64) (engine.Snapshot, map[string]engine.Ref, error) {
 	s, ok := d.eng.Snapshot(id)
 	if !ok {
 		if id == 0 {
-			return s, nil, fmt.Errorf("%w: %s has no snapshot", ErrNoSnapshot, d.eng.Dir())
+			return s, nil, fmt.Errorf("%w: %s has no snapshot", errs.ErrNoSnapshot, d.eng.Dir())
 		}
-		return s, nil, fmt.Errorf("%w: snapshot %d is not retained in %s", ErrNoSnapshot, id, d.eng.Dir())
+		return s, nil, fmt.Errorf("%w: snapshot %d is not retained in %s", errs.ErrNoSnapshot, id, d.eng.Dir())
 	}
 	states, _ := d.eng.States(s.ID)
 	return s, states, nil
@@ -127,7 +120,7 @@ func (d *DB) state(id uint64, name string) (engine.Ref, error) {
 	}
 	r, ok := states[name]
 	if !ok {
-		return r, fmt.Errorf("%w: snapshot %d has no state %q", ErrNoState, s.ID, name)
+		return r, fmt.Errorf("%w: snapshot %d has no state %q", errs.ErrNoState, s.ID, name)
 	}
 	return r, nil
 }
@@ -320,10 +313,3 @@ func (d *DB) sameContent(a, b engine.Ref) (bool, error) {
 	}
 	return bytes.Equal(x, y), nil
 }
-
-// ErrCorrupt and ErrUnsupportedVersion are the errors of damaged files
-// and of files written by a newer instadump, as in package instadump.
-var (
-	ErrCorrupt            = errs.ErrCorrupt
-	ErrUnsupportedVersion = errs.ErrUnsupportedVersion
-)

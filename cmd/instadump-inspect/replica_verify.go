@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/instadump/instadump/inspect"
+	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/replica"
 )
 
@@ -28,7 +29,7 @@ var cmdReplicaVerify = &command{
 			if progress != nil {
 				fmt.Fprint(e.stderr, "\r\033[K")
 			}
-			if len(problems) == 1 && len(snaps) == 0 && !errors.Is(problems[0], inspect.ErrCorrupt) && !errors.Is(problems[0], inspect.ErrUnsupportedVersion) {
+			if len(problems) == 1 && len(snaps) == 0 && !errors.Is(problems[0], errs.ErrCorrupt) && !errors.Is(problems[0], errs.ErrUnsupportedVersion) {
 				return e.fail(problems[0]) // not damage: unreachable, refused, not found
 			}
 			if e.opts.json {

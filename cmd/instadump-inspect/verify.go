@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/instadump/instadump/inspect"
+	"github.com/instadump/instadump/internal/errs"
 )
 
 var cmdVerify = &command{
@@ -25,7 +26,7 @@ var cmdVerify = &command{
 		if progress != nil {
 			fmt.Fprint(e.stderr, "\r\033[K")
 		}
-		if len(problems) == 1 && !errors.Is(problems[0], inspect.ErrCorrupt) && !errors.Is(problems[0], inspect.ErrUnsupportedVersion) {
+		if len(problems) == 1 && !errors.Is(problems[0], errs.ErrCorrupt) && !errors.Is(problems[0], errs.ErrUnsupportedVersion) {
 			return e.fail(problems[0]) // not damage: no such directory, not a DB, no permission
 		}
 		if e.opts.json {

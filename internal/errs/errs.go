@@ -118,6 +118,13 @@ func (e *VersionError) Is(target error) bool { return target == ErrUnsupportedVe
 // DB: no CURRENT, no manifest.
 var ErrNotDB = errors.New("instadump: not an instadump directory")
 
+// ErrNoSnapshot reports a snapshot that is not there: none retained or
+// replicated, or not the one asked for.
+var ErrNoSnapshot = errors.New("instadump: no such snapshot")
+
+// ErrNoState reports a state name that a DB or snapshot does not hold.
+var ErrNoState = errors.New("instadump: no such state")
+
 // ErrClosed reports use of a DB after Close.
 var ErrClosed = errors.New("instadump: DB is closed")
 
