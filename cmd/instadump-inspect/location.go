@@ -91,14 +91,17 @@ func openLocation(loc string, o locationOpts) (replica.Store, error) {
 	return s3.New(cfg)
 }
 
-// withLocation opens loc and runs f on it with a context that Ctrl-C
-// cancels; it returns f's exit status, or 1 if loc does not open.
-func (e *env) withLocation(loc string, f func(ctx context.Context, st replica.Store) int) int {
-	st, err := openLocation(loc, e.opts.replica)
-	if err != nil {
-		return e.fail(err)
+// onLocation makes a command's run: it opens the LOCATION args[0] and
+// runs f on it with a context that Ctrl-C cancels, returning f's exit
+// status, or 1 if the location does not open.
+func onLocation(f func(ctx context.Context, e *env, st replica.Store, args []string) int) func(*env, []string) int {
+	return func(e *env, args []string) int {
+		st, err := openLocation(args[0], e.opts.replica)
+		if err != nil {
+			return e.fail(err)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		return f(ctx, e, st, args)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	return f(ctx, st)
 }

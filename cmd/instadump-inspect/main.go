@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/instadump/instadump/inspect"
+	"github.com/instadump/instadump/internal/errs"
 )
 
 // command is one subcommand: its flags are set up by flags, run does the
@@ -157,24 +159,101 @@ func interleave(fs *flag.FlagSet, args []string) []string {
 	return append(flags, pos...)
 }
 
-// withDB opens dir, printing a warning if it had to fall back, runs f on
-// it and closes it; it returns f's exit status, or 1 if dir does not open.
-func (e *env) withDB(dir string, f func(*inspect.DB) int) int {
-	db, err := inspect.Open(dir)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "instadump-inspect: %v\n", err)
-		return 1
+// onDB makes a command's run: it opens the DB directory args[0]
+// read-only, prints a warning if it had to fall back, runs f on it and
+// closes it, returning f's exit status, or 1 if the directory does not
+// open.
+func onDB(f func(e *env, db *inspect.DB, args []string) int) func(*env, []string) int {
+	return func(e *env, args []string) int {
+		db, err := inspect.Open(args[0])
+		if err != nil {
+			return e.fail(err)
+		}
+		defer db.Close()
+		if w := db.Warning(); w != nil {
+			fmt.Fprintf(e.stderr, "instadump-inspect: WARNING: %v\n", w)
+		}
+		return f(e, db, args)
 	}
-	defer db.Close()
-	if w := db.Warning(); w != nil {
-		fmt.Fprintf(e.stderr, "instadump-inspect: WARNING: %v\n", w)
-	}
-	return f(db)
 }
 
 func (e *env) fail(err error) int {
 	fmt.Fprintf(e.stderr, "instadump-inspect: %v\n", err)
 	return 1
+}
+
+// done returns the exit status of a command that ended with err.
+func (e *env) done(err error) int {
+	if err != nil {
+		return e.fail(err)
+	}
+	return 0
+}
+
+// list prints rows, or the error that came instead of them: as JSON with
+// --json, else as a table under header, one line a row.
+func list[T any](e *env, rows []T, err error, header string, line func(T) string) int {
+	if err != nil {
+		return e.fail(err)
+	}
+	if e.opts.json {
+		return e.printJSON(rows)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, line(r))
+	}
+	tw.Flush()
+	return 0
+}
+
+// progressBar returns the progress function of a verification, nil
+// unless stderr is a terminal (and the output is not JSON), and the
+// function that clears the bar when it is over.
+func (e *env) progressBar() (progress func(done, total int64), clear func()) {
+	if !e.progress || e.opts.json {
+		return nil, func() {}
+	}
+	return func(done, total int64) {
+			if total > 0 {
+				fmt.Fprintf(e.stderr, "\rverifying: %3d%% of %d MiB", done*100/total, total>>20)
+			}
+		}, func() {
+			fmt.Fprint(e.stderr, "\r\033[K")
+		}
+}
+
+// verdict reports what a verification found and returns the exit status:
+// 0 if nothing, else 1. A lone problem that is not damage, with nothing
+// checked (no such directory, not a DB, an unreachable store), is said as
+// a failure; damage is one "DAMAGED:" line a problem, or with --json an
+// object {"ok", "problems", and extra's fields}. okLine says what is
+// intact.
+func (e *env) verdict(problems []error, checked int, extra map[string]any, okLine string) int {
+	if len(problems) == 1 && checked == 0 && !errors.Is(problems[0], errs.ErrCorrupt) && !errors.Is(problems[0], errs.ErrUnsupportedVersion) {
+		return e.fail(problems[0])
+	}
+	if e.opts.json {
+		msgs := []string{}
+		for _, p := range problems {
+			msgs = append(msgs, p.Error())
+		}
+		out := map[string]any{"ok": len(problems) == 0, "problems": msgs}
+		maps.Copy(out, extra)
+		e.printJSON(out)
+	} else {
+		for _, p := range problems {
+			fmt.Fprintf(e.stdout, "DAMAGED: %v\n", p)
+		}
+		if len(problems) == 0 {
+			fmt.Fprintf(e.stdout, "ok: %s\n", okLine)
+		}
+	}
+	if len(problems) > 0 {
+		return 1
+	}
+	return 0
 }
 
 func (e *env) printJSON(v any) int {
@@ -184,10 +263,6 @@ func (e *env) printJSON(v any) int {
 		return e.fail(err)
 	}
 	return 0
-}
-
-func (e *env) table() *tabwriter.Writer {
-	return tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 }
 
 func parseID(s string) (uint64, error) {
