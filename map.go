@@ -304,16 +304,7 @@ func (m *Map[K, V]) release(f *freeze[K, V]) {
 }
 
 // lockCut takes the cut lock of the map's DB.
-func (m *Map[K, V]) lockCut() *locks {
-	for {
-		l := m.lk.Load()
-		l.cmu.Lock()
-		if m.lk.Load() == l {
-			return l
-		}
-		l.cmu.Unlock()
-	}
-}
+func (m *Map[K, V]) lockCut() *locks { return lock(&m.lk, cutLock) }
 
 // All returns the entries as they were at one instant: the iteration
 // sees none of the changes made after All's first step, whatever writers
@@ -338,16 +329,7 @@ func (m *Map[K, V]) All() iter.Seq2[K, V] {
 }
 
 // lockW takes the writers' lock of the map's DB.
-func (m *Map[K, V]) lockW() *locks {
-	for {
-		l := m.lk.Load()
-		l.wmu.Lock()
-		if m.lk.Load() == l {
-			return l
-		}
-		l.wmu.Unlock()
-	}
-}
+func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 
 // NewMap registers the map name on db and returns it, holding the entries
 // the current snapshot has for it, or none.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/instadump/instadump/engine"
 	"github.com/instadump/instadump/internal/codec"
+	"github.com/instadump/instadump/internal/par"
 )
 
 // mapLoaded is a Map's content decoded from a snapshot, not installed yet.
@@ -24,29 +25,11 @@ func (m *Map[K, V]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
 	}
 	out := &mapLoaded[K, V]{}
 	var locks [mapShards]sync.Mutex
-	errs := make([]error, len(ref.Base))
-	var next sync.Mutex
-	part := 0
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(ref.Base)) {
-		wg.Go(func() {
-			for {
-				next.Lock()
-				p := part
-				part++
-				next.Unlock()
-				if p >= len(ref.Base) {
-					return
-				}
-				errs[p] = m.loadPart(eng, ref.Base[p], out, &locks)
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	err := par.Each(len(ref.Base), runtime.GOMAXPROCS(0), func(p int) error {
+		return m.loadPart(eng, ref.Base[p], out, &locks)
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, l := range ref.Deltas {
 		if err := m.loadDelta(eng, l, out); err != nil {

@@ -50,6 +50,24 @@ type locks struct {
 	cmu sync.Mutex
 }
 
+// lock takes one of the locks lk points to (pick chooses which) and
+// returns the locks held. lk changes when a DefState is bound by Setup or
+// a state is dropped; lock retries until the locks it holds are still
+// lk's.
+func lock(lk *atomic.Pointer[locks], pick func(*locks) *sync.Mutex) *locks {
+	for {
+		l := lk.Load()
+		pick(l).Lock()
+		if lk.Load() == l {
+			return l
+		}
+		pick(l).Unlock()
+	}
+}
+
+func writersLock(l *locks) *sync.Mutex { return &l.wmu }
+func cutLock(l *locks) *sync.Mutex     { return &l.cmu }
+
 // unbound are the locks of DefStates before Setup, and of states that
 // were dropped.
 var unbound locks
@@ -76,18 +94,8 @@ func (s *State[T]) Name() string { return s.name }
 // Get returns the current value.
 func (s *State[T]) Get() T { return *s.cur.Load() }
 
-// lockW takes the writers' lock of the state's DB, which changes when a
-// DefState is bound by Setup or a state is dropped.
-func (s *State[T]) lockW() *locks {
-	for {
-		l := s.lk.Load()
-		l.wmu.Lock()
-		if s.lk.Load() == l {
-			return l
-		}
-		l.wmu.Unlock()
-	}
-}
+// lockW takes the writers' lock of the state's DB.
+func (s *State[T]) lockW() *locks { return lock(&s.lk, writersLock) }
 
 // store sets the value. Call with the cut lock held.
 func (s *State[T]) store(v *T) {

@@ -217,22 +217,7 @@ func (w *restoreWriter) write(ctx context.Context, loc *location, e entry, state
 
 // file writes name in the temporary directory with fill, and syncs it.
 func (w *restoreWriter) file(name string, fill func(f File) error) error {
-	path := filepath.Join(w.tmp, name)
-	f, err := w.fsys.Create(path)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", path, err)
-	}
-	err = fill(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return createSynced(w.fsys, filepath.Join(w.tmp, name), fill)
 }
 
 // segment downloads segment sg of snapshot e, syncs it, and checks it:

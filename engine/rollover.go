@@ -98,12 +98,24 @@ func (e *Engine) rollover(num uint64) error {
 // writeSynced writes a new file name holding data and syncs it (not its
 // directory).
 func (e *Engine) writeSynced(name string, data []byte) error {
-	path := e.path(name)
-	f, err := e.fs.Create(path)
+	err := createSynced(e.fs, e.path(name), func(f File) error {
+		_, err := f.Write(data)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("instadump: creating %s: %w", path, err)
+		return fmt.Errorf("instadump: %w", err)
 	}
-	_, err = f.Write(data)
+	return nil
+}
+
+// createSynced creates the file path, fills it, syncs it (not its
+// directory) and closes it.
+func createSynced(fsys FS, path string, fill func(f File) error) error {
+	f, err := fsys.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	err = fill(f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -111,7 +123,7 @@ func (e *Engine) writeSynced(name string, data []byte) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("instadump: writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/instadump/instadump/engine"
 	"github.com/instadump/instadump/internal/vfs"
-	"github.com/instadump/instadump/manifest"
 	"github.com/instadump/instadump/segment"
 )
 
@@ -266,26 +265,8 @@ func checkRecovery(fsys *vfs.MemFS, opts engine.Options, m *model) error {
 	if err := checkModel(e, m); err != nil {
 		return err
 	}
-	names, err := fsys.List(dbDir)
-	if err != nil {
+	if err := checkLeftovers(fsys, e.LiveBytes()); err != nil {
 		return err
-	}
-	used := e.LiveBytes()
-	manifests := 0
-	for _, n := range names {
-		id, isSeg := segment.ParseFileName(n)
-		_, isMan := manifest.ParseFileName(n)
-		switch {
-		case strings.HasSuffix(n, ".tmp"):
-			return fmt.Errorf("temp file %s left after recovery", n)
-		case isSeg && used[id] == 0:
-			return fmt.Errorf("orphan segment %s left after recovery", n)
-		case isMan:
-			manifests++
-		}
-	}
-	if manifests != 1 {
-		return fmt.Errorf("%d manifests after recovery: %v", manifests, names)
 	}
 	// Life goes on.
 	cur, _ := e.Current()
@@ -447,18 +428,25 @@ func TestCrashPointsEnumerated(t *testing.T) {
 	}
 }
 
+// fuzzInput is the fuzzer's bytes, read one at a time.
+type fuzzInput []byte
+
+// next returns the next byte, 0 once none are left.
+func (in *fuzzInput) next() byte {
+	if len(*in) == 0 {
+		return 0
+	}
+	b := (*in)[0]
+	*in = (*in)[1:]
+	return b
+}
+
 // fuzzWorkload decodes a workload from fuzz input: options, then steps
 // (commits of up to three changes, reopens, reads of old snapshots, empty
 // commits), at most 20.
 func fuzzWorkload(data []byte) workload {
-	next := func() byte {
-		if len(data) == 0 {
-			return 0
-		}
-		b := data[0]
-		data = data[1:]
-		return b
-	}
+	in := fuzzInput(data)
+	next := in.next
 	flags := next()
 	opts := engine.Options{Retain: 1 + int(flags%3)}
 	if flags&4 != 0 {
@@ -472,7 +460,7 @@ func fuzzWorkload(data []byte) workload {
 		changes map[string]string
 	}
 	var steps []step
-	for i := 0; len(data) > 0 && i < 20; i++ {
+	for i := 0; len(in) > 0 && i < 20; i++ {
 		st := step{op: next() % 5}
 		if st.op <= 1 {
 			st.changes = map[string]string{}

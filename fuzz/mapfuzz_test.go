@@ -14,14 +14,8 @@ import (
 // transfers between the accounts of a Map and a State), at most 24, and
 // a last save.
 func fuzzMapWorkload(data []byte) *mapWorkload {
-	next := func() byte {
-		if len(data) == 0 {
-			return 0
-		}
-		b := data[0]
-		data = data[1:]
-		return b
-	}
+	in := fuzzInput(data)
+	next := in.next
 	flags := next()
 	spec := mapSpec{retain: 1 + int(flags%3), maps: []string{"m", "n"}, accts: "accts",
 		ints: map[string]int{"reserve": acctTotal, "transfers": 0}}
@@ -30,7 +24,7 @@ func fuzzMapWorkload(data []byte) *mapWorkload {
 	}
 	accts := []string{"", "a0", "a1", "a2", "a3"}
 	var steps []func(w *mapEnv) error
-	for i := 0; len(data) > 0 && i < 24; i++ {
+	for i := 0; len(in) > 0 && i < 24; i++ {
 		op := next() % 8
 		name := spec.maps[op%2]
 		switch op {

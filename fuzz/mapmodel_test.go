@@ -609,6 +609,13 @@ func checkFiles(fsys *vfs.MemFS) error {
 	}
 	used := e.LiveBytes()
 	e.Close()
+	return checkLeftovers(fsys, used)
+}
+
+// checkLeftovers says what recovery left in the DB directory that it
+// should not: a temp file, a segment no snapshot uses (used gives the
+// live bytes of each segment), more than one manifest.
+func checkLeftovers(fsys vfs.FS, used map[uint64]int64) error {
 	names, err := fsys.List(dbDir)
 	if err != nil {
 		return err
@@ -619,15 +626,15 @@ func checkFiles(fsys *vfs.MemFS) error {
 		_, isMan := manifest.ParseFileName(n)
 		switch {
 		case strings.HasSuffix(n, ".tmp"):
-			return fmt.Errorf("temp file %s left", n)
+			return fmt.Errorf("temp file %s left after recovery", n)
 		case isSeg && used[id] == 0:
-			return fmt.Errorf("orphan segment %s left", n)
+			return fmt.Errorf("orphan segment %s left after recovery", n)
 		case isMan:
 			manifests++
 		}
 	}
 	if manifests != 1 {
-		return fmt.Errorf("%d manifests: %v", manifests, names)
+		return fmt.Errorf("%d manifests after recovery: %v", manifests, names)
 	}
 	return nil
 }

@@ -189,6 +189,32 @@ func (r *reader) checkCount(it item) error {
 	return nil
 }
 
+// container reads the head of an array or map (k) and returns its count,
+// checked against the bytes left; any other item fails with msg.
+func (r *reader) container(k kind, msg string) (uint64, error) {
+	it, err := r.head()
+	if err != nil {
+		return 0, err
+	}
+	if it.k != k {
+		return 0, r.fail("%s", msg)
+	}
+	return it.n, r.checkCount(it)
+}
+
+// spans passes over the next n items, calling fn with the index and the
+// bytes of each.
+func (r *reader) spans(n uint64, fn func(i uint64, b []byte)) error {
+	for i := range n {
+		p := r.pos
+		if err := r.skip(1); err != nil {
+			return err
+		}
+		fn(i, r.b[p:r.pos])
+	}
+	return nil
+}
+
 // skip passes over one whole item.
 func (r *reader) skip(depth int) error {
 	if depth > maxDepth {

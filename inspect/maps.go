@@ -62,59 +62,40 @@ func (d *DB) mapEntries(r engine.Ref) ([]entry, error) {
 // eachEntry calls fn for every entry of the msgpack map at r, with the
 // spans of its key and value.
 func eachEntry(r *reader, fn func(k, v []byte)) error {
-	it, err := r.head()
+	n, err := r.container(kMap, "a map was expected")
 	if err != nil {
 		return err
 	}
-	if it.k != kMap {
-		return r.fail("a map was expected")
-	}
-	if err := r.checkCount(it); err != nil {
-		return err
-	}
-	for range it.n {
-		k0 := r.pos
-		if err := r.skip(1); err != nil {
-			return err
+	var k []byte
+	return r.spans(2*n, func(i uint64, b []byte) {
+		if i%2 == 0 {
+			k = b
+		} else {
+			fn(k, b)
 		}
-		v0 := r.pos
-		if err := r.skip(1); err != nil {
-			return err
-		}
-		fn(r.b[k0:v0], r.b[v0:r.pos])
-	}
-	return nil
+	})
 }
 
 // eachDelta calls set for every key a delta sets and del for every key it
 // deletes.
 func eachDelta(raw []byte, set func(k, v []byte), del func(k []byte)) error {
 	r := &reader{b: raw}
-	it, err := r.head()
+	const notDelta = "a delta is an array of two"
+	n, err := r.container(kArray, notDelta)
+	if err == nil && n != 2 {
+		err = r.fail(notDelta)
+	}
+	if err == nil {
+		err = eachEntry(r, set)
+	}
+	if err == nil {
+		n, err = r.container(kArray, "an array of deleted keys was expected")
+	}
 	if err != nil {
 		return err
 	}
-	if it.k != kArray || it.n != 2 {
-		return r.fail("a delta is an array of two")
-	}
-	if err := eachEntry(r, set); err != nil {
+	if err := r.spans(n, func(_ uint64, k []byte) { del(k) }); err != nil {
 		return err
-	}
-	if it, err = r.head(); err != nil {
-		return err
-	}
-	if it.k != kArray {
-		return r.fail("an array of deleted keys was expected")
-	}
-	if err := r.checkCount(it); err != nil {
-		return err
-	}
-	for range it.n {
-		k0 := r.pos
-		if err := r.skip(1); err != nil {
-			return err
-		}
-		del(r.b[k0:r.pos])
 	}
 	if r.pos != len(raw) {
 		return r.fail("%d bytes after the delta", len(raw)-r.pos)

@@ -5,10 +5,10 @@ import (
 	"io"
 	"runtime"
 	"sort"
-	"sync"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/par"
 )
 
 // Package errs's causes, as this file names them.
@@ -301,33 +301,10 @@ func (r *Reader) chunks(e Entry, stored []byte) ([]chunk, error) {
 }
 
 func (r *Reader) decodeParallel(e Entry, chunks []chunk, out []byte) error {
-	workers := min(runtime.GOMAXPROCS(0), len(chunks))
-	errsOut := make([]error, len(chunks))
-	var next sync.Mutex
-	i := 0
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				next.Lock()
-				k := i
-				i++
-				next.Unlock()
-				if k >= len(chunks) {
-					return
-				}
-				c := chunks[k]
-				errsOut[k] = r.decodeChunk(e, c, out[c.raw:c.raw+int64(c.rawLen)])
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errsOut {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return par.Each(len(chunks), runtime.GOMAXPROCS(0), func(k int) error {
+		c := chunks[k]
+		return r.decodeChunk(e, c, out[c.raw:c.raw+int64(c.rawLen)])
+	})
 }
 
 // decodeGrowing decodes the chunks one by one, appending each to the
