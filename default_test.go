@@ -59,11 +59,7 @@ func TestDefaultDB(t *testing.T) {
 }
 
 func TestSetupNamesFailedStates(t *testing.T) {
-	dir := t.TempDir()
-	db := openT(t, dir)
-	newStateT(t, db, "default-test-a", "not an int")
-	saveT(t, db)
-	db.Close()
+	dir := savedDir(t, "default-test-a", "not an int")
 	err := Setup(dir)
 	if !errors.Is(err, ErrTypeMismatch) || !strings.Contains(err.Error(), `"default-test-a"`) {
 		t.Fatalf("Setup: %v", err)

@@ -44,6 +44,18 @@ func saveT(t *testing.T, db *DB) Snapshot {
 	return s
 }
 
+// savedDir returns a new DB directory holding one saved state, name,
+// with the value v (closed again).
+func savedDir[T any](t *testing.T, name string, v T) string {
+	t.Helper()
+	dir := t.TempDir()
+	db := openT(t, dir)
+	newStateT(t, db, name, v)
+	saveT(t, db)
+	db.Close()
+	return dir
+}
+
 // The seed's scenario, across two real processes.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("INSTADUMP_CHILD_DIR"); dir != "" {
@@ -90,14 +102,20 @@ func runChild(t *testing.T, role, dir string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// runChildren runs the children of roles one after another on dir, each
+// of which must print what wants says.
+func runChildren(t *testing.T, dir string, roles, wants []string) {
+	t.Helper()
+	for i, role := range roles {
+		if got := runChild(t, role, dir); got != wants[i] {
+			t.Fatalf("run %d (%s) printed %q, want %q", i+1, role, got, wants[i])
+		}
+	}
+}
+
 func TestSeedScenarioAcrossProcesses(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "db")
-	if got := runChild(t, "seed", dir); got != "150 abc" {
-		t.Fatalf("first run printed %q, want 150 abc", got)
-	}
-	if got := runChild(t, "seed", dir); got != "1000 abc" {
-		t.Fatalf("second run printed %q, want 1000 abc", got)
-	}
+	runChildren(t, dir, []string{"seed", "seed"}, []string{"150 abc", "1000 abc"})
 }
 
 func TestLockedByAnotherProcess(t *testing.T) {

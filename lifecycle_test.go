@@ -86,17 +86,11 @@ func lifecycleChild(step, dir string) int {
 
 func TestLifecycleAcrossProcesses(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "db")
-	if got := runChild(t, "lifecycle-1", dir); got != "" {
-		t.Fatalf("run 1: %q", got)
-	}
-	if got := runChild(t, "lifecycle-2", dir); got != "42 Ada Lovelace" {
-		t.Fatalf("run 2: %q", got)
-	}
-	// "old" was dropped: it starts from its default; "count" loads in its
-	// new form without migrating again; "person" migrates once more.
-	if got := runChild(t, "lifecycle-3", dir); got != "-1 42 Ada Lovelace 1990 2" {
-		t.Fatalf("run 3: %q", got)
-	}
+	// In run 3, "old" was dropped: it starts from its default; "count"
+	// loads in its new form without migrating again; "person" migrates
+	// once more.
+	runChildren(t, dir, []string{"lifecycle-1", "lifecycle-2", "lifecycle-3"},
+		[]string{"", "42 Ada Lovelace", "-1 42 Ada Lovelace 1990 2"})
 	// The snapshot before the drop still has "old".
 	db := openT(t, dir)
 	old := newStateT(t, db, "old", 0)
@@ -158,13 +152,9 @@ func TestDrop(t *testing.T) {
 
 // A failed migration changes nothing: not the state, not the disk.
 func TestFailedMigrationChangesNothing(t *testing.T) {
-	dir := t.TempDir()
-	db := openT(t, dir)
-	newStateT(t, db, "n", 7)
-	saveT(t, db)
-	db.Close()
+	dir := savedDir(t, "n", 7)
 	before := dirFiles(t, dir)
-	db = openT(t, dir)
+	db := openT(t, dir)
 	_, err := NewState(db, "n", "", MigrateFrom(0, func(int) (string, error) { return "", errors.New("no good") }))
 	if err == nil || !strings.Contains(err.Error(), "no good") || !strings.Contains(err.Error(), `"n"`) {
 		t.Fatalf("failed migration: %v", err)
@@ -247,12 +237,8 @@ func TestNames(t *testing.T) {
 
 // Messages say what is true once: no repeated prefix, no repeated name.
 func TestMessages(t *testing.T) {
-	dir := t.TempDir()
+	dir := savedDir(t, "p", "a string")
 	db := openT(t, dir)
-	newStateT(t, db, "p", "a string")
-	saveT(t, db)
-	db.Close()
-	db = openT(t, dir)
 	_, err := NewState(db, "p", 0)
 	if msg := err.Error(); strings.Count(msg, "instadump:") != 1 || strings.Count(msg, `"p"`) != 1 {
 		t.Fatalf("the message stutters: %s", msg)
@@ -285,11 +271,7 @@ func TestInPlaceChangeIsLogged(t *testing.T) {
 // logged, naming it; one at Setup fails Setup naming it and saying what
 // to do.
 func TestLateDefStateIsLogged(t *testing.T) {
-	dir := t.TempDir()
-	db := openT(t, dir)
-	newStateT(t, db, "late-def", "a string")
-	saveT(t, db)
-	db.Close()
+	dir := savedDir(t, "late-def", "a string")
 	var log bytes.Buffer
 	if err := Setup(dir, WithLogger(slog.New(slog.NewTextHandler(&log, nil)))); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,20 +144,8 @@ func newExt4Disk(t *testing.T) *ext4Disk {
 	return d
 }
 
-func envRounds(t *testing.T, name string, def int) int {
-	s := os.Getenv(name)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		t.Fatalf("%s=%q", name, s)
-	}
-	return n
-}
-
 func TestCrashExt4PowerLoss(t *testing.T) {
-	rounds := envRounds(t, "INSTADUMP_EXT4_ROUNDS", 40)
+	rounds := powerload.Rounds(t, "INSTADUMP_EXT4_ROUNDS", 40)
 	disk := newExt4Disk(t)
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)

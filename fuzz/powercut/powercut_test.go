@@ -140,18 +140,6 @@ func (d *fuseDisk) Restart() error {
 	return d.mount()
 }
 
-func envRounds(t *testing.T, name string, def int) int {
-	s := os.Getenv(name)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		t.Fatalf("%s=%q", name, s)
-	}
-	return n
-}
-
 // Every write goes through the daemon (no passthrough, no page cache): a
 // write without fsync is gone after a cut, a synced one is there, and so
 // are only the names whose directory was synced.
@@ -209,7 +197,7 @@ func TestUnsyncedWriteIsLost(t *testing.T) {
 }
 
 func TestCrashFusePowerCut(t *testing.T) {
-	rounds := envRounds(t, "INSTADUMP_FUSE_ROUNDS", 40)
+	rounds := powerload.Rounds(t, "INSTADUMP_FUSE_ROUNDS", 40)
 	seed := time.Now().UnixNano()
 	d := newFuseDisk(t, seed)
 	t.Logf("seed %d", seed)
