@@ -101,9 +101,12 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The values of the states the program is about to register are read
+	// and decompressed ahead, on another core, while it decodes.
+	const readAhead = 32 << 20
 	eng, err := engine.Open(dir, engine.Options{
 		FS: o.fs, Retain: o.retain, Level: o.level, ReadOnly: o.readOnly,
-		Fallback: o.fallback, Logger: log, Replica: o.replica,
+		Fallback: o.fallback, Logger: log, Replica: o.replica, ReadAhead: readAhead,
 	})
 	if err != nil {
 		return nil, err

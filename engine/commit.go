@@ -67,6 +67,7 @@ func (e *Engine) Commit(writes []Write, drops []string) (Snapshot, error) {
 	case e.failed != nil:
 		return Snapshot{}, e.failed
 	}
+	e.stopReadAhead() // the loads it serves are over
 	e.mu.Lock()
 	var prev *snap
 	if len(e.snaps) > 0 {

@@ -50,6 +50,10 @@ type Options struct {
 	Fallback      bool         // fall back to an intact older snapshot
 	Logger        *slog.Logger // discards when nil
 	ManifestLimit int64        // DefaultManifestLimit when 0
+	// ReadAhead is how many bytes of the current snapshot's values may
+	// be read ahead after Open, for the loads to come (readahead.go);
+	// 0 turns it off.
+	ReadAhead int64
 
 	Replica ReplicaOptions // ship committed snapshots off the machine (ship.go)
 }
@@ -90,6 +94,7 @@ type Engine struct {
 	live    liveBytes
 	closed  bool
 	records *manifest.Log // read-only opens: the manifest as replayed
+	ra      *readAhead    // nil when off; set by Open
 
 	commitMu    sync.Mutex // serialises Commit, Close and rollover
 	man         *manifest.Writer
@@ -160,6 +165,7 @@ func Open(dir string, o Options) (*Engine, error) {
 			return nil, err
 		}
 	}
+	e.startReadAhead()
 	return e, nil
 }
 
@@ -233,6 +239,7 @@ func (e *Engine) Close() error {
 	}
 	e.closed = true
 	e.mu.Unlock()
+	e.stopReadAhead()
 	err := e.closeFiles()
 	if e.lock != nil {
 		if lerr := e.lock.Close(); err == nil {

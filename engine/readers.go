@@ -95,6 +95,16 @@ func (e *Engine) openSized(name string) (File, int64, error) {
 
 // Read returns the verified raw bytes of the value l locates.
 func (e *Engine) Read(l Loc) ([]byte, error) {
+	if e.ra != nil {
+		if raw := e.ra.claim(l); raw != nil {
+			return raw, nil
+		}
+	}
+	return e.readDirect(l)
+}
+
+// readDirect reads l from its segment.
+func (e *Engine) readDirect(l Loc) ([]byte, error) {
 	e.mu.Lock()
 	r, err := e.acquire(l.Segment)
 	e.mu.Unlock()

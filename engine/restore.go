@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -115,7 +116,7 @@ func (loc *location) pick(id uint64, before time.Time) (entry, error) {
 			continue
 		}
 		if err := loc.complete(e); err != nil {
-			first = cmp(first, err)
+			first = cmp.Or(first, err)
 			continue
 		}
 		return e, nil
@@ -128,13 +129,6 @@ func (loc *location) pick(id uint64, before time.Time) (entry, error) {
 		return entry{}, fmt.Errorf("%w: %s has %s (it has %s; the newest fails with: %w)", errs.ErrNoSnapshot, loc.st, what, idList(tl), first)
 	}
 	return entry{}, fmt.Errorf("%w: %s has %s (it has %s)", errs.ErrNoSnapshot, loc.st, what, idList(tl))
-}
-
-func cmp(first, err error) error {
-	if first == nil {
-		return err
-	}
-	return first
 }
 
 func idList(tl []entry) string {
