@@ -50,25 +50,34 @@ func (l *liveBytes) sized(seg uint64, size int64) {
 // change accounts for state prev (had: it existed) becoming next
 // (has: it exists) in snapshot id.
 func (l *liveBytes) change(id uint64, prev *Ref, had bool, next *Ref, has bool) {
-	old := map[Loc]bool{}
+	var prevBuf, nextBuf [4]Loc // a value state has one location
+	var old, cur []Loc
 	if had {
-		locs(prev, func(x *Loc) { old[*x] = true })
+		old = appendLocs(prevBuf[:0], prev)
 	}
 	if has {
-		locs(next, func(x *Loc) {
-			if old[*x] {
-				delete(old, *x)
-			} else {
-				l.add(x.Segment, locSize(x))
-			}
-		})
+		cur = appendLocs(nextBuf[:0], next)
 	}
-	if had { // in prev's order, for determinism
-		locs(prev, func(x *Loc) {
-			if old[*x] {
-				l.dying = append(l.dying, dying{after: id, seg: x.Segment, n: locSize(x)})
-			}
-		})
+	in := func(list []Loc) func(Loc) bool { // a linear search is quickest for a few
+		if len(list) <= 8 {
+			return func(x Loc) bool { return slices.Contains(list, x) }
+		}
+		set := make(map[Loc]bool, len(list))
+		for _, x := range list {
+			set[x] = true
+		}
+		return func(x Loc) bool { return set[x] }
+	}
+	inOld, inCur := in(old), in(cur)
+	for i := range cur {
+		if !inOld(cur[i]) {
+			l.add(cur[i].Segment, locSize(&cur[i]))
+		}
+	}
+	for i := range old { // in prev's order, for determinism
+		if !inCur(old[i]) {
+			l.dying = append(l.dying, dying{after: id, seg: old[i].Segment, n: locSize(&old[i])})
+		}
 	}
 }
 

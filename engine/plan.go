@@ -114,16 +114,20 @@ func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) 
 
 // refs returns the states the plan makes, located in segment r, by name.
 func (p *plan) refs(r *segReader) []Ref {
-	at := map[string]Loc{}
-	if r != nil {
-		for _, en := range r.Entries() {
-			at[en.Name] = Loc{Segment: r.ID(), Name: en.Name, Offset: en.Offset, StoredLen: en.StoredLen, RawLen: en.RawLen, StoredSum: en.StoredSum, RawSum: en.RawSum}
+	at := func(name string) Loc {
+		if r == nil { // a commit of drops alone locates nothing
+			return Loc{}
 		}
+		en, ok := r.Find(name) // r holds every value of the plan: it was read back
+		if !ok {
+			return Loc{}
+		}
+		return Loc{Segment: r.ID(), Name: en.Name, Offset: en.Offset, StoredLen: en.StoredLen, RawLen: en.RawLen, StoredSum: en.StoredSum, RawSum: en.RawSum}
 	}
 	located := func(names []string) []Loc {
 		out := make([]Loc, len(names))
 		for i, n := range names {
-			out[i] = at[n]
+			out[i] = at(n)
 		}
 		return out
 	}
@@ -132,7 +136,7 @@ func (p *plan) refs(r *segReader) []Ref {
 		ref := ps.ref
 		switch {
 		case ref.Kind == ValueState:
-			ref.Value = at[ps.base[0]]
+			ref.Value = at(ps.base[0])
 		case ps.add:
 			ref.Deltas = append(slices.Clip(ref.Deltas), located(ps.deltas)...)
 		default:

@@ -39,11 +39,7 @@ type slot struct {
 func (e *Engine) startReadAhead() {
 	var locs []Loc
 	for _, r := range e.cur {
-		if r.Kind == ValueState {
-			locs = append(locs, r.Value)
-		}
-		locs = append(locs, r.Base...)
-		locs = append(locs, r.Deltas...)
+		locs = appendLocs(locs, &r)
 	}
 	if len(locs) == 0 || e.opts.ReadAhead <= 0 {
 		return

@@ -139,6 +139,16 @@ func locs(r *Ref, fn func(l *Loc)) {
 	}
 }
 
+// appendLocs appends the locations of r's values to list, as locs
+// visits them.
+func appendLocs(list []Loc, r *Ref) []Loc {
+	if r.Kind == ValueState {
+		return append(list, r.Value)
+	}
+	list = append(list, r.Base...)
+	return append(list, r.Deltas...)
+}
+
 // locSize is what a value takes in its segment: its stored bytes and its
 // index entry.
 func locSize(l *Loc) int64 {

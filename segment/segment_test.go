@@ -453,18 +453,21 @@ func TestAbort(t *testing.T) {
 }
 
 // Chunks of random bytes are stored raw, found by samples; compressible
-// ones and mixed ones are compressed.
+// ones and mixed ones are compressed; tiny ones are stored raw, however
+// compressible.
 func TestIncompressibleStoredRaw(t *testing.T) {
 	text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog "), 30_000)[:1<<20]
 	random := randomBytes(1<<20, 9)
 	mixed := append(bytes.Clone(random[:1<<19]), text[:1<<19]...)
-	vals := []value{{"random", random}, {"text", text}, {"mixed", mixed}}
+	vals := []value{{"random", random}, {"text", text}, {"mixed", mixed},
+		{"tiny", make([]byte, tinyChunk-1)}, {"small", make([]byte, tinyChunk)}}
 	data, info := build(t, 1, Options{ChunkSize: 1 << 20}, vals)
 	checkAll(t, data, "i.seg", vals)
 	for _, e := range info.Entries {
 		codec := data[e.Offset]
-		if want := map[string]byte{"random": codecNone, "text": codecZstd, "mixed": codecZstd}[e.Name]; codec != want {
-			t.Fatalf("%s stored with codec %d, want %d", e.Name, codec, want)
+		want := map[string]byte{"random": codecNone, "text": codecZstd, "mixed": codecZstd, "tiny": codecNone, "small": codecZstd}
+		if codec != want[e.Name] {
+			t.Fatalf("%s stored with codec %d, want %d", e.Name, codec, want[e.Name])
 		}
 	}
 }

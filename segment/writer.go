@@ -175,12 +175,24 @@ func (w *Writer) start(name string) error {
 	return nil
 }
 
+// tinyChunk is the size under which a chunk is stored as it is, with no
+// goroutine to compress it: a zstd frame's own overhead is a dozen bytes,
+// and a state of a few bytes would cost more to hand over than to write.
+const tinyChunk = 64
+
+// ready is the channel of a chunk that needs no compressing.
+var ready = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // enqueue hands a chunk to a compressing goroutine and to the write loop.
 func (w *Writer) enqueue(j *job) {
-	j.ready = make(chan struct{})
-	if len(j.raw) == 0 {
-		close(j.ready)
+	if len(j.raw) < tinyChunk || w.opts.Level == LevelNone {
+		j.codec, j.ready = codecNone, ready
 	} else {
+		j.ready = make(chan struct{})
 		w.sem <- struct{}{}
 		go w.compress(j)
 	}
@@ -296,9 +308,6 @@ func incompressible(enc interface {
 func (w *Writer) compress(j *job) {
 	defer func() { <-w.sem; close(j.ready) }()
 	j.codec = codecNone
-	if w.opts.Level == LevelNone {
-		return
-	}
 	var buf []byte
 	if p, ok := bufPool.Get().(*[]byte); ok {
 		buf = (*p)[:0]
