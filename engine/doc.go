@@ -80,6 +80,16 @@
 // closes it only when its last reader is done, so a read that found a
 // value in a retained snapshot (Hold) finishes whatever commits do.
 //
+// # Read-ahead (readahead.go)
+//
+// With Options.ReadAhead, Open starts one goroutine that reads, verifies
+// and decompresses the current snapshot's values in the order they lie
+// in the segments, holding at most ReadAhead bytes nobody has claimed;
+// Read takes a value from it (waiting if its read is under way) once,
+// and reads for itself what it has not reached. The program's loads
+// decode on one core while the next values are read on another. It
+// stops at the first commit and at Close.
+//
 // # Garbage collection (gc.go)
 //
 // Live bytes are counted per segment as values enter and leave the
