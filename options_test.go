@@ -117,3 +117,42 @@ func TestDamagedCurrentSnapshot(t *testing.T) {
 		t.Fatalf("damaged segment not kept aside: %v", err)
 	}
 }
+
+// A DB opened by a relative path stays where it was opened when the
+// process changes its working directory: the next Save lands in it, and
+// it reopens whole.
+func TestRelativeDirSurvivesChdir(t *testing.T) {
+	first, second := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(second, "db"), 0o755); err != nil { // a decoy
+		t.Fatal(err)
+	}
+	t.Chdir(first)
+	db := openT(t, "db")
+	a := newStateT(t, db, "a", 0)
+	a.Set(1)
+	saveT(t, db)
+	t.Chdir(second)
+	a.Set(2)
+	saveT(t, db)
+	t.Chdir("/")
+	a.Set(3)
+	saveT(t, db)
+	db.Close()
+	db = openT(t, filepath.Join(first, "db"))
+	if got := newStateT(t, db, "a", 0).Get(); got != 3 {
+		t.Fatalf("reopened: a = %d, want 3", got)
+	}
+	if names, _ := os.ReadDir(filepath.Join(second, "db")); len(names) != 0 {
+		t.Fatalf("files written into the other directory: %v", names)
+	}
+}
+
+// Options that would make every Save fail are refused at Open.
+func TestBadCompressionRefusedAtOpen(t *testing.T) {
+	for _, l := range []Level{-5, LevelNone + 1, 99} {
+		if db, err := Open(t.TempDir(), WithCompression(l)); err == nil {
+			db.Close()
+			t.Fatalf("WithCompression(%d) accepted", l)
+		}
+	}
+}

@@ -121,6 +121,18 @@ func Open(dir string, o Options) (*Engine, error) {
 	if o.Retain < 1 {
 		return nil, fmt.Errorf("instadump: retain %d snapshots: must be at least 1", o.Retain)
 	}
+	if o.Level < LevelFastest || o.Level > LevelNone {
+		return nil, fmt.Errorf("instadump: unknown compression level %d: use one of the Level constants", o.Level)
+	}
+	if o.FS == vfs.OS && !filepath.IsAbs(dir) {
+		// Every file is named from dir: a relative one would follow the
+		// process's working directory when it changes.
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("instadump: DB directory %s: %w", dir, err)
+		}
+		dir = abs
+	}
 	if o.ManifestLimit <= 0 {
 		o.ManifestLimit = DefaultManifestLimit
 	}
