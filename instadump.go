@@ -26,7 +26,8 @@ type DB struct {
 	members map[string]member   // registered states; nil while one loads
 	sorted  []member            // the registered states, by name
 	dirty   map[member]struct{} // states a Save would write
-	drops   map[string]bool     // states the next Save drops
+	drops   map[string]uint64   // states the next Save drops, with the number of the Drop call
+	dropSeq uint64
 	epoch   uint64              // bumped by Reload: a transaction that saw another fails
 
 	saveMu sync.Mutex // serialises Save, Reload, ReloadFrom and Close
@@ -111,7 +112,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{eng: eng, opts: o, log: log, members: map[string]member{}, dirty: map[member]struct{}{}, drops: map[string]bool{}}
+	db := &DB{eng: eng, opts: o, log: log, members: map[string]member{}, dirty: map[member]struct{}{}, drops: map[string]uint64{}}
 	if o.autoSave > 0 && !o.readOnly {
 		db.auto = startAutoSave(db, o.autoSave)
 	}
@@ -148,7 +149,7 @@ func (db *DB) register(m member) error {
 		return fmt.Errorf("%w: %s on %s", ErrDuplicate, quote(name), db.Dir())
 	}
 	db.members[name] = nil // reserved while loading
-	dropped := db.drops[name]
+	_, dropped := db.drops[name]
 	db.cmu.Unlock()
 	var v any
 	var ref engine.Ref
@@ -204,11 +205,12 @@ func (db *DB) Drop(name string) error {
 	if db.opts.readOnly {
 		return fmt.Errorf("instadump: Drop(%s) on %s: %w", quote(name), db.Dir(), ErrReadOnly)
 	}
-	_, onDisk := db.eng.Lookup(0, name)
 	db.cmu.Lock()
 	defer db.cmu.Unlock()
+	_, onDisk := db.eng.Lookup(0, name) // under the cut lock: a Save's capture sees this drop, or the snapshot it makes
+	_, dropped := db.drops[name]
 	m := db.members[name]
-	if m == nil && (!onDisk || db.drops[name]) {
+	if m == nil && (!onDisk || dropped) {
 		return fmt.Errorf("%w: %s is neither registered on %s nor in its current snapshot", ErrNoState, quote(name), db.Dir())
 	}
 	if m != nil {
@@ -218,9 +220,8 @@ func (db *DB) Drop(name string) error {
 		i, _ := slices.BinarySearchFunc(db.sorted, name, func(x member, n string) int { return strings.Compare(x.memberName(), n) })
 		db.sorted = slices.Delete(db.sorted, i, i+1)
 	}
-	if onDisk {
-		db.drops[name] = true
-	}
+	db.dropSeq++
+	db.drops[name] = db.dropSeq // a Save in flight may write it: the next one drops it
 	return nil
 }
 

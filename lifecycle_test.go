@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/instadump/instadump/engine"
+	"github.com/instadump/instadump/internal/vfs"
 )
 
 // States over a program's life: dropped, migrated, renamed, across
@@ -280,5 +283,105 @@ func TestLateDefStateIsLogged(t *testing.T) {
 	s := DefState("late-def", 0)
 	if s.Get() != 0 || !strings.Contains(log.String(), "late-def") || !strings.Contains(log.String(), "NOT saved") {
 		t.Fatalf("late DefState: %d, log %s", s.Get(), log.String())
+	}
+}
+
+// pausingFS pauses the Save that creates a segment until resumed: a Save
+// in flight, for what races with it.
+type pausingFS struct {
+	engine.FS
+	paused, resume chan struct{}
+}
+
+func newPausingFS() *pausingFS {
+	return &pausingFS{FS: vfs.NewMem(), paused: make(chan struct{}, 1), resume: make(chan struct{})}
+}
+
+func (p *pausingFS) Create(name string) (engine.File, error) {
+	if strings.HasSuffix(name, ".seg") {
+		select {
+		case p.paused <- struct{}{}:
+			<-p.resume
+		default:
+		}
+	}
+	return p.FS.Create(name)
+}
+
+// saveInFlight starts a Save and returns once it is under way (past its
+// cut), with the function that lets it finish and returns its error.
+func saveInFlight(t *testing.T, db *DB, fsys *pausingFS) func() error {
+	errc := make(chan error, 1)
+	go func() { _, err := db.Save(); errc <- err }()
+	<-fsys.paused
+	return func() error {
+		fsys.resume <- struct{}{}
+		return <-errc
+	}
+}
+
+// A Drop made while a Save that writes the state is in flight is not
+// lost: the next Save drops it.
+func TestDropDuringSaveIsKept(t *testing.T) {
+	fsys := newPausingFS()
+	db := openT(t, "db", WithFS(fsys))
+	newStateT(t, db, "x", 1).Set(2)
+	finish := saveInFlight(t, db, fsys)
+	if err := db.Drop("x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := finish(); err != nil {
+		t.Fatal(err)
+	}
+	saveT(t, db)
+	if got := newStateT(t, db, "x", -1).Get(); got != -1 {
+		t.Fatalf("x = %d after its drop, want its default -1", got)
+	}
+	db.Close()
+	db = openT(t, "db", WithFS(fsys))
+	if _, ok := db.eng.Lookup(0, "x"); ok {
+		t.Fatalf("x is still in the snapshot after its drop")
+	}
+}
+
+// Registering and dropping a state while Saves run never leaves a drop
+// of a state the snapshot does not hold, which would fail every later
+// Save.
+func TestDropRacingSaveNeverWedges(t *testing.T) {
+	db := openT(t, t.TempDir())
+	other := newStateT(t, db, "other", 0)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := NewState(db, "x", i); err != nil && !errors.Is(err, ErrDuplicate) {
+				t.Error(err)
+				return
+			}
+			db.Drop("x")
+			db.Drop("x")
+		}
+	}()
+	for i := range 300 {
+		other.Set(i)
+		if _, err := db.Save(); err != nil {
+			close(stop)
+			<-done
+			t.Fatalf("save %d: %v", i, err)
+		}
+	}
+	close(stop)
+	<-done
+	if err := db.Drop("x"); err == nil {
+		saveT(t, db)
+	}
+	if err := db.Drop("x"); !errors.Is(err, ErrNoState) {
+		t.Fatalf("Drop of a state neither registered nor saved: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package instadump
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -53,9 +54,13 @@ func (db *DB) save() (Snapshot, error) {
 			delete(db.dirty, m) // changed, then set back as it was saved
 		}
 	}
+	// The drops: saves are serialised, so the current snapshot is the one
+	// this commit applies to. A state it does not hold has nothing to drop;
+	// one registered anew since its drop is replaced by what it writes.
+	consumed := maps.Clone(db.drops)
 	drops := make([]string, 0, len(db.drops))
 	for n := range db.drops {
-		if !written[n] { // else registered anew since the drop: what it writes replaces it
+		if _, onDisk := db.eng.Lookup(0, n); onDisk && !written[n] {
 			drops = append(drops, n)
 		}
 	}
@@ -90,11 +95,10 @@ func (db *DB) save() (Snapshot, error) {
 		}
 	}
 	if err == nil {
-		for _, c := range caps {
-			delete(db.drops, c.m.memberName())
-		}
-		for _, n := range drops {
-			delete(db.drops, n)
+		for n, seq := range consumed {
+			if db.drops[n] == seq { // else dropped again since the cut
+				delete(db.drops, n)
+			}
 		}
 	}
 	db.cmu.Unlock()
