@@ -28,7 +28,7 @@ type DB struct {
 	dirty   map[member]struct{} // states a Save would write
 	drops   map[string]uint64   // states the next Save drops, with the number of the Drop call
 	dropSeq uint64
-	epoch   uint64              // bumped by Reload: a transaction that saw another fails
+	epoch   uint64 // bumped by Reload: a transaction that saw another fails
 
 	saveMu sync.Mutex // serialises Save, Reload, ReloadFrom and Close
 	closed atomic.Bool
