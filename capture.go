@@ -1,6 +1,7 @@
 package instadump
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -46,6 +47,18 @@ func (j *job) do(w io.Writer) {
 
 // run encodes the job into its buffer, unless it is encoded already.
 func (j *job) run() { j.once.Do(func() { j.do(&j.buf) }) }
+
+// errUnwritten is a job's error once its Save ended without writing it.
+var errUnwritten = errors.New("the Save ended before this part was written")
+
+// close frees the job's buffer once its Save is over. A writer's barrier
+// that runs the job now or later (it took the job before the Save
+// settled) encodes nothing: the once is spent, or close waits for the
+// encoding under way to end before it frees.
+func (j *job) close() {
+	j.once.Do(func() { j.err = errUnwritten })
+	j.buf.free()
+}
 
 // WriteTo writes the encoding to w, encoding straight into w if no one
 // encoded it ahead.
@@ -154,7 +167,7 @@ func (a *encodeAhead) stop() {
 	a.mu.Unlock()
 	<-a.done
 	for _, j := range a.jobs {
-		j.buf.free()
+		j.close()
 	}
 }
 
@@ -162,7 +175,6 @@ func (a *encodeAhead) stop() {
 // what it holds to grow, and its chunks grow from 4 KiB to 1 MiB, so a
 // small value pins a small buffer.
 type chunkBuf struct {
-	mu     sync.Mutex // writeTo and free may race with nothing but each other
 	chunks [][]byte
 }
 
@@ -220,8 +232,6 @@ func (b *chunkBuf) writeTo(w io.Writer) error {
 
 // free gives the chunks back to their pools.
 func (b *chunkBuf) free() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	for _, c := range b.chunks {
 		if class := chunkClass(cap(c)); class >= 0 {
 			chunkPools[class].Put(&c)
