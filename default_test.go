@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The seed's style: states and maps declared at package level on the
@@ -123,5 +124,34 @@ func TestDefMap(t *testing.T) {
 	defer Shutdown()
 	if v, _ := m.Get("x"); v != 2 || m.Len() != 2 {
 		t.Fatalf("after Setup again: x=%d, %d entries", v, m.Len())
+	}
+}
+
+// A DefState's Update before Setup may register states and maps on
+// another DB: the new ones do not wait for the DefState's writers.
+func TestRegisterInsideUnboundUpdate(t *testing.T) {
+	d := DefState("default-test-unbound-update", 0)
+	db := openT(t, t.TempDir())
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		d.Update(func(v int) int {
+			if _, err = NewState(db, "inner", 1); err == nil {
+				_, err = NewMap[string, int](db, "inner-map")
+			}
+			return v + 1
+		})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("NewState inside a DefState's Update before Setup never returned")
+	}
+	if d.Get() != 1 {
+		t.Fatalf("Update lost: %d", d.Get())
 	}
 }

@@ -38,7 +38,7 @@ type Map[K comparable, V any] struct {
 	hash   func(K) uint64
 	shards [mapShards]atomic.Pointer[shard[K, V]]
 	count  atomic.Int64
-	lk     atomic.Pointer[locks] // its DB's, or unbound
+	lk     atomic.Pointer[locks] // its DB's, or its own while unbound
 	db     atomic.Pointer[DB]    // nil when unbound
 
 	// Guarded by lk's cut lock.
@@ -90,7 +90,7 @@ func newMap[K comparable, V any](name string) (*Map[K, V], error) {
 		return nil, fmt.Errorf("%w: %v (map %s)", ErrUnsupportedType, err, quote(name))
 	}
 	m := &Map[K, V]{name: name, pc: pc, hash: hasherFor[K](), needBase: true}
-	m.lk.Store(&unbound)
+	m.lk.Store(new(locks)) // its own until bound
 	return m, nil
 }
 

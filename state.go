@@ -29,7 +29,7 @@ type State[T any] struct {
 	def  T
 	cfg  stateConfig[T]
 	cur  atomic.Pointer[T]
-	lk   atomic.Pointer[locks] // its DB's, or unbound
+	lk   atomic.Pointer[locks] // its DB's, or its own while unbound
 	db   atomic.Pointer[DB]    // nil when unbound
 
 	// Guarded by lk's cut lock.
@@ -68,10 +68,6 @@ func lock(lk *atomic.Pointer[locks], pick func(*locks) *sync.Mutex) *locks {
 func writersLock(l *locks) *sync.Mutex { return &l.wmu }
 func cutLock(l *locks) *sync.Mutex     { return &l.cmu }
 
-// unbound are the locks of DefStates before Setup, and of states that
-// were dropped.
-var unbound locks
-
 func newState[T any](name string, def T, opts []StateOption[T]) (*State[T], error) {
 	s := &State[T]{name: name, def: def}
 	for _, o := range opts {
@@ -82,8 +78,8 @@ func newState[T any](name string, def T, opts []StateOption[T]) (*State[T], erro
 	}
 	d := def
 	s.cur.Store(&d)
-	s.lk.Store(&unbound)
-	s.version = 1 // a default was never saved
+	s.lk.Store(new(locks)) // its own until bound: registering it waits for no one else
+	s.version = 1          // a default was never saved
 	s.shape = shapeOf(&d)
 	return s, nil
 }
