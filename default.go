@@ -1,7 +1,6 @@
 package instadump
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -21,8 +20,9 @@ var (
 var errNoSetup = fmt.Errorf("%w: the default DB is not set up (call instadump.Setup first)", ErrClosed)
 
 // DefState declares a state of the default DB. It may run before Setup,
-// in a package-level var declaration; until Setup the state holds def.
-// Setup loads the saved value of every declared state. It panics if name
+// in a package-level var declaration; until Setup the state holds def
+// (a Set before Setup holds in memory only). Setup sets every declared
+// state to its saved value, or to def. It panics if name
 // is declared twice, breaks the name rule of NewState, or T cannot be
 // stored, as flag does: all are bugs in the declaring program, found at
 // start.
@@ -68,9 +68,11 @@ func declare(m member) {
 	}
 }
 
-// Setup opens dir as the default DB and loads every declared state. On
-// error it names each state that failed, says what to do, and leaves no
-// DB open.
+// Setup opens dir as the default DB and sets every declared state to its
+// saved value there, or to its default if dir holds none: what was set
+// before Setup, or in a DB set up before, does not carry over. It is all or nothing: on error
+// it names each state that failed, says what to do, changes no state and
+// leaves no DB open.
 func Setup(dir string, opts ...Option) error {
 	defMu.Lock()
 	defer defMu.Unlock()
@@ -81,15 +83,9 @@ func Setup(dir string, opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, m := range defOrder {
-		if err := db.register(m); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
+	if err := db.registerAll(defOrder, true); err != nil {
 		db.Close()
-		return fmt.Errorf("instadump: Setup(%q) could not load %d state(s), so it opened nothing:\n%w", dir, len(errs), errors.Join(errs...))
+		return fmt.Errorf("instadump: Setup(%q) opened nothing and changed no state, as these could not load:\n%w", dir, err)
 	}
 	defDB = db
 	return nil
@@ -121,7 +117,8 @@ func ReloadAll() error {
 }
 
 // Shutdown closes the default DB (see DB.Close). Setup may be called again
-// afterwards; declared states then load from the new DB.
+// afterwards; declared states then hold what the new DB holds, or their
+// defaults.
 func Shutdown() error {
 	defMu.Lock()
 	defer defMu.Unlock()

@@ -72,9 +72,9 @@ func TestSetupNamesFailedStates(t *testing.T) {
 	openT(t, dir).Close()
 }
 
-// A DefState saved in one DB is written to the next one Setup opens, not
-// taken as already saved there (found running the tests twice in one
-// process).
+// A DefState saved in one DB holds its default in the next one Setup
+// opens, and that default is written there: nothing is taken as already
+// saved in it (found running the tests twice in one process).
 func TestDefStateMovesToANewDB(t *testing.T) {
 	first, second := t.TempDir(), t.TempDir()
 	if err := Setup(first); err != nil {
@@ -97,8 +97,8 @@ func TestDefStateMovesToANewDB(t *testing.T) {
 	}
 	Shutdown()
 	db := openT(t, second)
-	if got := newStateT(t, db, "default-test-a", 0).Get(); got != 42 {
-		t.Fatalf("the second DB holds %d", got)
+	if got := newStateT(t, db, "default-test-a", 0).Get(); got != 150 {
+		t.Fatalf("the second DB holds %d, want the default 150", got)
 	}
 }
 
@@ -108,9 +108,12 @@ var defMapTest = DefMap[string, int]("defmap-test")
 func TestDefMap(t *testing.T) {
 	dir := t.TempDir()
 	m := defMapTest
-	m.Set("before-setup", 1)
+	m.Set("before-setup", 1) // in memory only: Setup sets what dir holds
 	if err := Setup(dir); err != nil {
 		t.Fatal(err)
+	}
+	if m.Len() != 0 {
+		t.Fatalf("after Setup of an empty DB: %d entries", m.Len())
 	}
 	m.Set("x", 2)
 	if _, err := SaveAll(); err != nil {
@@ -122,7 +125,7 @@ func TestDefMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer Shutdown()
-	if v, _ := m.Get("x"); v != 2 || m.Len() != 2 {
+	if v, _ := m.Get("x"); v != 2 || m.Len() != 1 {
 		t.Fatalf("after Setup again: x=%d, %d entries", v, m.Len())
 	}
 }
@@ -153,5 +156,66 @@ func TestRegisterInsideUnboundUpdate(t *testing.T) {
 	}
 	if d.Get() != 1 {
 		t.Fatalf("Update lost: %d", d.Get())
+	}
+}
+
+// Setup after Shutdown starts every declared state from what the new DB
+// holds: a value from the DB set up before never carries over into one
+// that has none.
+func TestSetupAnotherDBCarriesNothingOver(t *testing.T) {
+	x := DefState("default-test-carry-x", 1)
+	m := DefMap[string, int]("default-test-carry-m")
+	a, b := t.TempDir(), t.TempDir()
+	if err := Setup(a); err != nil {
+		t.Fatal(err)
+	}
+	x.Set(7)
+	m.Set("k", 7)
+	if _, err := SaveAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Get("k"); x.Get() != 1 || ok || m.Len() != 0 {
+		t.Fatalf("on a new DB after another: x=%d, map len %d", x.Get(), m.Len())
+	}
+	if _, err := SaveAll(); err != nil {
+		t.Fatal(err)
+	}
+	Shutdown()
+	if err := Setup(a); err != nil {
+		t.Fatal(err)
+	}
+	defer Shutdown()
+	if v, _ := m.Get("k"); x.Get() != 7 || v != 7 {
+		t.Fatalf("back on the first DB: x=%d k=%d", x.Get(), v)
+	}
+}
+
+// A Setup that fails changes no state in memory: those that could load
+// are not half set up.
+func TestFailedSetupChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	newStateT(t, db, "default-test-fail-ok", 7)
+	newStateT(t, db, "default-test-fail-bad", "a string")
+	saveT(t, db)
+	db.Close()
+	ok := DefState("default-test-fail-ok", 1)
+	bad := DefState("default-test-fail-bad", 2) // stored as a string
+	err := Setup(dir)
+	if !errors.Is(err, ErrTypeMismatch) || !strings.Contains(err.Error(), "default-test-fail-bad") {
+		t.Fatalf("Setup over a mismatched state: %v", err)
+	}
+	if ok.Get() != 1 || bad.Get() != 2 {
+		t.Fatalf("after a failed Setup: ok=%d bad=%d, want their defaults 1 and 2", ok.Get(), bad.Get())
+	}
+	ok.Set(3) // not bound to the DB that failed: memory only
+	if Default() != nil {
+		t.Fatal("a failed Setup left a default DB")
 	}
 }

@@ -46,6 +46,7 @@ type member interface {
 	changedInPlace() bool
 	install(v any, clean bool, schema uint64)
 	bind(db *DB, loaded bool)
+	defaultValue() any // what install sets when no snapshot holds it
 	// With no lock held: the value of a snapshot, decoded.
 	load(eng *engine.Engine, ref engine.Ref) (any, error)
 }
@@ -139,53 +140,84 @@ func (db *DB) markDirty(m member) {
 
 // register adds m to db, loading its value from the current snapshot.
 func (db *DB) register(m member) error {
-	name := m.memberName()
+	return db.registerAll([]member{m}, false)
+}
+
+// registerAll adds ms to db, loading their values from the current
+// snapshot, all or nothing: if one fails, none is added and none changes
+// in memory; the error names each that failed. With reset, a member that
+// has no value in this DB goes back to its default, so nothing carries
+// over from a DB it was bound to before.
+func (db *DB) registerAll(ms []member, reset bool) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
+	names := make([]string, len(ms))
 	db.cmu.Lock()
-	if _, dup := db.members[name]; dup {
-		db.cmu.Unlock()
-		return fmt.Errorf("%w: %s on %s", ErrDuplicate, quote(name), db.Dir())
+	for i, m := range ms {
+		names[i] = m.memberName()
+		if _, dup := db.members[names[i]]; dup {
+			for _, n := range names[:i] {
+				delete(db.members, n)
+			}
+			db.cmu.Unlock()
+			return fmt.Errorf("%w: %s on %s", ErrDuplicate, quote(names[i]), db.Dir())
+		}
+		db.members[names[i]] = nil // reserved while loading
 	}
-	db.members[name] = nil // reserved while loading
-	_, dropped := db.drops[name]
+	var fresh []bool // dropped since the last Save: starts anew
+	for _, n := range names {
+		_, dropped := db.drops[n]
+		fresh = append(fresh, dropped)
+	}
 	db.cmu.Unlock()
-	var v any
-	var ref engine.Ref
-	stored := false
-	var err error
-	if !dropped { // a state dropped since the last Save starts anew
-		var refs []engine.Ref
-		var release func()
-		if refs, release, _, err = db.eng.Hold(0, []string{name}); err == nil && refs != nil && refs[0].Kind != 0 {
-			ref, stored = refs[0], true
-			v, err = m.load(db.eng, ref)
-		}
-		if release != nil {
-			release()
-		}
-	}
-	old := m.lockW() // a DefState's writers wait while it moves to db
-	defer old.wmu.Unlock()
-	db.cmu.Lock()
-	defer db.cmu.Unlock()
+
+	vals, stored := make([]any, len(ms)), make([]bool, len(ms))
+	refs, release, _, err := db.eng.Hold(0, names)
+	var errs []error
 	if err != nil {
-		delete(db.members, name)
-		if !errors.Is(err, ErrTypeMismatch) { // a *DecodeError names the state already
-			err = fmt.Errorf("%w (loading state %s)", err, quote(name))
+		errs = append(errs, err)
+	}
+	for i, m := range ms {
+		if err != nil || refs == nil || fresh[i] || refs[i].Kind == 0 {
+			continue
 		}
+		v, err := m.load(db.eng, refs[i])
+		if err != nil && !errors.Is(err, ErrTypeMismatch) { // a *DecodeError names the state already
+			err = fmt.Errorf("%w (loading state %s)", err, quote(names[i]))
+		}
+		vals[i], stored[i] = v, err == nil
+		errs = append(errs, err)
+	}
+	if release != nil {
+		release()
+	}
+	if err := errors.Join(errs...); err != nil {
+		db.cmu.Lock()
+		for _, n := range names {
+			delete(db.members, n)
+		}
+		db.cmu.Unlock()
 		return err
 	}
-	if stored {
-		m.install(v, true, ref.Schema)
-	}
-	m.bind(db, stored)
-	db.members[name] = m
-	i, _ := slices.BinarySearchFunc(db.sorted, name, func(x member, n string) int { return strings.Compare(x.memberName(), n) })
-	db.sorted = slices.Insert(db.sorted, i, m)
-	if m.dirty() {
-		db.dirty[m] = struct{}{}
+	for i, m := range ms {
+		old := m.lockW() // a DefState's writers wait while it moves to db
+		db.cmu.Lock()
+		switch {
+		case stored[i]:
+			m.install(vals[i], true, refs[i].Schema)
+		case reset:
+			m.install(m.defaultValue(), false, 0)
+		}
+		m.bind(db, stored[i])
+		db.members[names[i]] = m
+		j, _ := slices.BinarySearchFunc(db.sorted, names[i], func(x member, n string) int { return strings.Compare(x.memberName(), n) })
+		db.sorted = slices.Insert(db.sorted, j, m)
+		if m.dirty() {
+			db.dirty[m] = struct{}{}
+		}
+		db.cmu.Unlock()
+		old.wmu.Unlock()
 	}
 	return nil
 }

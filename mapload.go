@@ -222,3 +222,5 @@ func (m *Map[K, V]) SetIn(tx *Tx, k K, v V) {
 func (m *Map[K, V]) DeleteIn(tx *Tx, k K) {
 	m.txOf(tx, "DeleteIn").ops[k] = mapEntry[K, V]{k: k, del: true}
 }
+
+func (m *Map[K, V]) defaultValue() any { return &mapLoaded[K, V]{} }

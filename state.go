@@ -271,3 +271,8 @@ func shapeOf[T any](v *T) shape {
 	}
 	return shape{}
 }
+
+func (s *State[T]) defaultValue() any {
+	d := s.def
+	return &d
+}
