@@ -385,3 +385,42 @@ func TestDropRacingSaveNeverWedges(t *testing.T) {
 		t.Fatalf("Drop of a state neither registered nor saved: %v", err)
 	}
 }
+
+// A Reload during an Update's function, from it or from another
+// goroutine, is not undone by the Update: the Update comes before the
+// Reload, whose values hold after both.
+func TestReloadDuringUpdateHolds(t *testing.T) {
+	db := openT(t, t.TempDir())
+	s := newStateT(t, db, "s", 1)
+	saveT(t, db)
+	s.Set(2)
+	got := s.Update(func(v int) int {
+		if err := db.Reload(); err != nil {
+			t.Error(err)
+		}
+		return v + 10
+	})
+	if got != 12 || s.Get() != 1 {
+		t.Fatalf("Reload inside Update: Update returned %d, the state holds %d; want 12 and the reloaded 1", got, s.Get())
+	}
+
+	s.Set(3)
+	inside, reloaded := make(chan struct{}), make(chan error)
+	go func() {
+		<-inside
+		reloaded <- db.Reload()
+	}()
+	s.Update(func(v int) int {
+		close(inside)
+		if err := <-reloaded; err != nil {
+			t.Error(err)
+		}
+		return v + 10
+	})
+	if s.Get() != 1 {
+		t.Fatalf("Reload from another goroutine during Update: the state holds %d, want the reloaded 1", s.Get())
+	}
+	if got := s.Update(func(v int) int { return v + 1 }); got != 2 || s.Get() != 2 {
+		t.Fatalf("Update after: %d", s.Get())
+	}
+}

@@ -134,8 +134,9 @@ func (db *DB) needsSave() bool {
 // With no snapshot at all it returns ErrNoSnapshot.
 //
 // It may be called from Atomically's and Update's functions; a
-// transaction running meanwhile then fails (nothing of it is applied),
-// since what it read was reloaded under it.
+// transaction running meanwhile then fails with ErrReloaded (nothing of
+// it is applied), and an Update running meanwhile keeps nothing, since
+// what they read was reloaded under them.
 func (db *DB) Reload() error {
 	db.saveMu.Lock()
 	defer db.saveMu.Unlock()

@@ -119,28 +119,37 @@ func (s *State[T]) Set(v T) {
 // it. fn runs with the other writers of the state's DB (Set, Update,
 // Atomically) held back: keep it short, and call none of them from it;
 // Save, Reload and the readers are fine. If fn panics, nothing changes
-// and the panic goes on.
+// and the panic goes on. A Reload or ReloadFrom while fn runs (from fn
+// or not) comes after the Update: the value fn returns is returned but
+// not kept, and the state holds the reloaded value.
 func (s *State[T]) Update(fn func(T) T) T {
 	l := s.lockW()
 	defer l.wmu.Unlock()
-	s.barrier(l)
+	db, epoch := s.barrier(l)
 	v := fn(*s.cur.Load())
 	l.cmu.Lock()
-	s.store(&v)
+	if db == nil || db.epoch == epoch {
+		s.store(&v)
+	}
 	l.cmu.Unlock()
 	return v
 }
 
 // barrier makes sure a Save that captured the state but has not encoded
 // it yet encodes it now, before a function that may (wrongly) change the
-// value in place gets it.
-func (s *State[T]) barrier(l *locks) {
+// value in place gets it. It returns the state's DB, if bound, and the
+// DB's reload epoch.
+func (s *State[T]) barrier(l *locks) (db *DB, epoch uint64) {
 	l.cmu.Lock()
 	p := s.pending
+	if db = s.db.Load(); db != nil {
+		epoch = db.epoch
+	}
 	l.cmu.Unlock()
 	if p != nil {
 		p.run()
 	}
+	return db, epoch
 }
 
 func (s *State[T]) memberName() string { return s.name }
