@@ -37,28 +37,11 @@ func (e *Engine) checkSnapshots() error {
 		}
 		e.fellBack(e.snaps[last].ID, problems[0], fmt.Sprintf("the current snapshot is damaged; FELL BACK to snapshot %d: every change saved after it is not loaded", e.snaps[k].ID))
 		e.mu.Lock()
-		kept, dropped := map[uint64]bool{}, map[uint64]bool{}
-		for i := range e.snaps {
-			into := kept
-			if i > k {
-				into = dropped
-			}
-			for _, r := range e.statesAt(i) {
-				locs(&r, func(l *Loc) { into[l.Segment] = true })
-			}
-		}
 		e.cur = e.statesAt(k)
 		e.snaps = e.snaps[:k+1]
 		e.mu.Unlock()
-		if !e.opts.ReadOnly {
-			// Whatever only the dropped snapshots use, damaged or
-			// intact, goes aside, never away.
-			for _, id := range slices.Sorted(maps.Keys(dropped)) {
-				if !kept[id] {
-					e.moveAside(segment.FileName(id))
-				}
-			}
-		}
+		// Whatever only the dropped snapshots use, damaged or intact,
+		// goes aside, never away: removeOrphans (keepUnused).
 		e.noteFallback()
 		return nil
 	}
@@ -123,11 +106,21 @@ func (e *Engine) noteFallback() {
 	}
 }
 
-// moveAside renames a damaged file to NAME.broken, never deleting it.
+// keepUnused says whether recovery may not know every snapshot that used
+// a file: after a fallback, the records of the snapshots it did not load
+// (or could not read) may name any segment no retained snapshot uses, and
+// such a segment may hold the only copy of intact values. Those go aside,
+// never away.
+func (e *Engine) keepUnused() bool { return e.report.FellBack }
+
+// moveAside renames a file recovery will not use, damaged or only
+// perhaps needed, to NAME.broken, never deleting it. Report.Broken lists
+// it once the rename is done; a failed rename leaves it where it was, and
+// logged.
 func (e *Engine) moveAside(name string) {
 	if err := e.fs.Rename(e.path(name), e.path(name+BrokenSuffix)); err != nil {
 		if !vfs.IsNotExist(err) {
-			e.log.Error("instadump: cannot move a damaged file aside", "file", name, "err", err)
+			e.log.Error("instadump: cannot move a file aside; it stays where it is", "file", name, "err", err)
 		}
 		return
 	}
@@ -139,7 +132,7 @@ func (e *Engine) moveAside(name string) {
 		e.mu.Unlock()
 	}
 	e.report.Broken = append(e.report.Broken, name+BrokenSuffix)
-	e.log.Warn("instadump: moved a damaged file aside", "file", name+BrokenSuffix)
+	e.log.Warn("instadump: moved a file recovery does not use aside; it is kept, never deleted", "file", name+BrokenSuffix)
 }
 
 // keepAside copies a damaged file to NAME.broken, for a file (CURRENT)
@@ -165,9 +158,11 @@ func (e *Engine) keepAside(name string) {
 }
 
 // removeOrphans deletes what no retained snapshot needs: segments they
-// don't use, manifests other than keep, the engine's temporary file. In a
-// fallback, other manifests are moved aside instead: which one was right
-// is not known.
+// don't use (those of a save that crashed before its commit record, or
+// of snapshots retention dropped), manifests other than keep, the
+// engine's temporary file. In a fallback, segments and manifests are
+// moved aside instead (keepUnused): records recovery did not load may
+// name them, and which manifest was right is not known.
 func (e *Engine) removeOrphans(keep uint64) error {
 	d, err := e.list()
 	if err != nil {
@@ -185,8 +180,7 @@ func (e *Engine) removeOrphans(keep uint64) error {
 	e.mu.Unlock()
 	var removed []string
 	for _, n := range orphans {
-		_, isMan := manifest.ParseFileName(n)
-		if isMan && e.report.FellBack {
+		if n != currentTmp && e.keepUnused() {
 			e.moveAside(n)
 			continue
 		}
