@@ -17,8 +17,9 @@ import (
 // current snapshot gives way to the newest intact retained one.
 
 // checkSnapshots checks the current snapshot and, if it is damaged,
-// fails or falls back.
-func (e *Engine) checkSnapshots() error {
+// fails or falls back. Falling back drops the newer snapshots, so the
+// manifest num, which holds their records, is to be moved aside.
+func (e *Engine) checkSnapshots(num uint64) error {
 	if len(e.snaps) == 0 {
 		return nil
 	}
@@ -40,6 +41,7 @@ func (e *Engine) checkSnapshots() error {
 		e.cur = e.statesAt(k)
 		e.snaps = e.snaps[:k+1]
 		e.mu.Unlock()
+		e.asideMan = num
 		// Whatever only the dropped snapshots use, damaged or intact,
 		// goes aside, never away: removeOrphans (keepUnused).
 		e.noteFallback()

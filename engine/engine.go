@@ -105,6 +105,11 @@ type Engine struct {
 	compact     bool   // the next commit rewrites every live value
 	compactedAt uint64 // the snapshot of the last compaction
 	failed      error  // sticky: set when the manifest's state is unknown
+	// asideMan is the manifest recovery read from when it holds records
+	// that were not loaded (damaged, or of snapshots a fallback dropped):
+	// the rollover that replaces it moves it aside, once, instead of
+	// removing it. 0 when there is none.
+	asideMan uint64
 
 	ship *shipper // nil unless Options.Replica has a Store
 }

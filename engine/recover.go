@@ -69,7 +69,7 @@ func (e *Engine) recover() error {
 	if err := e.fold(log, e.path(manifest.FileName(num))); err != nil {
 		return err
 	}
-	if err := e.checkSnapshots(); err != nil {
+	if err := e.checkSnapshots(num); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -119,7 +119,7 @@ func (e *Engine) readManifest(d *dirState) (uint64, *manifest.Log, error) {
 	num, err := e.readCurrent()
 	if vfs.IsNotExist(err) {
 		for _, n := range slices.Backward(d.manifests) {
-			if log, err := e.replayFile(n, false); err == nil && len(log.Records) == 0 || e.headerOnly(n) {
+			if log, _, err := e.replayFile(n, false); err == nil && len(log.Records) == 0 || e.headerOnly(n) {
 				// No record: the start of a first manifest that a crash cut
 				// short (its name can be durable before its header is).
 				continue
@@ -132,7 +132,7 @@ func (e *Engine) readManifest(d *dirState) (uint64, *manifest.Log, error) {
 	if err != nil {
 		return e.fallBackManifest(d, err)
 	}
-	log, err := e.replayFile(num, e.opts.Fallback)
+	log, damage, err := e.replayFile(num, e.opts.Fallback)
 	if vfs.IsNotExist(err) {
 		err = errs.Missing(e.path(manifest.FileName(num)), "manifest %s named by CURRENT is missing", manifest.FileName(num))
 	}
@@ -141,6 +141,10 @@ func (e *Engine) readManifest(d *dirState) (uint64, *manifest.Log, error) {
 	}
 	if err != nil {
 		return e.fallBackManifest(d, err)
+	}
+	if damage != nil {
+		e.fellBack(0, damage, fmt.Sprintf("%s is damaged; FELL BACK to the records before the damage", manifest.FileName(num)))
+		e.asideMan = num
 	}
 	return num, log, nil
 }
@@ -176,27 +180,27 @@ func (e *Engine) readCurrent() (uint64, error) {
 }
 
 // replayFile replays manifest file number num. With prefix, a manifest
-// damaged in its middle replays up to the damage, and says so.
-func (e *Engine) replayFile(num uint64, prefix bool) (*manifest.Log, error) {
+// damaged in its middle replays up to the damage: damage then says what
+// is wrong past the records returned.
+func (e *Engine) replayFile(num uint64, prefix bool) (log *manifest.Log, damage, err error) {
 	name := manifest.FileName(num)
 	f, size, err := e.openSized(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	data, err := vfs.ReadAll(f, size)
 	if err != nil {
-		return nil, fmt.Errorf("instadump: reading %s: %w", e.path(name), err)
+		return nil, nil, fmt.Errorf("instadump: reading %s: %w", e.path(name), err)
 	}
-	log, err := manifest.ReplayBytes(data, e.path(name))
+	log, err = manifest.ReplayBytes(data, e.path(name))
 	var ce *errs.CorruptError
 	if err != nil && prefix && errors.As(err, &ce) && ce.Offset > manifest.HeaderSize && ce.Offset <= int64(len(data)) {
 		if prefix, perr := manifest.ReplayBytes(data[:ce.Offset], e.path(name)); perr == nil && len(prefix.Records) > 0 {
-			e.fellBack(0, err, "the manifest is damaged; FELL BACK to the records before the damage")
-			return prefix, nil
+			return prefix, err, nil
 		}
 	}
-	return log, err
+	return log, nil, err
 }
 
 // fallBackManifest is what happens when CURRENT or the manifest it names
@@ -207,11 +211,18 @@ func (e *Engine) fallBackManifest(d *dirState, cause error) (uint64, *manifest.L
 		return 0, nil, cause
 	}
 	for _, n := range slices.Backward(d.manifests) {
-		log, err := e.replayFile(n, true)
+		log, damage, err := e.replayFile(n, true)
 		if err != nil || log.FileNum != n || len(log.Records) == 0 {
 			continue
 		}
 		e.fellBack(0, cause, fmt.Sprintf("CURRENT or the manifest it names cannot be read; FELL BACK to %s, the newest manifest that replays", manifest.FileName(n)))
+		if damage != nil {
+			e.fellBack(0, damage, fmt.Sprintf("%s is damaged too; FELL BACK to the records before the damage", manifest.FileName(n)))
+			e.asideMan = n
+		}
+		// Only CURRENT goes aside: n is kept as the manifest recovery
+		// reads, and the rollover that ends recovery makes CURRENT name
+		// a manifest holding its snapshots, durably.
 		e.keepAside(CurrentFile)
 		return n, log, nil
 	}

@@ -17,8 +17,8 @@ import (
 //  2. Write CURRENT.tmp, fsync it, rename it over CURRENT, fsync the
 //     directory. From the rename on, which CURRENT is durable is unknown
 //     until the directory sync succeeds, so a failure there is sticky.
-//  3. Delete the old manifest (move it aside after a fallback: it holds
-//     the records of the damaged snapshots).
+//  3. Delete the old manifest; the one recovery read records from that it
+//     did not load (asideMan) is moved aside instead, once.
 //
 // Recovery always rolls over, so that nothing is appended to a file an
 // earlier process wrote; commits roll over when the manifest has grown
@@ -86,7 +86,8 @@ func (e *Engine) rollover(num uint64) error {
 	// 3. The old manifest goes.
 	if oldNum != 0 && oldNum != num {
 		oldName := manifest.FileName(oldNum)
-		if e.report.FellBack {
+		if oldNum == e.asideMan {
+			e.asideMan = 0
 			e.moveAside(oldName)
 		} else if err := e.fs.Remove(e.path(oldName)); err != nil && !vfs.IsNotExist(err) {
 			e.log.Warn("instadump: cannot remove the old manifest; it will be removed at the next open", "file", oldName, "err", err)
