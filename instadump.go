@@ -86,6 +86,13 @@ type Recovery struct {
 	// TornTail describes the end of a save that crashed before its
 	// commit, which recovery ignored; nil if none. It is not damage.
 	TornTail error
+	// DamagedTail describes a last commit record that was written whole
+	// and damaged since (it fails its checksum): its snapshot could not
+	// be loaded, Open loaded the one before it, and moved aside (Broken)
+	// the manifest and the segments only that record may name. Nil if
+	// none. It is damage: restore from a backup if that snapshot is
+	// needed.
+	DamagedTail error
 	// Removed lists leftover files recovery deleted: segments of saves
 	// that crashed before their commit, old manifests, CURRENT.tmp.
 	Removed []string
@@ -124,7 +131,7 @@ func Open(dir string, opts ...Option) (*DB, error) {
 func (db *DB) Recovery() Recovery {
 	r := db.eng.Report()
 	return Recovery{FellBack: r.FellBack, Damaged: r.Damaged, UsedID: r.UsedID, Damage: r.Damage,
-		Broken: r.Broken, TornTail: r.TornTail, Removed: r.Removed}
+		Broken: r.Broken, TornTail: r.TornTail, DamagedTail: r.DamagedTail, Removed: r.Removed}
 }
 
 // Dir returns the DB's directory.

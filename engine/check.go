@@ -109,11 +109,11 @@ func (e *Engine) noteFallback() {
 }
 
 // keepUnused says whether recovery may not know every snapshot that used
-// a file: after a fallback, the records of the snapshots it did not load
-// (or could not read) may name any segment no retained snapshot uses, and
-// such a segment may hold the only copy of intact values. Those go aside,
-// never away.
-func (e *Engine) keepUnused() bool { return e.report.FellBack }
+// a file: after a fallback or past a damaged last record, the records of
+// the snapshots it did not load (or could not read) may name any segment
+// no retained snapshot uses, and such a segment may hold the only copy of
+// intact values. Those go aside, never away.
+func (e *Engine) keepUnused() bool { return e.report.FellBack || e.report.DamagedTail != nil }
 
 // moveAside renames a file recovery will not use, damaged or only
 // perhaps needed, to NAME.broken, never deleting it. Report.Broken lists

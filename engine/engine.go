@@ -64,6 +64,12 @@ type Report struct {
 	// (and, read-write, left behind by starting a new manifest); nil if
 	// there was none.
 	TornTail error
+	// DamagedTail describes a last manifest record that is complete but
+	// fails its checksum: damage, not a torn write. Recovery cannot read
+	// it, so it loads the snapshot before it; read-write, it moves aside
+	// the segments no retained snapshot uses (that record may name them)
+	// and the manifest holding it. Nil if there was none.
+	DamagedTail error
 	// Removed lists the leftover files recovery deleted: segments and
 	// temporary files of saves that crashed before their commit, old
 	// manifests.

@@ -62,7 +62,15 @@ func (e *Engine) recover() error {
 		}
 		return e.start(d, 0)
 	}
-	if log.TailErr != nil {
+	switch {
+	case log.Tail == manifest.TailDamaged:
+		// Damage, not a crash: the record cannot be read, so the
+		// snapshot before it is loaded; what the record may name is
+		// kept (keepUnused), and so is the manifest holding it.
+		e.report.DamagedTail = log.TailErr
+		e.asideMan = num
+		e.log.Error("instadump: the manifest's last commit record is DAMAGED (complete, but it fails its checksum): its snapshot cannot be loaded, loading the one before it; the files it may name are kept aside", "err", log.TailErr)
+	case log.TailErr != nil:
 		e.report.TornTail = log.TailErr
 		e.log.Warn("instadump: ignoring the torn tail of the manifest, left by a crash during a save that was never acknowledged", "err", log.TailErr)
 	}

@@ -63,13 +63,17 @@ func (e *Engine) Segment(id uint64) (r *segment.Reader, release func(), err erro
 
 // Verify checks every retained snapshot against its segments and every
 // byte of every segment they use. It returns every problem found, each
-// naming its file and offset (none: intact). progress, if not nil, is
-// called as segment bytes are checked.
+// naming its file and offset (none: intact), the first of them a damaged
+// last manifest record recovery found (Report.DamagedTail). progress, if
+// not nil, is called as segment bytes are checked.
 func (e *Engine) Verify(progress func(done, total int64)) []error {
 	e.mu.Lock()
 	n := len(e.snaps)
 	e.mu.Unlock()
 	var problems []error
+	if e.report.DamagedTail != nil {
+		problems = append(problems, e.report.DamagedTail)
+	}
 	seen := map[string]bool{} // a damaged segment older snapshots share is one problem
 	for i := range n {
 		for _, p := range e.check(i, false) {

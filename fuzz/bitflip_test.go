@@ -131,8 +131,8 @@ func flipAndCheck(mem *vfs.MemFS, name string, bit int, m *model) (detected bool
 	cur, _ := e.Current()
 	if cur.ID != m.ackedID {
 		_, isMan := manifest.ParseFileName(name)
-		if !isMan || cur.ID != m.ackedID-1 || e.Report().TornTail == nil {
-			return false, fmt.Errorf("recovered snapshot %d, want %d (or, from a torn last record, %d)", cur.ID, m.ackedID, m.ackedID-1)
+		if rep := e.Report(); !isMan || cur.ID != m.ackedID-1 || rep.TornTail == nil && rep.DamagedTail == nil {
+			return false, fmt.Errorf("recovered snapshot %d, want %d (or, from a torn or damaged last record, %d)", cur.ID, m.ackedID, m.ackedID-1)
 		}
 		detected = true
 	}

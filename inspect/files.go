@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/instadump/instadump/engine"
+	"github.com/instadump/instadump/manifest"
 	"github.com/instadump/instadump/segment"
 )
 
@@ -61,12 +62,20 @@ type Manifest struct {
 	Path     string
 	Records  []Record
 	TornTail error // the torn tail a crash left, ignored; nil if none
+	// DamagedTail is a last record written whole and damaged since (it
+	// fails its checksum): not loaded, and damage; nil if none.
+	DamagedTail error
 }
 
 // Manifest returns the live manifest as Open read it.
 func (d *DB) Manifest() Manifest {
 	log, path := d.eng.Manifest()
-	m := Manifest{Path: path, TornTail: log.TailErr, Records: []Record{}}
+	m := Manifest{Path: path, Records: []Record{}}
+	if log.Tail == manifest.TailDamaged {
+		m.DamagedTail = log.TailErr
+	} else {
+		m.TornTail = log.TailErr
+	}
 	for i, r := range log.Records {
 		m.Records = append(m.Records, Record{Offset: log.Offsets[i], Kind: r.Kind.String(), Snapshot: r.Snapshot, Time: r.Time,
 			States: len(r.States), Removed: len(r.Removed), Bytes: r.Written})

@@ -32,13 +32,18 @@ type DB struct {
 }
 
 // Open opens dir read-only. If the current snapshot's data (or the
-// manifest) is damaged it opens the newest intact retained snapshot
-// instead, and Warning says what is damaged; if nothing is intact it
+// manifest, or its last record) is damaged it opens the newest intact
+// retained snapshot instead, and Warning says what is damaged; if nothing is intact it
 // fails. A directory that holds no DB is an error wrapping ErrNotDB.
 func Open(dir string) (*DB, error) {
 	eng, err := engine.Open(dir, engine.Options{ReadOnly: true})
 	if err == nil {
-		return &DB{eng: eng}, nil
+		db := &DB{eng: eng}
+		if d := eng.Report().DamagedTail; d != nil {
+			cur, _ := eng.Current()
+			db.warning = fmt.Errorf("the last manifest record is damaged, showing snapshot %d, the one before it: %w", cur.ID, d)
+		}
+		return db, nil
 	}
 	if !errors.Is(err, errs.ErrCorrupt) {
 		return nil, err

@@ -125,14 +125,20 @@
 // # Torn tails and corruption
 //
 // Replay reads records until the end of the file. A frame that is cut
-// short, zeroed or fails its checksum, with no valid frame anywhere after
-// it, is a torn tail: the remains of an append a crash interrupted. Replay
-// reports it (Tail, TailErr) and returns the records before it; whoever
-// appends next must not append after it (instadump starts a new manifest
-// instead). A bad frame followed by a valid one is corruption: Replay
-// fails with an error wrapping ErrCorrupt naming the file and offset. A
-// frame whose checksum holds but whose payload does not decode is
-// corruption too.
+// short, zeroed or has a bad magic or length, with no valid frame
+// anywhere after it, is a torn tail: the remains of an append a crash
+// interrupted. Replay reports it (Tail, TailErr) and returns the records
+// before it; whoever appends next must not append after it (instadump
+// starts a new manifest instead); so is a frame that fails its checksum
+// with a zeroed end or a zeroed 512-byte sector inside it (the size of an
+// append reached the disk, some of its data did not). A last frame that
+// is complete to its length and fails its checksum otherwise is reported
+// the same way but as TailDamaged: a record written whole and damaged
+// since, whose snapshot may have been acknowledged; a reader says so
+// loudly and keeps what the record may name. A bad frame followed by a valid one is corruption:
+// Replay fails with an error wrapping ErrCorrupt naming the file and
+// offset. A frame whose checksum holds but whose payload does not decode
+// is corruption too.
 //
 // # Security
 //

@@ -66,7 +66,12 @@ const (
 	TailClean     Tail = iota // the last record ends at the end of the file
 	TailTruncated             // the last frame is cut short
 	TailZeroed                // zeros after the last valid record
-	TailGarbage               // a last frame that fails its checks, nothing valid after it
+	TailGarbage               // a last frame with a bad magic or length, nothing valid after it
+	// TailDamaged is a last frame complete to its length whose checksum
+	// fails, with none of the zeros a crash leaves: damage to a record
+	// that was written whole, not a torn append. Replay still returns the records before it (it cannot read
+	// this one), but a reader must not take it for the end of a crash.
+	TailDamaged
 )
 
 func (t Tail) String() string {
@@ -78,7 +83,9 @@ func (t Tail) String() string {
 	case TailZeroed:
 		return "zeroed"
 	case TailGarbage:
-		return "bad checksum"
+		return "bad frame"
+	case TailDamaged:
+		return "damaged record"
 	}
 	return fmt.Sprintf("Tail(%d)", int(t))
 }
@@ -92,8 +99,11 @@ type Log struct {
 	Records []Record
 	Offsets []int64 // of each record's frame
 	Tail    Tail
-	// TailErr describes a torn tail (nil when Tail is TailClean): a
-	// *CorruptError for logging, not returned as an error.
+	// TailErr describes how the log ended (nil when Tail is TailClean):
+	// a *CorruptError naming the file and the offset of the last frame,
+	// for the reader to log or report, not returned as an error. Its
+	// Hint is errs.HintTornTail for a torn tail, errs.HintDamagedTail for
+	// TailDamaged.
 	TailErr error
 }
 
@@ -134,6 +144,10 @@ func ReplayBytes(data []byte, file string) (*Log, error) {
 				return nil, errs.Corruptf(file, int64(pos), "bad record (%s) followed by a valid one at offset %d", bad.reason, q)
 			}
 			log.Tail = bad.tail
+			if bad.tail == TailDamaged {
+				log.TailErr = &errs.CorruptError{File: file, Offset: int64(pos), Reason: "the last record is complete but " + bad.reason, Err: errs.ErrChecksum, Hint: errs.HintDamagedTail}
+				break
+			}
 			log.TailErr = &errs.CorruptError{File: file, Offset: int64(pos), Reason: fmt.Sprintf("torn tail (%s): %s", bad.tail, bad.reason), Hint: errs.HintTornTail}
 			break
 		}
@@ -180,7 +194,10 @@ func frameAt(data []byte, pos int) ([]byte, *badFrame) {
 	}
 	payload := rest[FrameHeaderSize : FrameHeaderSize+int(l)]
 	if got, want := frameSum(rest[4:8], payload), le.Uint64(rest[8:]); got != want {
-		return nil, &badFrame{TailGarbage, fmt.Sprintf("record checksum %016x, want %016x", got, want)}
+		if lostSector(data, pos, pos+FrameHeaderSize+int(l)) {
+			return nil, &badFrame{TailZeroed, fmt.Sprintf("record of %d bytes with zeroed sectors (checksum %016x, want %016x)", l, got, want)}
+		}
+		return nil, &badFrame{TailDamaged, fmt.Sprintf("fails its checksum: %016x, want %016x", got, want)}
 	}
 	return payload, nil
 }
@@ -199,6 +216,28 @@ func findFrame(data []byte, from int) int {
 		from += i + 1
 	}
 	return -1
+}
+
+// sectorSize is the unit a crash loses a write in: the smallest block a
+// disk writes whole.
+const sectorSize = 512
+
+// lostSector says whether the frame data[from:to] has the zeros an
+// append a crash interrupted leaves: its end zeroed (a record's last byte,
+// the end of a uvarint of a field that is never zero, is never 0), or a
+// whole sector of the file zeroed inside it (the size reached the disk,
+// some of the data did not). Damage to a record written whole (flipped
+// bits) leaves neither.
+func lostSector(data []byte, from, to int) bool {
+	if data[to-1] == 0 {
+		return true
+	}
+	for off := (from + sectorSize - 1) / sectorSize * sectorSize; off+sectorSize <= to; off += sectorSize {
+		if isZero(data[off : off+sectorSize]) {
+			return true
+		}
+	}
+	return false
 }
 
 func isZero(b []byte) bool {

@@ -391,3 +391,44 @@ func TestVersion1StillReads(t *testing.T) {
 		t.Fatalf("version 1 records: %+v", log.Records)
 	}
 }
+
+// A complete last record whose checksum fails is damage, not a torn
+// tail: Replay returns the records before it and reports TailDamaged,
+// naming the file and the record's offset. The same record with a zeroed
+// sector or a zeroed end (what a crash leaves) is a torn tail.
+func TestDamagedLastRecord(t *testing.T) {
+	recs := sampleRecords()
+	recs[2].States = append(recs[2].States, ref(strings.Repeat("x", 1000), 3, 64, 3), ref(strings.Repeat("y", 1000), 3, 96, 3)) // spans sectors
+	data := writeLog(t, 1, recs)
+	lastOff := replay(t, data).Offsets[2]
+	for _, tc := range []struct {
+		what   string
+		damage func([]byte)
+		want   Tail
+	}{
+		{"flipped bit", func(b []byte) { b[lastOff+FrameHeaderSize+3] ^= 0x04 }, TailDamaged},
+		{"flipped checksum", func(b []byte) { b[lastOff+9] ^= 0x80 }, TailDamaged},
+		{"zeroed sector", func(b []byte) {
+			at := (lastOff + FrameHeaderSize + sectorSize) / sectorSize * sectorSize
+			copy(b[at:], make([]byte, sectorSize))
+		}, TailZeroed},
+		{"zeroed end", func(b []byte) { copy(b[len(b)-5:], make([]byte, 5)) }, TailZeroed},
+	} {
+		bad := bytes.Clone(data)
+		tc.damage(bad)
+		log, err := ReplayBytes(bad, file)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		if log.Tail != tc.want || len(log.Records) != 2 {
+			t.Fatalf("%s: tail %v, %d records", tc.what, log.Tail, len(log.Records))
+		}
+		var ce *errs.CorruptError
+		if !errors.As(log.TailErr, &ce) || ce.File != file || ce.Offset != lastOff {
+			t.Fatalf("%s: TailErr %v", tc.what, log.TailErr)
+		}
+		if damaged := tc.want == TailDamaged; damaged != (ce.Hint == errs.HintDamagedTail) || damaged != errors.Is(log.TailErr, errs.ErrChecksum) {
+			t.Fatalf("%s: TailErr %v", tc.what, log.TailErr)
+		}
+	}
+}

@@ -107,17 +107,25 @@ var cmdManifest = &command{
 	run: onDB(func(e *env, db *inspect.DB, _ []string) int {
 		m := db.Manifest()
 		if e.opts.json {
-			var torn string
+			var torn, damaged string
 			if m.TornTail != nil {
 				torn = m.TornTail.Error()
 			}
-			return e.printJSON(map[string]any{"file": m.Path, "records": m.Records, "torn_tail": torn})
+			out := map[string]any{"file": m.Path, "records": m.Records, "torn_tail": torn}
+			if m.DamagedTail != nil {
+				damaged = m.DamagedTail.Error()
+				out["damaged_tail"] = damaged
+			}
+			return e.printJSON(out)
 		}
 		list(e, m.Records, nil, "OFFSET\tKIND\tSNAPSHOT\tTIME\tSTATES\tREMOVED\tBYTES", func(r inspect.Record) string {
 			return fmt.Sprintf("%d\t%s\t%d\t%s\t%d\t%d\t%d", r.Offset, r.Kind, r.Snapshot, fmtTime(r.Time), r.States, r.Removed, r.Bytes)
 		})
 		if m.TornTail != nil {
 			fmt.Fprintf(e.stdout, "torn tail (a save that crashed before its commit; ignored): %v\n", m.TornTail)
+		}
+		if m.DamagedTail != nil {
+			fmt.Fprintf(e.stdout, "DAMAGED last record (not loaded; run verify): %v\n", m.DamagedTail)
 		}
 		return 0
 	}),

@@ -62,6 +62,9 @@ const (
 	HintMissing = "a file a retained snapshot needs is missing, deleted or moved by something other than instadump: put it back or restore the directory from a backup, or open with WithFallback to load an older snapshot that does not need it"
 	// HintTornTail: the end of a save a crash interrupted; not damage.
 	HintTornTail = "this is what a crash during a save leaves behind, not damage: that save was never acknowledged, and recovery ignores it; nothing to do"
+	// HintDamagedTail: the last commit record was written whole and
+	// damaged since; recovery cannot read it.
+	HintDamagedTail = "the last commit record was written whole and damaged since, so its snapshot cannot be loaded: recovery uses the snapshot before it, and a read-write open keeps the manifest and the segments only that record may name aside as .broken; restore the directory from a backup if that snapshot is needed"
 	// HintNoFallback: damage that no retained snapshot escapes.
 	HintNoFallback = "no retained snapshot is intact, so fallback cannot help: restore the directory from a backup"
 )

@@ -1,0 +1,52 @@
+package instadump
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/instadump/instadump/manifest"
+)
+
+// A last commit record written whole and damaged since: Open loads the
+// snapshot before it and says so in Recovery, and the segment only that
+// record names is kept aside, never deleted.
+func TestDamagedLastRecordKeepsSegment(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	newStateT(t, db, "a", 1)
+	saveT(t, db)
+	newStateT(t, db, "b", 2)
+	saveT(t, db) // segment 2 holds b, only snapshot 2 names it
+	db.Close()
+	mans, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	if len(mans) != 1 {
+		t.Fatalf("manifests %v", mans)
+	}
+	data, _ := os.ReadFile(mans[0])
+	log, err := manifest.ReplayBytes(data, mans[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[log.Offsets[len(log.Offsets)-1]+manifest.FrameHeaderSize+3] ^= 0x04
+	os.WriteFile(mans[0], data, 0o644)
+
+	db = openT(t, dir)
+	defer db.Close()
+	rec := db.Recovery()
+	var ce *CorruptError
+	if !errors.As(rec.DamagedTail, &ce) || ce.File != mans[0] || rec.TornTail != nil {
+		t.Fatalf("recovery %+v", rec)
+	}
+	if slices.Contains(rec.Removed, "000002.seg") || !slices.Contains(rec.Broken, "000002.seg.broken") {
+		t.Fatalf("recovery %+v", rec)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "000002.seg.broken")); err != nil {
+		t.Fatal(err)
+	}
+	if a := newStateT(t, db, "a", 0); a.Get() != 1 {
+		t.Fatalf("a=%d", a.Get())
+	}
+}
