@@ -18,7 +18,7 @@
 //	MANIFEST-000004   the live manifest (package manifest)
 //	000017.seg        segments (package segment), immutable
 //	CURRENT.tmp       CURRENT's replacement before its rename; removed by recovery
-//	*.broken          damaged files moved aside by fallback recovery
+//	*.broken          files recovery moved aside, never deleted: damaged, or named only by records it did not load
 //	LINEAGE           the history a replicating DB continues (lineage.go)
 //
 // # Snapshots (snapshot.go)

@@ -65,6 +65,11 @@ func (e *Engine) openSegment(id uint64) (*segReader, error) {
 	if vfs.IsNotExist(err) {
 		return nil, errs.Missing(e.path(name), "segment %s is missing, though a retained snapshot references it", name)
 	}
+	if vfs.IsNotRegular(err) {
+		// Never opened for reading (a FIFO would block): damage to
+		// this segment, as a missing one is.
+		return nil, errs.Corruptf(e.path(name), 0, "segment %s is not a regular file (a FIFO, a directory or a device stands where the segment should be): %v", name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("instadump: opening segment %s: %w", e.path(name), err)
 	}

@@ -4,9 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/instadump/instadump/manifest"
+	"github.com/instadump/instadump/segment"
 )
 
 // liveManifest returns the path of the only manifest in dir.
@@ -44,5 +47,49 @@ func TestVerifyFindsDamagedLastRecord(t *testing.T) {
 	out, _, code = runCmd(t, "manifest", dir)
 	if code != 0 || !strings.Contains(out, "DAMAGED last record") || strings.Contains(out, "torn tail") {
 		t.Fatalf("manifest: exit %d\n%s", code, out)
+	}
+}
+
+// A FIFO or a directory where a segment should be is damage to that
+// segment: verify reports it, naming the file, and exits 1; the commands
+// that do not need it still work. Nothing blocks on the FIFO.
+func TestNonRegularSegment(t *testing.T) {
+	for _, kind := range []string{"fifo", "dir"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "db")
+			buildDB(t, dir)
+			seg := filepath.Join(dir, segment.FileName(2))
+			os.Remove(seg)
+			var err error
+			if kind == "fifo" {
+				err = syscall.Mkfifo(seg, 0o644)
+			} else {
+				err = os.Mkdir(seg, 0o755)
+			}
+			if err != nil {
+				t.Skipf("%s: %v", kind, err)
+			}
+			done := make(chan struct{})
+			defer close(done)
+			go func() {
+				select {
+				case <-done:
+				case <-time.After(time.Minute):
+					panic("instadump-inspect blocked on a " + kind)
+				}
+			}()
+			out, errOut, code := runCmd(t, "verify", dir)
+			if code != 1 || !strings.Contains(out, "DAMAGED") || !strings.Contains(out, seg) || !strings.Contains(out, "not a regular file") {
+				t.Fatalf("verify: exit %d\n%s%s", code, out, errOut)
+			}
+			for _, args := range [][]string{{"snapshots", dir}, {"manifest", dir}, {"segments", dir}} {
+				if out, errOut, code := runCmd(t, args...); code != 0 {
+					t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
+				}
+			}
+			if _, errOut, code := runCmd(t, "get", dir, "counter"); !strings.Contains(errOut, seg) { // fails, or warns it shows an older snapshot
+				t.Fatalf("get of a value in it: exit %d, %s", code, errOut)
+			}
+		})
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"syscall"
 
 	"github.com/instadump/instadump/internal/errs"
 )
@@ -78,6 +79,12 @@ const LockFile = "LOCK"
 
 // IsNotExist reports whether err says a file does not exist.
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// IsNotRegular reports whether err says a name is not a regular file
+// (a FIFO, a device, a directory), as Open and Create refuse it.
+func IsNotRegular(err error) bool {
+	return errors.Is(err, ErrNotRegular) || errors.Is(err, syscall.EISDIR)
+}
 
 // ReadAll reads the whole of f, whose size is size, into memory.
 func ReadAll(f io.ReaderAt, size int64) ([]byte, error) {
