@@ -168,7 +168,9 @@ func (d *DB) States(id uint64) ([]State, error) {
 
 // WriteJSON writes state name of snapshot id (0: the current one) to w as
 // JSON, without its Go type (see the package doc), streamed from its
-// msgpack bytes.
+// msgpack bytes. A map inside a value has its keys sorted; a Map state's
+// entries come in the order stored (its base, then what its chain set),
+// holding one base part in memory at a time.
 func (d *DB) WriteJSON(w io.Writer, id uint64, name string) error {
 	r, err := d.state(id, name)
 	if err != nil {
@@ -183,12 +185,22 @@ func (d *DB) WriteJSON(w io.Writer, id uint64, name string) error {
 }
 
 func (d *DB) writeState(j *jsonWriter, r engine.Ref, indent int) error {
-	if r.Kind == engine.MapState {
-		entries, err := d.mapEntries(r)
+	if r.Kind == engine.MapState { // streamed, in the order stored
+		n := 0
+		j.w.WriteByte('{')
+		err := d.eachMapEntry(r, func(k, v []byte) error {
+			t, err := keyText(k)
+			if err == nil {
+				err = j.member(n, t, v, 0, indent)
+			}
+			n++
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		return j.object(entries, 0, indent)
+		j.close('}', n, indent)
+		return nil
 	}
 	raw, err := d.eng.Read(r.Value)
 	if err != nil {

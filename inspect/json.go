@@ -352,10 +352,6 @@ func (j *jsonWriter) value(r *reader, depth int, indent int) error {
 		if err := r.checkCount(it); err != nil {
 			return err
 		}
-		if it.n == 0 {
-			j.w.WriteString("[]")
-			return nil
-		}
 		j.w.WriteByte('[')
 		for i := range it.n {
 			if i > 0 {
@@ -368,10 +364,7 @@ func (j *jsonWriter) value(r *reader, depth int, indent int) error {
 				return err
 			}
 		}
-		if indent >= 0 {
-			j.newline(indent)
-		}
-		j.w.WriteByte(']')
+		j.close(']', int(it.n), indent)
 	case kMap:
 		if err := r.checkCount(it); err != nil {
 			return err
@@ -417,30 +410,37 @@ func (j *jsonWriter) object(entries []entry, depth, indent int) error {
 		entries[i].text = t
 	}
 	slices.SortStableFunc(entries, func(a, b entry) int { return strings.Compare(a.text, b.text) })
-	if len(entries) == 0 {
-		j.w.WriteString("{}")
-		return nil
-	}
 	j.w.WriteByte('{')
 	for i, e := range entries {
-		if i > 0 {
-			j.w.WriteByte(',')
-		}
-		if indent >= 0 {
-			j.newline(indent + 1)
-		}
-		j.str([]byte(e.text))
-		j.w.WriteByte(':')
-		if indent >= 0 {
-			j.w.WriteByte(' ')
-		}
-		if err := j.value(&reader{b: e.val}, depth+1, next(indent)); err != nil {
+		if err := j.member(i, e.text, e.val, depth, indent); err != nil {
 			return err
 		}
 	}
+	j.close('}', len(entries), indent)
+	return nil
+}
+
+// member writes the i-th member of an object: its key, as text, and the
+// value at val.
+func (j *jsonWriter) member(i int, text string, val []byte, depth, indent int) error {
+	if i > 0 {
+		j.w.WriteByte(',')
+	}
 	if indent >= 0 {
+		j.newline(indent + 1)
+	}
+	j.str([]byte(text))
+	j.w.WriteByte(':')
+	if indent >= 0 {
+		j.w.WriteByte(' ')
+	}
+	return j.value(&reader{b: val}, depth+1, next(indent))
+}
+
+// close ends an object or array of n members opened at indent.
+func (j *jsonWriter) close(c byte, n, indent int) {
+	if n > 0 && indent >= 0 {
 		j.newline(indent)
 	}
-	j.w.WriteByte('}')
-	return nil
+	j.w.WriteByte(c)
 }

@@ -11,52 +11,55 @@ import (
 // the keys set, and an array of the keys deleted (see package
 // instadump's doc).
 
-// mapEntries returns the entries of map state r, its base and deltas
-// merged, as spans of the bytes read.
-func (d *DB) mapEntries(r engine.Ref) ([]entry, error) {
-	index := map[string]int{} // raw key → position in entries
-	var entries []entry
-	set := func(k, v []byte) {
-		if i, ok := index[string(k)]; ok {
-			entries[i].val = v
-			return
+// eachMapEntry calls fn for every entry of map state r, its base and
+// deltas merged, holding one base part at a time: the chain's keys are
+// read first (a chain is small next to its base), then each base part's
+// entries the chain does not replace or delete, then the chain's own.
+// It stops at fn's first error.
+func (d *DB) eachMapEntry(r engine.Ref, fn func(k, v []byte) error) error {
+	chain := map[string][]byte{} // key → its last value in the chain; nil: deleted
+	var order [][]byte           // the chain's keys, as first met
+	note := func(k, v []byte) {
+		if _, ok := chain[string(k)]; !ok {
+			order = append(order, k)
 		}
-		index[string(k)] = len(entries)
-		entries = append(entries, entry{key: k, val: v})
+		chain[string(k)] = v
 	}
-	for _, l := range r.Base {
-		raw, err := d.eng.Read(l)
-		if err != nil {
-			return nil, err
-		}
-		if err := eachEntry(&reader{b: raw}, set); err != nil {
-			return nil, fmt.Errorf("base part %q: %w", l.Name, err)
-		}
-	}
-	deleted := map[string]bool{}
 	for _, l := range r.Deltas {
 		raw, err := d.eng.Read(l)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		err = eachDelta(raw, func(k, v []byte) {
-			delete(deleted, string(k))
-			set(k, v)
-		}, func(k []byte) { deleted[string(k)] = true })
-		if err != nil {
-			return nil, fmt.Errorf("delta %q: %w", l.Name, err)
+		if err := eachDelta(raw, note, func(k []byte) { note(k, nil) }); err != nil {
+			return fmt.Errorf("delta %q: %w", l.Name, err)
 		}
 	}
-	if len(deleted) > 0 {
-		kept := entries[:0]
-		for _, e := range entries {
-			if !deleted[string(e.key)] {
-				kept = append(kept, e)
+	var fnErr error
+	for _, l := range r.Base {
+		raw, err := d.eng.Read(l)
+		if err != nil {
+			return err
+		}
+		err = eachEntry(&reader{b: raw}, func(k, v []byte) {
+			if _, replaced := chain[string(k)]; !replaced && fnErr == nil {
+				fnErr = fn(k, v)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("base part %q: %w", l.Name, err)
+		}
+		if fnErr != nil {
+			return fnErr
+		}
+	}
+	for _, k := range order {
+		if v := chain[string(k)]; v != nil {
+			if err := fn(k, v); err != nil {
+				return err
 			}
 		}
-		entries = kept
 	}
-	return entries, nil
+	return nil
 }
 
 // eachEntry calls fn for every entry of the msgpack map at r, with the
