@@ -131,14 +131,36 @@ func (db *DB) ReplicationStatus() ReplicationStatus {
 // RestoreOption chooses what Restore restores.
 type RestoreOption func(*restoreOptions)
 
-type restoreOptions struct{ engine.RestoreOptions }
+type restoreOptions struct {
+	engine.RestoreOptions
+	at, before int // how many times RestoreAt and RestoreBefore were given
+}
 
-// RestoreAt restores snapshot id, which the replica must hold.
-func RestoreAt(id uint64) RestoreOption { return func(o *restoreOptions) { o.ID = id } }
+// RestoreAt restores snapshot id, which the replica must hold. Snapshots
+// are numbered from 1: RestoreAt(0) is refused (ErrBadOption), as is
+// giving it together with RestoreBefore.
+func RestoreAt(id uint64) RestoreOption {
+	return func(o *restoreOptions) { o.ID = id; o.at++ }
+}
 
-// RestoreBefore restores the newest snapshot saved at or before t.
+// RestoreBefore restores the newest snapshot saved at or before t. The
+// zero time is refused (ErrBadOption), as is giving it together with
+// RestoreAt.
 func RestoreBefore(t time.Time) RestoreOption {
-	return func(o *restoreOptions) { o.Before = t }
+	return func(o *restoreOptions) { o.Before = t; o.before++ }
+}
+
+// check refuses options that cannot mean what the caller wants.
+func (o *restoreOptions) check() error {
+	switch {
+	case o.at > 0 && o.before > 0:
+		return fmt.Errorf("%w: Restore was given both RestoreAt and RestoreBefore: give one of them (or neither, for the newest snapshot)", ErrBadOption)
+	case o.at > 0 && o.ID == 0:
+		return fmt.Errorf("%w: RestoreAt(0): snapshots are numbered from 1; leave RestoreAt out to restore the newest", ErrBadOption)
+	case o.before > 0 && o.Before.IsZero():
+		return fmt.Errorf("%w: RestoreBefore with the zero time.Time, which no snapshot is saved before: give the time to restore as of, or leave RestoreBefore out to restore the newest", ErrBadOption)
+	}
+	return nil
 }
 
 // Restore writes a snapshot of the DB replicated in s (see WithReplica)
@@ -158,7 +180,8 @@ func RestoreBefore(t time.Time) RestoreOption {
 // it takes the location over, and the DB it was restored from is fenced
 // there (ErrFenced).
 //
-// Errors: ErrNoSnapshot when the store holds no complete snapshot, or
+// Errors: ErrBadOption for RestoreAt(0), RestoreBefore of the zero
+// time, or both given; ErrNoSnapshot when the store holds no complete snapshot, or
 // not the one asked for; ErrCorrupt (naming the object) when what it
 // fetched is damaged; the store's errors (replica.ErrUnavailable,
 // replica.ErrMisconfigured) when it cannot read.
@@ -166,6 +189,9 @@ func Restore(ctx context.Context, s replica.Store, dir string, opts ...RestoreOp
 	var o restoreOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := o.check(); err != nil {
+		return Snapshot{}, err
 	}
 	snap, err := engine.Restore(ctx, s, dir, o.RestoreOptions)
 	if err != nil {

@@ -449,3 +449,62 @@ func TestReplicaServerKilledMidUpload(t *testing.T) {
 	}
 	t.Logf("%d of 3 kills landed before the snapshot was in the store", midway)
 }
+
+// Restore into "." (the working directory, empty) works: the directory
+// is made absolute before the temporary one beside it is named.
+func TestReplicaRestoreIntoDot(t *testing.T) {
+	st := replDirStore(t)
+	db, err := Open(t.TempDir(), WithReplica(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := newStateT(t, db, "c", 0)
+	c.Set(7)
+	s := saveT(t, db)
+	replWait(t, db, s.ID)
+	dir := filepath.Join(t.TempDir(), "r")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	if _, err := Restore(context.Background(), st, "."); err != nil {
+		t.Fatalf("Restore into .: %v", err)
+	}
+	r, err := Open(dir, WithReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if v := newStateT(t, r, "c", 0).Get(); v != 7 {
+		t.Fatalf("restored into .: c = %d, want 7", v)
+	}
+}
+
+// RestoreAt(0), RestoreBefore of the zero time, and both options at once
+// are refused, not read as "the newest" or one silently winning.
+func TestReplicaRestoreBadOptions(t *testing.T) {
+	st := replDirStore(t)
+	db, err := Open(t.TempDir(), WithReplica(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	newStateT(t, db, "c", 0).Set(1)
+	s := saveT(t, db)
+	replWait(t, db, s.ID)
+	for name, opts := range map[string][]RestoreOption{
+		"RestoreAt(0)":        {RestoreAt(0)},
+		"RestoreBefore(zero)": {RestoreBefore(time.Time{})},
+		"both":                {RestoreAt(s.ID), RestoreBefore(s.Time)},
+	} {
+		dir := filepath.Join(t.TempDir(), "r")
+		_, err := Restore(context.Background(), st, dir, opts...)
+		if !errors.Is(err, ErrBadOption) {
+			t.Errorf("%s: %v, want ErrBadOption", name, err)
+		}
+		if _, serr := os.Stat(dir); serr == nil {
+			t.Errorf("%s: refused, yet wrote %s", name, dir)
+		}
+	}
+}

@@ -52,7 +52,14 @@ func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions
 	if fsys == nil {
 		fsys = vfs.OS
 	}
-	dir = filepath.Clean(dir)
+	// Absolute, so that the temporary directory beside it has a parent
+	// to live in: for "." or "x/..", filepath.Dir and Base name no
+	// directory the rename could move into place.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory's absolute path: %w", dir, err)
+	}
+	dir = abs
 	if names, err := fsys.List(dir); err == nil && len(names) > 0 {
 		return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory is not empty: restore into a new directory", dir)
 	} else if err != nil && !vfs.IsNotExist(err) {
