@@ -100,7 +100,9 @@ type Recovery struct {
 
 // Open opens the DB in dir, creating the directory if needed, recovers it
 // to its last committed snapshot and takes an exclusive lock on it
-// (ErrLocked if another process holds it).
+// (ErrLocked if another process holds it). Recovery writes (a new
+// manifest, CURRENT): on a full filesystem Open fails with an error that
+// says so and wraps syscall.ENOSPC (or EDQUOT); WithReadOnly still opens.
 func Open(dir string, opts ...Option) (*DB, error) {
 	var o options
 	for _, opt := range opts {

@@ -154,14 +154,14 @@ func Open(dir string, o Options) (*Engine, error) {
 	e.reset()
 	if !o.ReadOnly {
 		if err := vfs.MkdirAllDurable(e.fs, dir); err != nil {
-			return nil, fmt.Errorf("instadump: cannot create DB directory %s: %w", dir, err)
+			return nil, errs.NoSpace("open", dir, fmt.Errorf("instadump: cannot create DB directory %s: %w", dir, err))
 		}
 		lock, err := e.fs.Lock(dir)
 		if err != nil {
 			if errors.Is(err, errs.ErrLocked) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("instadump: cannot lock DB directory %s (is it writable?): %w", dir, err)
+			return nil, errs.NoSpace("open", dir, fmt.Errorf("instadump: cannot lock DB directory %s (is it writable?): %w", dir, err))
 		}
 		e.lock = lock
 	}
@@ -180,7 +180,9 @@ func Open(dir string, o Options) (*Engine, error) {
 		if e.lock != nil {
 			e.lock.Close()
 		}
-		return nil, err
+		// Recovery writes (a new manifest, CURRENT): a full disk is
+		// said so, with what to do.
+		return nil, errs.NoSpace("open", dir, err)
 	}
 	if o.Replica.Store != nil {
 		if err := e.startShipper(); err != nil {

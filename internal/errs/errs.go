@@ -9,6 +9,8 @@ package errs
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"syscall"
 )
 
 // ErrCorrupt is the class of every error caused by bytes on disk that are
@@ -133,3 +135,32 @@ var ErrClosed = errors.New("instadump: DB is closed")
 
 // ErrReadOnly reports a write to a DB opened read-only.
 var ErrReadOnly = errors.New("instadump: DB is open read-only")
+
+// HintNoSpace says what to do when the filesystem holding a DB is full.
+const HintNoSpace = "free space on that filesystem (or raise the quota), or open the DB WithReadOnly to read it: a read-only open writes nothing"
+
+// NoSpaceError reports a write that failed because the filesystem holding
+// Dir is full (ENOSPC) or the quota is used up (EDQUOT). errors.Is(err,
+// syscall.ENOSPC) still holds: Unwrap returns the write's error.
+type NoSpaceError struct {
+	Dir string // the DB directory
+	Op  string // what was being done, e.g. "open"
+	Err error  // the failed write, naming its file
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("instadump: %s of %s failed: the filesystem is full (%s); %s", e.Op, e.Dir, strings.TrimPrefix(e.Err.Error(), "instadump: "), HintNoSpace)
+}
+
+// Unwrap returns the failed write's error.
+func (e *NoSpaceError) Unwrap() error { return e.Err }
+
+// NoSpace returns err as a *NoSpaceError when it is ENOSPC or EDQUOT,
+// and err unchanged otherwise.
+func NoSpace(op, dir string, err error) error {
+	var ns *NoSpaceError
+	if err == nil || errors.As(err, &ns) || !(errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		return err
+	}
+	return &NoSpaceError{Dir: dir, Op: op, Err: err}
+}
