@@ -3,8 +3,10 @@ package inspect
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"runtime"
 	"strings"
@@ -102,4 +104,42 @@ func FuzzJSON(f *testing.F) {
 			t.Fatalf("% x gave invalid JSON %q: %v", raw, out, err)
 		}
 	})
+}
+
+// Binary values are written as base64 streamed to the output, not built
+// as a string first: the JSON is the same as base64.StdEncoding gives,
+// for small and multi-MB values, and writing a 32 MB one allocates far
+// less than its base64 text (43 MB).
+func TestJSONBinaryStreamed(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 4, 57, 1000, 3<<20 + 1, 32 << 20} {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i*7 + i>>8)
+		}
+		raw, err := msgpack.Marshal(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := toJSON(raw, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `"` + base64.StdEncoding.EncodeToString(data) + `"`; got != want {
+			t.Fatalf("%d bytes: JSON differs from base64.StdEncoding (%d vs %d bytes)", n, len(got), len(want))
+		}
+		if n < 32<<20 {
+			continue
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err = (&jsonWriter{w: bufio.NewWriter(io.Discard)}).value(&reader{b: raw}, 0, 0)
+		runtime.ReadMemStats(&after)
+		if alloc := after.TotalAlloc - before.TotalAlloc; err != nil || alloc > 1<<20 {
+			t.Fatalf("writing %d bytes as base64 allocated %d KB (%v)", n, alloc>>10, err)
+		}
+	}
+	ext := []byte{0xc7, 0x03, 0x05, 0xff, 0x00, 0x7f}
+	if got, err := toJSON(ext, -1); err != nil || got != `{"msgpack_ext": 5, "data": "/wB/"}` {
+		t.Fatalf("extension: %s %v", got, err)
+	}
 }

@@ -256,6 +256,16 @@ func (j *jsonWriter) str(s []byte) {
 	j.w.Write(b)
 }
 
+// base64 writes data as a JSON string of its standard base64, streamed:
+// a value of hundreds of MB is never held a second time as text.
+func (j *jsonWriter) base64(data []byte) {
+	j.w.WriteByte('"')
+	enc := base64.NewEncoder(base64.StdEncoding, j.w)
+	enc.Write(data) // a bufio.Writer's errors are kept and returned by Flush
+	enc.Close()
+	j.w.WriteByte('"')
+}
+
 // scalar writes a non-container item.
 func (j *jsonWriter) scalar(it item) {
 	switch it.k {
@@ -280,13 +290,15 @@ func (j *jsonWriter) scalar(it item) {
 	case kStr:
 		j.str(it.data)
 	case kBin:
-		j.str([]byte(base64.StdEncoding.EncodeToString(it.data)))
+		j.base64(it.data)
 	case kExt:
 		if t, ok := timestamp(it); ok {
 			j.str([]byte(t.UTC().Format(time.RFC3339Nano)))
 			return
 		}
-		fmt.Fprintf(j.w, `{"msgpack_ext": %d, "data": "%s"}`, it.ext, base64.StdEncoding.EncodeToString(it.data))
+		fmt.Fprintf(j.w, `{"msgpack_ext": %d, "data": `, it.ext)
+		j.base64(it.data)
+		j.w.WriteByte('}')
 	}
 }
 
