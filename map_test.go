@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -322,12 +323,19 @@ func TestMapKindMismatch(t *testing.T) {
 	db = openT(t, dir)
 	if _, err := NewMap[string, int](db, "v"); !errors.Is(err, ErrTypeMismatch) {
 		t.Fatalf("a value as a map: %v", err)
+	} else {
+		t.Log(err)
 	}
 	if _, err := NewState(db, "m", 0); !errors.Is(err, ErrTypeMismatch) {
 		t.Fatalf("a map as a value: %v", err)
+	} else {
+		t.Log(err)
 	}
 	if _, err := NewMap[string, string](db, "m"); !errors.Is(err, ErrTypeMismatch) {
 		t.Fatalf("a map of ints as strings: %v", err)
+	} else if msg := err.Error(); strings.Contains(msg, "MigrateFrom") || !strings.Contains(msg, "a Map has no migrations") {
+		// MigrateFrom is a StateOption: a Map cannot take one.
+		t.Fatalf("a map of ints as strings gives wrong advice: %v", err)
 	}
 	if _, err := NewMap[string, func()](db, "f"); !errors.Is(err, ErrUnsupportedType) {
 		t.Fatalf("a map of funcs: %v", err)

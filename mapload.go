@@ -51,7 +51,11 @@ func (m *Map[K, V]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
 }
 
 func (m *Map[K, V]) decodeError(raw []byte, what string, err error) error {
-	return decodeError(m.name, raw, fmt.Sprintf("%s of %s", what, reflect.TypeFor[map[K]V]()), err)
+	err = decodeError(m.name, raw, fmt.Sprintf("%s of %s", what, reflect.TypeFor[map[K]V]()), err)
+	if de, ok := err.(*DecodeError); ok {
+		de.Map = true
+	}
+	return err
 }
 
 // loadPart decodes one part of a base and adds its entries to out, each
