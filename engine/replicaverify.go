@@ -40,7 +40,7 @@ type ReplicaSnapshot struct {
 func ReplicaSnapshots(ctx context.Context, st replica.Store) ([]ReplicaSnapshot, error) {
 	loc, err := readLocation(ctx, st)
 	if err != nil {
-		return nil, err
+		return nil, errs.InReplica(err)
 	}
 	if len(loc.owners) == 0 {
 		return nil, fmt.Errorf("%w: %s holds no replicated DB", errs.ErrNoSnapshot, st)
@@ -63,7 +63,7 @@ func ReplicaSnapshots(ctx context.Context, st replica.Store) ([]ReplicaSnapshot,
 		if err == nil {
 			err = loc.complete(e)
 		}
-		rs.Problem = err
+		rs.Problem = errs.InReplica(err)
 		out = append(out, rs)
 	}
 	return out, nil
@@ -108,7 +108,7 @@ func VerifyReplica(ctx context.Context, st replica.Store, progress func(done, to
 		err := verifySegment(ctx, st, key, sg.ref, snaps, buf)
 		if err != nil {
 			bad[key] = true
-			problems = append(problems, err)
+			problems = append(problems, errs.InReplica(err))
 			if ctx.Err() != nil {
 				return snaps, problems
 			}
@@ -125,7 +125,7 @@ func VerifyReplica(ctx context.Context, st replica.Store, progress func(done, to
 		}
 		for _, sg := range s.segs {
 			if key := replica.SegmentKey(s.lin.id, sg); bad[key] {
-				s.Problem = errs.Corruptf(where(st, key), 0, "snapshot %d uses a damaged segment", s.ID)
+				s.Problem = errs.InReplica(errs.Corruptf(where(st, key), 0, "snapshot %d uses a damaged segment", s.ID))
 				break
 			}
 		}

@@ -47,7 +47,8 @@ type RestoreOptions struct {
 // directory into place. On failure it removes the temporary directory
 // and leaves nothing; a crash may leave the temporary directory, never a
 // partial dir.
-func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions) (Snapshot, error) {
+func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions) (_ Snapshot, err error) {
+	defer func() { errs.InReplica(err) }()
 	fsys := o.FS
 	if fsys == nil {
 		fsys = vfs.OS
@@ -55,9 +56,9 @@ func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions
 	// Absolute, so that the temporary directory beside it has a parent
 	// to live in: for "." or "x/..", filepath.Dir and Base name no
 	// directory the rename could move into place.
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory's absolute path: %w", dir, err)
+	abs, aerr := filepath.Abs(dir)
+	if aerr != nil {
+		return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory's absolute path: %w", dir, aerr)
 	}
 	dir = abs
 	if names, err := fsys.List(dir); err == nil && len(names) > 0 {

@@ -100,11 +100,16 @@ func TestRestoreVerifies(t *testing.T) {
 			if !errors.Is(err, errs.ErrCorrupt) || !strings.Contains(err.Error(), key) {
 				t.Fatalf("restore of a damaged snapshot: %v", err)
 			}
+			// The advice is for a replica: WithFallback is for a local
+			// directory.
+			if msg := err.Error(); strings.Contains(msg, "WithFallback") || !strings.Contains(msg, "RestoreAt") {
+				t.Fatalf("restore of a damaged snapshot gives advice for a local DB: %v", err)
+			}
 			if names, _ := m.List("."); len(names) != 0 {
 				t.Fatalf("a failed restore left %v", names)
 			}
 			_, problems := VerifyReplica(context.Background(), st, nil)
-			if len(problems) == 0 || !errors.Is(problems[0], errs.ErrCorrupt) {
+			if len(problems) == 0 || !errors.Is(problems[0], errs.ErrCorrupt) || strings.Contains(problems[0].Error(), "WithFallback") {
 				t.Fatalf("verify: %v", problems)
 			}
 		})
@@ -120,7 +125,7 @@ func TestRestoreVerifies(t *testing.T) {
 		t.Fatalf("with snapshot 3 incomplete, restored %d", snap.ID)
 	}
 	r.Close()
-	if _, err := Restore(context.Background(), st, dir, RestoreOptions{FS: vfs.NewMem(), ID: 3}); !errors.Is(err, errs.ErrMissing) {
+	if _, err := Restore(context.Background(), st, dir, RestoreOptions{FS: vfs.NewMem(), ID: 3}); !errors.Is(err, errs.ErrMissing) || strings.Contains(err.Error(), "WithFallback") {
 		t.Fatalf("restore of an incomplete snapshot: %v", err)
 	}
 	snaps, problems := VerifyReplica(context.Background(), st, nil)

@@ -164,3 +164,41 @@ func NoSpace(op, dir string, err error) error {
 	}
 	return &NoSpaceError{Dir: dir, Op: op, Err: err}
 }
+
+// Hints of damage found in a replica store, where WithFallback (which
+// loads an older snapshot of the local directory) does not apply.
+const (
+	// HintReplicaDamaged: an object in a replica store is damaged.
+	HintReplicaDamaged = "the object was damaged in the replica store after it was written: restore an older snapshot of the replica (RestoreAt or RestoreBefore; instadump-inspect replica-verify lists which are intact), and check the store (its disks, its server)"
+	// HintReplicaMissing: an object a replicated snapshot needs is gone.
+	HintReplicaMissing = "an object this replicated snapshot needs is not in the replica store (deleted or moved by something other than instadump): restore an older snapshot of the replica (RestoreAt or RestoreBefore; instadump-inspect replica-verify lists which are intact), and check the store"
+)
+
+// InReplica returns err, found reading a replica store, with the hints
+// of the *CorruptErrors it holds made to fit a replica: the defaults
+// speak of the local directory and WithFallback. It changes err's
+// *CorruptErrors in place, and returns err.
+func InReplica(err error) error {
+	for e := err; e != nil; {
+		if ce, ok := e.(*CorruptError); ok {
+			switch ce.Hint {
+			case "", HintDamaged:
+				ce.Hint = HintReplicaDamaged
+			case HintMissing:
+				ce.Hint = HintReplicaMissing
+			}
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				InReplica(x)
+			}
+			e = nil
+		default:
+			e = nil
+		}
+	}
+	return err
+}
