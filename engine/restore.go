@@ -48,19 +48,22 @@ type RestoreOptions struct {
 // and leaves nothing; a crash may leave the temporary directory, never a
 // partial dir.
 func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions) (_ Snapshot, err error) {
-	defer func() { errs.InReplica(err) }()
+	defer func() { err = errs.InReplica(err) }()
 	fsys := o.FS
 	if fsys == nil {
 		fsys = vfs.OS
 	}
-	// Absolute, so that the temporary directory beside it has a parent
-	// to live in: for "." or "x/..", filepath.Dir and Base name no
-	// directory the rename could move into place.
-	abs, aerr := filepath.Abs(dir)
-	if aerr != nil {
-		return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory's absolute path: %w", dir, aerr)
+	dir = filepath.Clean(dir)
+	if fsys == vfs.OS && !filepath.IsAbs(dir) {
+		// Absolute, so that the temporary directory beside it has a
+		// parent to live in: for "." or "x/..", filepath.Dir and Base
+		// name no directory the rename could move into place.
+		abs, aerr := filepath.Abs(dir)
+		if aerr != nil {
+			return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory's absolute path: %w", dir, aerr)
+		}
+		dir = abs
 	}
-	dir = abs
 	if names, err := fsys.List(dir); err == nil && len(names) > 0 {
 		return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory is not empty: restore into a new directory", dir)
 	} else if err != nil && !vfs.IsNotExist(err) {

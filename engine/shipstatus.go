@@ -54,7 +54,7 @@ func (s *shipper) upToDate() bool {
 }
 
 func (s *shipper) setErr(err error) {
-	errs.InReplica(err)
+	err = errs.InReplica(err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.status.Err = err
@@ -65,7 +65,7 @@ func (s *shipper) setErr(err error) {
 
 // halt records why shipping stopped and wakes the waiters.
 func (s *shipper) halt(err error) {
-	errs.InReplica(err)
+	err = errs.InReplica(err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.status.Stopped == nil {

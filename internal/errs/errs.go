@@ -176,11 +176,21 @@ const (
 
 // InReplica returns err, found reading a replica store, with the hints
 // of the *CorruptErrors it holds made to fit a replica: the defaults
-// speak of the local directory and WithFallback. It changes err's
-// *CorruptErrors in place, and returns err.
+// speak of the local directory and WithFallback. It sets their Hint in
+// place, for errors.As, and returns an error that wraps err with the
+// same text but for the hints (wrappers made by fmt.Errorf hold their
+// text already made).
 func InReplica(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(*replicaError); ok {
+		return err
+	}
+	found := false
 	for e := err; e != nil; {
 		if ce, ok := e.(*CorruptError); ok {
+			found = true
 			switch ce.Hint {
 			case "", HintDamaged:
 				ce.Hint = HintReplicaDamaged
@@ -200,5 +210,18 @@ func InReplica(err error) error {
 			e = nil
 		}
 	}
-	return err
+	if !found {
+		return err
+	}
+	return &replicaError{err}
 }
+
+// replicaError is an error found in a replica store, its text with the
+// hints for a replica.
+type replicaError struct{ err error }
+
+var replicaHints = strings.NewReplacer(HintDamaged, HintReplicaDamaged, HintMissing, HintReplicaMissing)
+
+func (e *replicaError) Error() string { return replicaHints.Replace(e.err.Error()) }
+
+func (e *replicaError) Unwrap() error { return e.err }
