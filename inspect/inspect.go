@@ -102,9 +102,13 @@ func (d *DB) Snapshots() []Snapshot {
 }
 
 // ErrNoKey: the map state has no such key. The other errors of this
-// package are those of package instadump: ErrNotDB, ErrNoSnapshot,
+// package but ErrNotMap are those of package instadump: ErrNotDB, ErrNoSnapshot,
 // ErrNoState, ErrCorrupt, ErrUnsupportedVersion.
 var ErrNoKey = errors.New("instadump: no such key")
+
+// ErrNotMap: a key was asked of a state that is not a Map and whose
+// value is not a map either.
+var ErrNotMap = errors.New("instadump: the state is not a Map")
 
 func (d *DB) states(id uint64) (engine.Snapshot, map[string]engine.Ref, error) {
 	s, ok := d.eng.Snapshot(id)
@@ -254,7 +258,10 @@ func (d *DB) WriteKeyJSON(w io.Writer, id uint64, name, key string) error {
 	if err != nil {
 		return err
 	}
-	val, err := d.lookupKey(r, key)
+	val, err := d.lookupKey(r, name, key)
+	if errors.Is(err, ErrNotMap) {
+		return err // names the state
+	}
 	if err != nil {
 		return fmt.Errorf("state %q: %w", name, err)
 	}

@@ -109,7 +109,7 @@ func eachDelta(raw []byte, set func(k, v []byte), del func(k []byte)) error {
 // lookupKey returns the value bytes under key in map state r, or in the
 // map a value state holds, reading no more than it must: a Map's deltas
 // newest first, then its base.
-func (d *DB) lookupKey(r engine.Ref, key string) ([]byte, error) {
+func (d *DB) lookupKey(r engine.Ref, name, key string) ([]byte, error) {
 	matches := func(k []byte) bool {
 		t, err := keyText(k)
 		return err == nil && t == key
@@ -127,6 +127,9 @@ func (d *DB) lookupKey(r engine.Ref, key string) ([]byte, error) {
 		raw, err := d.eng.Read(r.Value)
 		if err != nil {
 			return nil, err
+		}
+		if it, herr := (&reader{b: raw}).head(); herr == nil && it.k != kMap {
+			return nil, fmt.Errorf("%w: state %q holds %s: --key applies only to a Map (or a value that is a map); get the whole value without --key", ErrNotMap, name, kindName(it.k))
 		}
 		v, err := find(raw)
 		if err == nil && v == nil {
@@ -166,4 +169,27 @@ func (d *DB) lookupKey(r engine.Ref, key string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: %q", ErrNoKey, key)
+}
+
+// kindName names a msgpack kind, with its article, for messages.
+func kindName(k kind) string {
+	switch k {
+	case kNil:
+		return "nil"
+	case kBool:
+		return "a boolean"
+	case kInt, kUint:
+		return "an integer"
+	case kFloat:
+		return "a float"
+	case kStr:
+		return "a string"
+	case kBin:
+		return "binary"
+	case kArray:
+		return "an array"
+	case kMap:
+		return "a map"
+	}
+	return "a msgpack extension (a time, say)"
 }

@@ -190,6 +190,10 @@ func TestJSONOutput(t *testing.T) {
 	if _, errOut, code := runCmd(t, "get", dir, "visits", "--key", "ada"); code != 1 || !strings.Contains(errOut, "no such key") {
 		t.Fatalf("a deleted key: exit %d, %s", code, errOut)
 	}
+	// --key on a value that is not a map: say so, not "not valid msgpack".
+	if _, errOut, code := runCmd(t, "get", dir, "counter", "--key", "ada"); code != 1 || !strings.Contains(errOut, "not a Map") || !strings.Contains(errOut, "--key applies only to") || strings.Contains(errOut, "msgpack") {
+		t.Fatalf("--key on an int: exit %d, %s", code, errOut)
+	}
 	var ver struct {
 		OK       bool
 		Problems []string
