@@ -11,7 +11,8 @@ import (
 // layer, so corruption found in a segment or the manifest is ErrCorrupt
 // here too.
 var (
-	// ErrLocked: the directory is open in another process (or DB).
+	// ErrLocked: the directory is open in another process, or by another
+	// DB in this one; the error says which.
 	ErrLocked = errs.ErrLocked
 	// ErrClosed: the DB was closed.
 	ErrClosed = errs.ErrClosed

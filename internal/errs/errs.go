@@ -38,9 +38,9 @@ var ErrMissing = errors.New("instadump: file is missing")
 // instadump rather than restore from a backup.
 var ErrUnsupportedVersion = errors.New("instadump: unsupported format version")
 
-// ErrLocked reports a directory whose lock is held by another process (or
-// by another open DB in this one).
-var ErrLocked = errors.New("instadump: directory is locked by another process")
+// ErrLocked reports a directory whose lock is held by another process,
+// or by another open DB in this one; the error wrapping it says which.
+var ErrLocked = errors.New("instadump: DB directory is locked")
 
 // CorruptError is the error returned for corrupt data. It names the file
 // and the byte offset where the problem was found. errors.Is(err,

@@ -383,7 +383,7 @@ func (m *MemFS) Lock(dir string) (io.Closer, error) {
 		return nil, &fs.PathError{Op: "lock", Path: dir, Err: fs.ErrNotExist}
 	}
 	if m.locks[p] {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, path.Join(p, LockFile))
+		return nil, fmt.Errorf("%w: %s is held by another open DB on this MemFS: Close that DB first, or open this one read-only", ErrLocked, path.Join(p, LockFile))
 	}
 	m.locks[p] = true
 	return &memLock{m: m, dir: p}, nil

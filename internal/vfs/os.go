@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -126,9 +127,25 @@ func (osFS) SyncDir(dir string) error {
 	return err
 }
 
-type osLock struct{ f *os.File }
+// held is the lock files this process holds, by device and inode: flock
+// refuses a second lock by the same process as it refuses another
+// process's, and the error should say which it is.
+var held = struct {
+	sync.Mutex
+	m map[fileID]bool
+}{m: map[fileID]bool{}}
+
+type fileID struct{ dev, ino uint64 }
+
+type osLock struct {
+	f  *os.File
+	id fileID
+}
 
 func (l osLock) Close() error {
+	held.Lock()
+	delete(held.m, l.id)
+	held.Unlock()
 	// Closing the descriptor releases the flock.
 	return l.f.Close()
 }
@@ -139,6 +156,18 @@ func (osFS) Lock(dir string) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "fstat", Path: name, Err: err}
+	}
+	id := fileID{uint64(st.Dev), uint64(st.Ino)}
+	held.Lock()
+	defer held.Unlock()
+	if held.m[id] {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s is held by another open DB in this process: Close that DB first, or open this one read-only", ErrLocked, name)
+	}
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err != unix.EINTR {
@@ -148,9 +177,10 @@ func (osFS) Lock(dir string) (io.Closer, error) {
 	if err != nil {
 		f.Close()
 		if err == unix.EWOULDBLOCK {
-			return nil, fmt.Errorf("%w: %s (close the other process or use a read-only open)", ErrLocked, name)
+			return nil, fmt.Errorf("%w: %s is held by another process: stop that process, or open this DB read-only", ErrLocked, name)
 		}
 		return nil, &os.PathError{Op: "flock", Path: name, Err: err}
 	}
-	return osLock{f}, nil
+	held.m[id] = true
+	return osLock{f, id}, nil
 }

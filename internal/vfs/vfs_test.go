@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -348,4 +349,26 @@ func TestErrorFSNth(t *testing.T) {
 			t.Fatalf("sticky failure %d: %v", i, err)
 		}
 	}
+}
+
+// A lock this process holds is refused with an error that says so, not
+// one that blames another process.
+func TestLockSameProcess(t *testing.T) {
+	dir := t.TempDir()
+	l, err := OS.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = OS.Lock(dir)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "in this process") || strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second lock in this process: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = OS.Lock(dir)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	l.Close()
 }
