@@ -14,6 +14,7 @@ var (
 	defStates = map[string]member{}
 	defOrder  []member
 	defDB     *DB
+	defShut   string // the directory of the default DB Shutdown closed last
 )
 
 // errNoSetup is returned by the default-DB functions before Setup.
@@ -118,13 +119,18 @@ func ReloadAll() error {
 
 // Shutdown closes the default DB (see DB.Close). Setup may be called again
 // afterwards; declared states then hold what the new DB holds, or their
-// defaults.
+// defaults. Shutdown when the default DB is not open (never set up, or
+// shut down already) returns an error wrapping ErrClosed that says which.
 func Shutdown() error {
 	defMu.Lock()
 	defer defMu.Unlock()
 	if defDB == nil {
+		if defShut != "" {
+			return fmt.Errorf("%w: Shutdown: the default DB (%s) is shut down already; Setup opens it again", ErrClosed, defShut)
+		}
 		return errNoSetup
 	}
+	defShut = defDB.Dir()
 	err := defDB.Close()
 	defDB = nil
 	return err

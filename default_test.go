@@ -219,3 +219,25 @@ func TestFailedSetupChangesNothing(t *testing.T) {
 		t.Fatal("a failed Setup left a default DB")
 	}
 }
+
+// Close and Shutdown a second time say the DB is closed already: not
+// that Setup was never called, and naming the directory.
+func TestCloseTwice(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "closed already") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := Setup(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Shutdown(); !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "shut down already") || strings.Contains(err.Error(), "call instadump.Setup first") {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+}

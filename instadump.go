@@ -280,7 +280,8 @@ func (db *DB) Snapshots() ([]Snapshot, error) {
 
 // Close stops automatic saving, saves if WithSaveOnClose asks and
 // something changed, and closes the DB, releasing its lock. Every later
-// call returns ErrClosed; the states keep their values in memory.
+// call returns an error wrapping ErrClosed, a second Close too (it says
+// the DB was closed already); the states keep their values in memory.
 //
 // It may be called from Atomically's and Update's functions.
 func (db *DB) Close() error {
@@ -290,7 +291,7 @@ func (db *DB) Close() error {
 	db.saveMu.Lock()
 	defer db.saveMu.Unlock()
 	if db.closed.Load() {
-		return ErrClosed
+		return fmt.Errorf("%w: Close of %s: it was closed already", ErrClosed, db.Dir())
 	}
 	var err error
 	if db.opts.saveOnClose && !db.opts.readOnly && db.needsSave() {
