@@ -192,7 +192,8 @@ func (db *DB) registerAll(ms []member, reset bool) error {
 			continue
 		}
 		v, err := m.load(db.eng, refs[i])
-		if err != nil && !errors.Is(err, ErrTypeMismatch) { // a *DecodeError names the state already
+		var me *migrationError
+		if err != nil && !errors.Is(err, ErrTypeMismatch) && !errors.As(err, &me) { // these name the state already
 			err = fmt.Errorf("%w (loading state %s)", err, quote(names[i]))
 		}
 		vals[i], stored[i] = v, err == nil
@@ -244,7 +245,7 @@ func (db *DB) Drop(name string) error {
 		return ErrClosed
 	}
 	if db.opts.readOnly {
-		return fmt.Errorf("instadump: Drop(%s) on %s: %w", quote(name), db.Dir(), ErrReadOnly)
+		return fmt.Errorf("%w: Drop(%s) on %s: open it without WithReadOnly to drop states", ErrReadOnly, quote(name), db.Dir())
 	}
 	db.cmu.Lock()
 	defer db.cmu.Unlock()

@@ -101,7 +101,20 @@ func (c *stateConfig[T]) decode(name string, raw []byte, schema uint64) (*T, err
 		return nil, de
 	}
 	if err != nil {
-		return nil, fmt.Errorf("instadump: state %s: %w", quote(name), err)
+		return nil, &migrationError{state: name, err: err}
 	}
 	return v, nil
 }
+
+// migrationError is a migration of a state that failed; its text names
+// the state, so the caller adds no "(loading state ...)".
+type migrationError struct {
+	state string
+	err   error
+}
+
+func (e *migrationError) Error() string {
+	return fmt.Sprintf("instadump: state %s: %v", quote(e.state), e.err)
+}
+
+func (e *migrationError) Unwrap() error { return e.err }

@@ -19,8 +19,10 @@ const (
 // logs.
 func checkName(name string, max int) error {
 	switch {
-	case name == "" || len(name) > max:
-		return fmt.Errorf("%w: %s is %d bytes; want 1 to %d", ErrBadName, quote(name), len(name), max)
+	case name == "":
+		return fmt.Errorf("%w: the name is empty; want 1 to %d bytes", ErrBadName, max)
+	case len(name) > max:
+		return fmt.Errorf("%w: %s is too long; want 1 to %d bytes", ErrBadName, quote(name), max) // quote gives the length
 	case !utf8.ValidString(name):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrBadName, quote(name))
 	}

@@ -34,7 +34,7 @@ func (db *DB) Save() (Snapshot, error) {
 
 func (db *DB) save() (Snapshot, error) {
 	if db.opts.readOnly {
-		return Snapshot{}, fmt.Errorf("instadump: Save on %s: %w", db.Dir(), ErrReadOnly)
+		return Snapshot{}, fmt.Errorf("%w: Save on %s: open it without WithReadOnly to save", ErrReadOnly, db.Dir())
 	}
 	// The cut: what each changed state holds now.
 	db.cmu.Lock()

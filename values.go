@@ -48,6 +48,10 @@ func decodeError(name string, raw []byte, wanted string, err error) error {
 // ErrUnsupportedType, to be followed by what it is of.
 func checkType(t reflect.Type) error {
 	if err := codec.Check(t); err != nil {
+		var ce *codec.Error
+		if errors.As(err, &ce) && ce.Msg != "" { // "T cannot be encoded" says it all
+			return fmt.Errorf("%w: %s", ErrUnsupportedType, ce.Msg)
+		}
 		return fmt.Errorf("%w: %v", ErrUnsupportedType, err)
 	}
 	return nil

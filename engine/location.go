@@ -45,7 +45,7 @@ type commitObj struct {
 func readOwners(ctx context.Context, st replica.Store, known []replica.Owner) ([]replica.Owner, error) {
 	objs, err := list(ctx, st, replica.OwnerPrefix)
 	if err != nil {
-		return nil, fmt.Errorf("instadump: listing the owner records in %s: %w", st, err)
+		return nil, fmt.Errorf("instadump: listing the owner records%s: %w", inStore(st, err), err)
 	}
 	byseq := map[uint64]replica.Owner{}
 	for _, o := range known {
@@ -70,7 +70,7 @@ func readOwners(ctx context.Context, st replica.Store, known []replica.Owner) ([
 				err = errs.Corruptf(where(st, obj.Key), 16, "owner record %d under the key of record %d", o.Seq, seq)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("instadump: reading the owner records in %s: %w", st, err)
+				return nil, fmt.Errorf("instadump: reading the owner records%s: %w", inStore(st, err), err)
 			}
 		}
 		out = append(out, o)
@@ -83,7 +83,7 @@ func readOwners(ctx context.Context, st replica.Store, known []replica.Owner) ([
 func readLineageObjs(ctx context.Context, st replica.Store, l replica.Lineage) (*lineageObjs, error) {
 	objs, err := list(ctx, st, replica.LineagePrefix(l))
 	if err != nil {
-		return nil, fmt.Errorf("instadump: listing lineage %s in %s: %w", l, st, err)
+		return nil, fmt.Errorf("instadump: listing lineage %s%s: %w", l, inStore(st, err), err)
 	}
 	lo := &lineageObjs{id: l, commits: map[uint64]*commitObj{}, segs: map[string]int64{}}
 	for _, obj := range objs {
@@ -103,7 +103,7 @@ func readLineageObjs(ctx context.Context, st replica.Store, l replica.Lineage) (
 			case errors.Is(err, errs.ErrCorrupt):
 				co.err = err
 			case err != nil:
-				return nil, fmt.Errorf("instadump: reading lineage %s in %s: %w", l, st, err)
+				return nil, fmt.Errorf("instadump: reading lineage %s%s: %w", l, inStore(st, err), err)
 			default:
 				co.c, co.sum, co.err = replica.DecodeCommit(b, where(st, obj.Key))
 				if co.err == nil && (co.c.Snapshot != num || co.c.Lineage != l) {

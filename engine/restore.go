@@ -67,11 +67,11 @@ func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions
 	if names, err := fsys.List(dir); err == nil && len(names) > 0 {
 		return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory is not empty: restore into a new directory", dir)
 	} else if err != nil && !vfs.IsNotExist(err) {
-		return Snapshot{}, fmt.Errorf("instadump: restore into %s: %w", dir, err)
+		return Snapshot{}, errs.Wrapf(err, "restore into %s", dir)
 	}
 	loc, err := readLocation(ctx, st)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("instadump: restore from %s: %w", st, err)
+		return Snapshot{}, errs.Wrapf(err, "restore%s", fromStore(st, err))
 	}
 	e, err := loc.pick(o.ID, o.Before)
 	if err != nil {
@@ -79,11 +79,11 @@ func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions
 	}
 	chain, err := loc.chain(e)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("instadump: restore of snapshot %d from %s: %w", e.id, st, err)
+		return Snapshot{}, errs.Wrapf(err, "restore of snapshot %d%s", e.id, fromStore(st, err))
 	}
 	states, err := loc.fold(e, chain)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("instadump: restore of snapshot %d from %s: %w", e.id, st, err)
+		return Snapshot{}, errs.Wrapf(err, "restore of snapshot %d%s", e.id, fromStore(st, err))
 	}
 	c := e.obj.c
 	snap := Snapshot{ID: c.Snapshot, Time: c.Record.Time, States: len(states), Written: c.Record.Written}
@@ -94,7 +94,7 @@ func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions
 	w := &restoreWriter{fsys: fsys, dir: dir}
 	if err := w.write(ctx, loc, e, states, snap, nextSeg); err != nil {
 		w.abandon()
-		return Snapshot{}, fmt.Errorf("instadump: restore of snapshot %d from %s into %s: %w", e.id, st, dir, err)
+		return Snapshot{}, errs.Wrapf(err, "restore of snapshot %d%s into %s", e.id, fromStore(st, err), dir)
 	}
 	return snap, nil
 }
@@ -114,7 +114,7 @@ func (loc *location) pick(id uint64, before time.Time) (entry, error) {
 		for _, e := range tl {
 			if e.id == id {
 				if err := loc.complete(e); err != nil {
-					return entry{}, fmt.Errorf("instadump: snapshot %d of %s cannot be restored: %w", id, loc.st, err)
+					return entry{}, errs.Wrapf(err, "snapshot %d%s cannot be restored", id, fromStore(loc.st, err))
 				}
 				return e, nil
 			}
@@ -260,4 +260,13 @@ func (w *restoreWriter) abandon() {
 		w.fsys.Remove(filepath.Join(w.tmp, n))
 	}
 	w.fsys.Remove(w.tmp)
+}
+
+// fromStore is " from " and st's description for a message wrapping err,
+// or "" when err's text names st already.
+func fromStore(st replica.Store, err error) string {
+	if err != nil && strings.Contains(err.Error(), st.String()) {
+		return ""
+	}
+	return " from " + st.String()
 }

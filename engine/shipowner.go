@@ -135,7 +135,7 @@ func (s *shipper) own(ctx context.Context) error {
 		}
 		err = s.st.Create(ctx, replica.OwnerKey(next.Seq), bytes.NewReader(next.Encode()), replica.OwnerSize)
 		if err != nil && !errors.Is(err, replica.ErrExists) {
-			return fmt.Errorf("instadump: claiming %s for lineage %s: %w", s.st, s.lin.ID, err)
+			return fmt.Errorf("instadump: claiming the location%s for lineage %s: %w", inStore(s.st, err), s.lin.ID, err)
 		}
 		if err == nil {
 			s.owner = next.Seq

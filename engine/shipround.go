@@ -52,7 +52,7 @@ func (s *shipper) recheck(ctx context.Context) error {
 	if s.relist {
 		objs, err := list(ctx, s.st, replica.SegmentPrefix(s.lin.ID))
 		if err != nil {
-			return fmt.Errorf("instadump: listing the segments of lineage %s in %s: %w", s.lin.ID, s.st, err)
+			return fmt.Errorf("instadump: listing the segments of lineage %s%s: %w", s.lin.ID, inStore(s.st, err), err)
 		}
 		for _, o := range objs {
 			if kind, l, id, _, ok := replica.ParseKey(o.Key); ok && kind == "seg" && l == s.lin.ID {

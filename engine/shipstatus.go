@@ -153,7 +153,7 @@ func (e *Engine) WaitReplicated(ctx context.Context, id uint64) error {
 		case shipped >= id:
 			return nil
 		case stopped != nil:
-			return fmt.Errorf("instadump: waiting for snapshot %d to reach %s: %w", id, s.st, stopped)
+			return fmt.Errorf("%w (so snapshot %d will not reach it)", stopped, id) // stopped names the store
 		}
 		select {
 		case <-ctx.Done():

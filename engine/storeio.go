@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/instadump/instadump/internal/errs"
@@ -14,6 +15,16 @@ import (
 
 // where names key of st in errors.
 func where(st replica.Store, key string) string { return fmt.Sprintf("%s in %s", key, st) }
+
+// inStore is " in " and st's description for a message wrapping err,
+// or "" when err's text names st already (a store's own errors do, and
+// so do those made with where): a message names the store once.
+func inStore(st replica.Store, err error) string {
+	if err != nil && strings.Contains(err.Error(), st.String()) {
+		return ""
+	}
+	return " in " + st.String()
+}
 
 // Retries of reads: a failure that may pass (replica.ErrUnavailable) is
 // tried once more after a backoff with jitter. A Store such as replica/s3

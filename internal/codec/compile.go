@@ -485,5 +485,8 @@ func check(t reflect.Type, seen map[reflect.Type]bool, path string) string {
 		}
 		return ""
 	}
+	if path == t.String() { // t itself, not a part of it
+		return fmt.Sprintf("%s cannot be encoded", t)
+	}
 	return fmt.Sprintf("%s: %s cannot be encoded", path, t)
 }

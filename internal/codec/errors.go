@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Every error the codec returns is an *Error whose Kind
@@ -51,6 +52,7 @@ type Error struct {
 	// segs holds path segments innermost first while the error travels
 	// up; Path is built from them once, at the top.
 	segs []string
+	cut  bool // segments were dropped
 }
 
 // Error formats the failure: the kind, where, and what.
@@ -103,10 +105,18 @@ func (e *Error) path() string {
 		return e.Path
 	}
 	var b strings.Builder
-	for i := len(e.segs) - 1; i >= 0; i-- {
+	for i := len(e.segs) - 1; i >= 0 && b.Len() <= maxPath; i-- {
 		b.WriteString(e.segs[i])
 	}
-	return b.String()
+	p := b.String()
+	if len(p) <= maxPath && !e.cut {
+		return p
+	}
+	cut := min(len(p), maxPath)
+	for cut > 0 && cut < len(p) && !utf8.RuneStart(p[cut]) {
+		cut--
+	}
+	return p[:cut] + "…"
 }
 
 // finish builds Path from the collected segments.
@@ -116,18 +126,24 @@ func (e *Error) finish() *Error {
 	return e
 }
 
-// maxSegs bounds the segments kept for one error: an error 10,000 levels
-// deep keeps the innermost ones and marks the cut.
-const maxSegs = 512
+// maxSegs bounds the segments kept for one error while it travels up: an
+// error 10,000 levels deep keeps the outermost ones, which say where in
+// the top-level value it is, and marks the cut. maxPath bounds the
+// path's text: a path longer is cut there and ends in "…".
+const (
+	maxSegs = 64
+	maxPath = 64
+)
 
 // at prepends a path segment to err, which must be an *Error.
 func at(err error, seg string) error {
 	if e, ok := err.(*Error); ok {
-		if len(e.segs) < maxSegs {
-			e.segs = append(e.segs, seg)
-		} else if len(e.segs) == maxSegs {
-			e.segs = append(e.segs, "…")
+		if len(e.segs) == maxSegs { // drop the innermost
+			copy(e.segs, e.segs[1:])
+			e.segs = e.segs[:maxSegs-1]
+			e.cut = true
 		}
+		e.segs = append(e.segs, seg)
 	}
 	return err
 }

@@ -225,3 +225,23 @@ var replicaHints = strings.NewReplacer(HintDamaged, HintReplicaDamaged, HintMiss
 func (e *replicaError) Error() string { return replicaHints.Replace(e.err.Error()) }
 
 func (e *replicaError) Unwrap() error { return e.err }
+
+// Wrapf returns err with what was being done, for a message that says
+// "instadump: " once: "instadump: WHAT: ERR", ERR without its own
+// "instadump: ". errors.Is and As see err.
+func Wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	msg := "instadump: " + fmt.Sprintf(format, args...) + ": " + strings.TrimPrefix(err.Error(), "instadump: ")
+	return &wrapped{msg: msg, err: err}
+}
+
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (e *wrapped) Error() string { return e.msg }
+
+func (e *wrapped) Unwrap() error { return e.err }
