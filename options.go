@@ -61,6 +61,11 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // nothing: for tools that look at a DB another process may have open.
 // States can be registered and read; Save returns ErrReadOnly. A
 // directory that holds no DB is ErrNotDB.
+//
+// A read-only DB never moves forward: it holds the snapshots as they were
+// when it was opened. Snapshots, Reload and ReloadFrom see those, not the
+// snapshots the writing process saves later; to see newer ones, Close
+// and Open again.
 func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
 
 // WithFallback makes Open, when the current snapshot's data is damaged,

@@ -133,6 +133,10 @@ func (db *DB) needsSave() bool {
 // (ErrNotSaved), or a value cannot be read or decoded, nothing changes.
 // With no snapshot at all it returns ErrNoSnapshot.
 //
+// The last snapshot is the last this DB knows of: on a DB opened
+// WithReadOnly, the last at Open, not one another process saved since
+// (see WithReadOnly).
+//
 // It may be called from Atomically's and Update's functions; a
 // transaction running meanwhile then fails with ErrReloaded (nothing of
 // it is applied), and an Update running meanwhile keeps nothing, since

@@ -9,6 +9,13 @@
 // replica-snapshots, replica-verify, restore. Every listing takes --json;
 // every command takes --help. Exit status: 0 success, 1 failure (verify:
 // damage found), 2 usage error.
+//
+// get and dump write values as JSON without their Go types, from the
+// stored msgpack: binary as base64, times as RFC 3339 strings. JSON cannot
+// say everything msgpack can, so: invalid UTF-8 in a string is written as
+// U+FFFD (the replacement character); a key that is not a string is
+// written as its JSON text (42, true, [1,2]); and so a map whose keys are
+// of mixed types (1 and "1") can give an object with the same key twice.
 package main
 
 import (
