@@ -25,7 +25,7 @@ var (
 	flagBSize    = flag.Int("b-size", 100<<10, "workload B: bytes per state")
 	flagCMB      = flag.Int("c-mb", 64, "workload C: MiB")
 	flagDEntries = flag.Int("d-entries", 1_000_000, "workload D: map entries")
-	flagSaves    = flag.Int("disk-saves", 50, "saves of B changing 10% before measuring disk use")
+	flagSaves    = flag.Int("disk-saves", 50, "saves (of B changing 10%, of D changing 1%) before measuring disk use")
 	flagOnly     = flag.String("only", "ABCD", "workloads to run")
 	flagMD       = flag.String("md", "", "also write the results as Markdown to this file")
 	flagDir      = flag.String("dir", "", "directory for the stores (default: a temp dir)")

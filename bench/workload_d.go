@@ -77,7 +77,13 @@ func runD(n int, dir string) (*report, error) {
 				return nil, fmt.Errorf("%s: %w", s.name(), err)
 			}
 		}
+		if err := measureChain(rep, filepath.Join(dir, fmt.Sprint(round), "chain"), m, keys, round); err != nil {
+			return nil, fmt.Errorf("the longest chain: %w", err)
+		}
 		os.RemoveAll(filepath.Join(dir, fmt.Sprint(round)))
+	}
+	if err := diskAfterSavesD(rep, filepath.Join(dir, "disk"), m, keys); err != nil {
+		return nil, fmt.Errorf("disk after saves: %w", err)
 	}
 	return rep, nil
 }
