@@ -5,6 +5,7 @@
 //
 //	cd bench && go run . [flags]
 //	cd bench && go run . -md ../BENCHMARKS.md   # also write the table
+//	cd bench && go run . -levels-only -only ABC # the zstd level study alone
 //
 // It lives in its own module so that the peers never enter instadump's.
 package main
@@ -29,6 +30,8 @@ var (
 	flagOnly     = flag.String("only", "ABCD", "workloads to run")
 	flagMD       = flag.String("md", "", "also write the results as Markdown to this file")
 	flagDir      = flag.String("dir", "", "directory for the stores (default: a temp dir)")
+	flagLevels   = flag.Bool("levels", false, "also time a full save of A, B and C at each zstd level, with the bytes on disk (a table of its own)")
+	flagLevOnly  = flag.Bool("levels-only", false, "time only the zstd levels on A, B and C (implies -levels)")
 )
 
 func main() {
@@ -43,8 +46,12 @@ func main() {
 		dir = d
 	}
 	var reports []*report
+	var levels []*levelReport
 	for _, name := range *flagOnly {
 		var w *workload
+		if name == 'D' && *flagLevOnly {
+			continue
+		}
 		if name == 'D' {
 			fmt.Fprintf(os.Stderr, "workload D: a Map of %d entries\n", *flagDEntries)
 			rep, err := runD(*flagDEntries, filepath.Join(dir, "D"))
@@ -65,14 +72,28 @@ func main() {
 			fail(fmt.Errorf("unknown workload %c", name))
 		}
 		fmt.Fprintf(os.Stderr, "workload %s: %s\n", w.name, w.about)
-		rep, err := runWorkload(w, filepath.Join(dir, w.name))
-		if err != nil {
-			fail(fmt.Errorf("workload %s: %w", w.name, err))
+		if !*flagLevOnly {
+			rep, err := runWorkload(w, filepath.Join(dir, w.name))
+			if err != nil {
+				fail(fmt.Errorf("workload %s: %w", w.name, err))
+			}
+			reports = append(reports, rep)
+			runtime.GC()
 		}
-		reports = append(reports, rep)
-		runtime.GC()
+		if *flagLevels || *flagLevOnly {
+			lr, err := runLevels(w, filepath.Join(dir, w.name+"-levels"))
+			if err != nil {
+				fail(fmt.Errorf("workload %s, zstd levels: %w", w.name, err))
+			}
+			levels = append(levels, lr)
+			runtime.GC()
+		}
 	}
-	md := render(reports)
+	md := ""
+	if len(reports) > 0 {
+		md = render(reports)
+	}
+	md += renderLevels(levels)
 	fmt.Print(md)
 	if *flagMD != "" {
 		head := fmt.Sprintf("# Benchmarks\n\nMachine: %s, %d cores, %s. Command: `cd bench && go run . %s`. "+

@@ -32,6 +32,7 @@ type system interface {
 type idump struct {
 	db   *instadump.DB
 	sets []func(any)
+	opts []instadump.Option // Open's, e.g. a compression level
 }
 
 func (*idump) name() string { return "instadump" }
@@ -69,7 +70,7 @@ func registerAll(db *instadump.DB, w *workload) ([]func(any), error) {
 }
 
 func (s *idump) open(dir string, w *workload) error {
-	db, err := instadump.Open(dir)
+	db, err := instadump.Open(dir, s.opts...)
 	if err != nil {
 		return err
 	}
