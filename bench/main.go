@@ -96,26 +96,13 @@ func main() {
 	md += renderLevels(levels)
 	fmt.Print(md)
 	if *flagMD != "" {
-		head := fmt.Sprintf("# Benchmarks\n\nMachine: %s, %d cores, %s. Command: `cd bench && go run . %s`. "+
+		head := fmt.Sprintf("# Benchmarks\n\n%s, %d cores, %s. Command: `cd bench && go run . %s`. "+
 			"Each cell is the median of %d interleaved rounds, with the min–max spread.\n\n",
-			cpuModel(), runtime.NumCPU(), runtime.Version(), strings.Join(os.Args[1:], " "), *flagRuns)
+			runtime.GOARCH, runtime.NumCPU(), runtime.Version(), strings.Join(os.Args[1:], " "), *flagRuns)
 		if err := os.WriteFile(*flagMD, []byte(head+md), 0o644); err != nil {
 			fail(err)
 		}
 	}
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return runtime.GOARCH
 }
 
 func fail(err error) {
