@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -422,5 +423,18 @@ func TestReloadDuringUpdateHolds(t *testing.T) {
 	}
 	if got := s.Update(func(v int) int { return v + 1 }); got != 2 || s.Get() != 2 {
 		t.Fatalf("Update after: %d", s.Get())
+	}
+}
+
+// A migration from the largest schema number would make the state's
+// schema wrap to 0: it is refused at registration, naming the state.
+func TestMigrateFromMaxSchemaRefused(t *testing.T) {
+	db := openT(t, t.TempDir())
+	_, err := NewState(db, "n", 0, MigrateFrom(math.MaxUint64, func(s string) (int, error) { return len(s), nil }))
+	if err == nil || !strings.Contains(err.Error(), `"n"`) || !strings.Contains(err.Error(), "18446744073709551615") {
+		t.Fatalf("MigrateFrom(math.MaxUint64): %v", err)
+	}
+	if _, err := NewState(db, "n", 0, MigrateFrom(math.MaxUint64-1, func(s string) (int, error) { return len(s), nil })); err != nil {
+		t.Fatalf("MigrateFrom(math.MaxUint64-1): %v", err)
 	}
 }

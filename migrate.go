@@ -2,6 +2,7 @@ package instadump
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 )
 
@@ -52,10 +53,15 @@ func (m migration[T]) applyState(c *stateConfig[T]) {
 // on disk.
 //
 // Values stored before a state had any migration have schema version 0:
-// MigrateFrom(0, ...) is the first migration of a state.
+// MigrateFrom(0, ...) is the first migration of a state. schema may not
+// be math.MaxUint64: registration fails, as the version after it does
+// not fit.
 func MigrateFrom[Old, T any](schema uint64, fn func(Old) (T, error)) StateOption[T] {
 	m := migration[T]{from: schema}
-	if err := checkType(reflect.TypeFor[Old]()); err != nil {
+	if schema == math.MaxUint64 {
+		// The state's schema would be schema+1, which wraps to 0.
+		m.err = fmt.Errorf("instadump: MigrateFrom(%d): the state's schema would be one past it, which does not fit in a uint64; number schemas from 0 up, one a migration", schema)
+	} else if err := checkType(reflect.TypeFor[Old]()); err != nil {
 		m.err = fmt.Errorf("%w (the type its migration from schema %d takes)", err, schema)
 	}
 	m.decode = func(raw []byte) (*T, error) {
