@@ -1,6 +1,7 @@
 package instadump
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -28,6 +29,10 @@ func (m *Map[K, V]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
 	err := par.Each(len(ref.Base), runtime.GOMAXPROCS(0), func(p int) error {
 		return m.loadPart(eng, ref.Base[p], out, &locks)
 	})
+	var pe *par.PanicError
+	if errors.As(err, &pe) { // decoding a part panicked: it does not fit the map's type
+		return nil, &DecodeError{State: m.name, Stored: "map base part", Wanted: reflect.TypeFor[map[K]V]().String(), Err: err}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -301,10 +302,15 @@ func (r *Reader) chunks(e Entry, stored []byte) ([]chunk, error) {
 }
 
 func (r *Reader) decodeParallel(e Entry, chunks []chunk, out []byte) error {
-	return par.Each(len(chunks), runtime.GOMAXPROCS(0), func(k int) error {
+	err := par.Each(len(chunks), runtime.GOMAXPROCS(0), func(k int) error {
 		c := chunks[k]
 		return r.decodeChunk(e, c, out[c.raw:c.raw+int64(c.rawLen)])
 	})
+	var pe *par.PanicError
+	if errors.As(err, &pe) { // the decompressor panicked on the chunk's bytes
+		return errs.CorruptCause(pe, r.file, chunks[pe.Index].at, "value %q: decompressing the chunk panicked: %v", e.Name, pe.Value)
+	}
+	return err
 }
 
 // decodeGrowing decodes the chunks one by one, appending each to the
