@@ -23,8 +23,8 @@ import (
 // Drop and retention like a State.
 //
 // Values follow the rule of State: never change one in place after Set;
-// set a new one. Keys are saved as msgpack like values (a Map of a type
-// msgpack cannot use as a map key fails at registration).
+// set a new one. Keys are of a bool, string or integer kind (see NewMap),
+// saved as msgpack like values.
 //
 // A Map is 1024 shards, each a Go map behind its own lock, created as
 // keys arrive. A Save's cut swaps each shard's set of changed keys, and a
@@ -334,6 +334,11 @@ func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 // NewMap registers the map name on db and returns it, holding the entries
 // the current snapshot has for it, or none.
 //
+// K must be of a bool, string or integer kind (a named type of one of
+// them is fine): keys of other kinds (floats, pointers, interfaces,
+// arrays, structs) may not load back as the keys saved, and are refused
+// with ErrUnsupportedType. Use a string key for a composite one.
+//
 // It fails as NewState does (ErrBadName, with at most MaxMapNameLen
 // bytes; ErrDuplicate; ErrUnsupportedType; ErrTypeMismatch, also when the
 // name holds a value state; ErrCorrupt). It may be called from
@@ -359,15 +364,44 @@ func checkMap[K comparable, V any](name string) error {
 	if err := checkName(name, MaxMapNameLen); err != nil {
 		return err
 	}
+	if err := checkKey(reflect.TypeFor[K]()); err != nil {
+		return fmt.Errorf("%w (map %s)", err, quote(name))
+	}
 	if err := checkType(reflect.TypeFor[map[K]V]()); err != nil {
 		return fmt.Errorf("%w (map %s)", err, quote(name))
 	}
 	return nil
 }
 
+// checkKey says whether keys of type k load back as the keys saved: those
+// of a bool, string or integer kind do (the codec writes and reads them
+// exactly, at every width); others may not, so they are refused, whatever
+// the values a program would use. The error wraps ErrUnsupportedType, to
+// be followed by the map's name.
+func checkKey(k reflect.Type) error {
+	var why string
+	switch k.Kind() {
+	case reflect.Bool, reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return nil
+	case reflect.Float32, reflect.Float64:
+		why = "a NaN key never equals itself, so it is never found again, and -0 and 0 are one key"
+	case reflect.Pointer:
+		why = "a pointer key loads as a new address, never equal to the one saved"
+	case reflect.Interface:
+		why = "an interface key loads with another dynamic type (int8 for a small int, []interface{} for an array or struct, which cannot be a key)"
+	case reflect.Array, reflect.Struct:
+		why = "a composite key is not one of the kinds that load back as the same key"
+	default:
+		why = "keys of its kind cannot be stored"
+	}
+	return fmt.Errorf("%w: a Map cannot have keys of type %s: %s; use a key of a string, bool or integer kind (for a composite key, fmt.Sprint of it, say)", ErrUnsupportedType, k, why)
+}
+
 // DefMap declares a map of the default DB, as DefState declares a state:
 // it may run before Setup, which loads its saved entries; until then it
-// is empty and works in memory. It panics where DefState does.
+// is empty and works in memory. It panics where DefState does, and where
+// NewMap would refuse K.
 func DefMap[K comparable, V any](name string) *Map[K, V] {
 	if err := checkMap[K, V](name); err != nil {
 		panic(err.Error())
