@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+
+	"github.com/instadump/instadump/internal/codec"
 )
 
 // A Save captures, under the cut lock, what each changed state holds (a
@@ -42,8 +44,19 @@ func (j *job) do(w io.Writer) {
 	}()
 	if err := j.encode(w); err != nil {
 		j.err = fmt.Errorf("cannot encode state %s: %w", quote(j.state), err)
+		if errors.Is(err, codec.ErrUnsupported) {
+			j.err = unstorable{j.err}
+		}
 	}
 }
+
+// unstorable is the error of a value that cannot be stored (a chan in an
+// interface, a map key that would not load back, a marshaller's output
+// that is not one msgpack value): it matches ErrUnsupportedType.
+type unstorable struct{ error }
+
+func (e unstorable) Is(target error) bool { return target == ErrUnsupportedType }
+func (e unstorable) Unwrap() error        { return e.error }
 
 // run encodes the job into its buffer, unless it is encoded already.
 func (j *job) run() { j.once.Do(func() { j.do(&j.buf) }) }

@@ -43,7 +43,11 @@ var (
 	// holds control characters.
 	ErrBadName = errors.New("instadump: invalid state name")
 	// ErrUnsupportedType: a state's Go type cannot be stored (a chan, a
-	// func, complex numbers, a non-empty interface).
+	// func, complex numbers, a non-empty interface; a Map key of another
+	// kind than bool, string or integer), or, at Save, a value that
+	// could not be loaded again (a chan in an interface, a map key
+	// holding an interface with an array or struct in it, a marshaller
+	// whose output is not one msgpack value).
 	ErrUnsupportedType = errors.New("instadump: type cannot be stored")
 	// ErrTypeMismatch: a stored value does not decode into the state's
 	// type. The error is a *DecodeError.

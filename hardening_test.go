@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -400,5 +401,38 @@ func TestFailedSaveRacesNoWriter(t *testing.T) {
 		if got := newStateT(t, db, fmt.Sprintf("s%d", i), []int(nil)).Get(); !slices.Equal(got, want[i]) {
 			t.Fatalf("s%d reloaded differs from what was saved", i)
 		}
+	}
+}
+
+// A state holding a map whose interface keys hold composite values
+// ([2]int, a struct) would save and never load again (they decode as
+// unhashable values): its Save fails, naming the state and the key's
+// type, writes nothing, and the snapshot before it still loads.
+func TestUnloadableMapKeysAtSave(t *testing.T) {
+	for name, bad := range map[string]map[any]int{
+		"array":  {[2]int{1, 2}: 1},
+		"struct": {struct{ A, B int }{1, 2}: 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := openT(t, dir)
+			s := newStateT(t, db, "loose-keys", map[any]int{"a": 1, 2: 2})
+			saveT(t, db)
+			files := segmentFiles(t, dir)
+			s.Set(bad)
+			_, err := db.Save()
+			keyType := fmt.Sprintf("%T", slices.Collect(maps.Keys(bad))[0])
+			if !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), `"loose-keys"`) || !strings.Contains(err.Error(), keyType) {
+				t.Fatalf("save of a %s key: %v", keyType, err)
+			}
+			if got := segmentFiles(t, dir); !slices.Equal(got, files) {
+				t.Fatalf("segments %v after the failed save, %v before", got, files)
+			}
+			db.Close()
+			db = openT(t, dir)
+			if s := newStateT(t, db, "loose-keys", map[any]int(nil)); len(s.Get()) != 2 || s.Get()["a"] != 1 {
+				t.Fatalf("the snapshot before the failed save: %v", s.Get())
+			}
+		})
 	}
 }

@@ -72,7 +72,10 @@
 // level time.Time decodes like a field (msgpack/v5's Unmarshal also reads
 // the legacy array and string forms there); bytes after the value are an
 // error; a map key decoded into an interface that cannot be hashed is an
-// error (msgpack/v5 panics). The intern tag option and the encoder flags
+// error (msgpack/v5 panics), and so encoding such a key is (a key holding
+// an interface whose dynamic value is an array, a struct or a pointer to
+// one, written as an array, map or bin: msgpack/v5 writes it, and then
+// cannot read it). The intern tag option and the encoder flags
 // (SortMapKeys, UseCompactInts, ...) are not supported.
 //
 // # Security
@@ -93,7 +96,8 @@
 // number width, strings, []byte, time.Time, interface{}) and values, and
 // requires the codec's bytes to be msgpack/v5's, and both decoders fed
 // both encodings to agree, or to differ only where the strict number rule
-// refuses what msgpack/v5 cuts, which the fuzzer checks independently.
+// refuses what msgpack/v5 cuts, or where the codec refuses a map key that
+// would not load, both of which the fuzzer checks independently.
 // FuzzDecode feeds arbitrary bytes to several types and bounds the memory
 // allocated. Table tests cover every kind and tag, the number matrix at
 // every width boundary, time forms, nil and empty, recursive and cyclic

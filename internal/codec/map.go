@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -37,7 +38,8 @@ type mapCodec struct {
 	// (the decoder of the type merges into what is there).
 	zeroKey, zeroVal bool
 	// hashPanics: inserting a decoded key may panic (an interface
-	// holding an unhashable value); the panic becomes a mismatch.
+	// holding an unhashable value); the panic becomes a mismatch. Such
+	// keys are refused when encoding (see checkKey).
 	hashPanics bool
 	// slotBytes approximates the map memory per entry.
 	slotBytes uintptr
@@ -199,7 +201,11 @@ func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
 		}
 		s.k.SetIterKey(&s.it)
 		s.v.SetIterValue(&s.it)
+		kstart := len(e.buf)
 		if err := m.keyEnc(e, s.kp); err != nil {
+			return at(err, "{key}")
+		}
+		if err := m.checkKey(s.kp, e.buf[kstart:]); err != nil {
 			return at(err, "{key}")
 		}
 		if err := m.valEnc(e, s.vp); err != nil {
@@ -256,7 +262,11 @@ func (m *mapCodec) encodeGrouped(e *encoder, mv reflect.Value, n int) error {
 		e.touched += m.touch(g.kp, g.vp, cnt)
 		for j := range cnt {
 			kp := unsafe.Add(g.kp, uintptr(j)*ksize)
+			kstart := len(e.buf)
 			if err := m.keyEnc(e, kp); err != nil {
+				return at(err, "{key}")
+			}
+			if err := m.checkKey(kp, e.buf[kstart:]); err != nil {
 				return at(err, "{key}")
 			}
 			if err := m.valEnc(e, unsafe.Add(g.vp, uintptr(j)*vsize)); err != nil {
@@ -393,6 +403,86 @@ func (m *mapCodec) decodeEntry(d *decoder, s *mapSlots) error {
 		return at(err, keySeg(s.k))
 	}
 	return nil
+}
+
+// checkKey refuses a key whose encoding enc would not load back as a
+// map key: one holding an interface whose dynamic value decodes as a
+// []interface{}, a map[string]interface{} or a []byte (an array, a
+// struct, a pointer to one, a [N]byte), which cannot be hashed. Such a
+// map saves, but no decoder (the codec's or msgpack/v5's) can load it
+// again, so it is an ErrUnsupported error naming the key's type. Keys
+// without interfaces are not checked; an interface key whose encoding
+// is a scalar is hashable as decoded; others are decoded here, as a load
+// would, and hashed. The bytes written are not changed.
+func (m *mapCodec) checkKey(kp unsafe.Pointer, enc []byte) error {
+	if !m.hashPanics || len(enc) == 0 {
+		return nil
+	}
+	if m.t.Key().Kind() == reflect.Interface {
+		switch c := enc[0]; {
+		case c <= 0x7f || c >= 0xe0 || c >= 0xa0 && c <= 0xbf, // fixint, fixstr
+			c == 0xc0 || c == 0xc2 || c == 0xc3,            // nil, bool
+			c >= 0xca && c <= 0xd3, c >= 0xd9 && c <= 0xdb: // numbers, str
+			return nil
+		}
+	}
+	back := reflect.New(m.t.Key())
+	err := safeDec(m.keyDec, &decoder{data: enc}, back.UnsafePointer())
+	var why string
+	switch {
+	case err != nil:
+		why = fmt.Sprintf("does not decode (%v)", err)
+	case !hashable(back.Elem()):
+		why = fmt.Sprintf("loads as %s, which cannot be a map key", describeLoaded(back.Elem()))
+	default:
+		return nil
+	}
+	k := reflect.NewAt(m.t.Key(), kp).Elem()
+	what := k.Type().String()
+	if k.Kind() == reflect.Interface && !k.IsNil() {
+		what = fmt.Sprintf("%s (in %s)", k.Elem().Type(), k.Type())
+	}
+	return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
+		Msg: fmt.Sprintf("a key of type %s %s: the map would save but never load; use keys of a string, bool or number type (fmt.Sprint of the key, say)", what, why),
+		Err: errUnloadableKey}
+}
+
+// errUnloadableKey is the cause of checkKey's errors.
+var errUnloadableKey = errors.New("map key cannot be loaded")
+
+// hashable reports whether v can be a map key: hashing it does not panic.
+func hashable(v reflect.Value) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	_ = map[any]bool{v.Interface(): true}
+	return true
+}
+
+// describeLoaded names the type of a decoded key, or of the interface
+// inside it that cannot be hashed.
+func describeLoaded(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.Interface:
+		if !v.IsNil() {
+			return describeLoaded(v.Elem())
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			if !hashable(v.Index(i)) {
+				return describeLoaded(v.Index(i))
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Field(i); f.CanInterface() && !hashable(f) {
+				return describeLoaded(f)
+			}
+		}
+	}
+	return v.Type().String()
 }
 
 // insert stores an entry; a key that cannot be hashed (an interface

@@ -1,0 +1,71 @@
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// unloadableKey requires encoding v to fail with ErrUnsupported naming
+// keyType, on Append and Encode, where msgpack/v5 encodes it and then
+// cannot decode it.
+func unloadableKey[T any](t *testing.T, v T, keyType string) {
+	t.Helper()
+	c, err := For[T]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Append(nil, &v); !errors.Is(err, ErrUnsupported) || !errors.Is(err, errUnloadableKey) ||
+		!strings.Contains(err.Error(), keyType) || !strings.Contains(err.Error(), "never load") {
+		t.Fatalf("Append(%T) with a %s key: %v", v, keyType, err)
+	}
+	if err := c.Encode(&bytes.Buffer{}, &v); !errors.Is(err, errUnloadableKey) {
+		t.Fatalf("Encode(%T) with a %s key: %v", v, keyType, err)
+	}
+	// msgpack/v5 writes it, and cannot read it back.
+	if data, err := v5Try(&v); err != nil {
+		t.Fatalf("msgpack/v5 fails to encode %T: %v", v, err)
+	} else if _, err := v5Unmarshal(data, reflect.TypeFor[T]()); err == nil {
+		t.Fatalf("msgpack/v5 decodes %T with a %s key", v, keyType)
+	}
+}
+
+type ifaceKeyStruct struct {
+	Name string
+	K    any
+}
+
+// A map whose keys hold interfaces is refused when a key's dynamic value
+// would decode as an unhashable value ([]interface{},
+// map[string]interface{}, []byte): on every encoding path (entry by
+// entry, in groups, on several goroutines), wherever the map is.
+func TestUnloadableMapKeysRefused(t *testing.T) {
+	unloadableKey(t, map[any]int{[2]int{1, 2}: 1}, "[2]int")
+	unloadableKey(t, map[any]string{Base{ID: 1}: "x"}, "codec.Base") // grouped: string values
+	unloadableKey(t, map[any]int{&Base{ID: 1}: 1}, "*codec.Base")
+	unloadableKey(t, map[any]int{[3]byte{1, 2, 3}: 1}, "[3]uint8")
+	unloadableKey(t, map[[1]any]int{{[2]int{1, 2}}: 1}, "[1]interface {}")
+	unloadableKey(t, map[ifaceKeyStruct]int{{Name: "a", K: Base{}}: 1}, "codec.ifaceKeyStruct")
+	unloadableKey(t, []map[any]int{nil, {[2]int{1, 2}: 1}}, "[2]int")
+	unloadableKey(t, struct{ M map[any]bool }{map[any]bool{struct{}{}: true}}, "struct {}")
+	big := map[any]int{}
+	for i := range parMinElems + 10 {
+		big[i] = i
+	}
+	big[[2]int{7, 7}] = 1
+	unloadableKey(t, big, "[2]int") // on several goroutines
+}
+
+// Keys whose dynamic values decode as hashable ones are written as
+// before, byte for byte.
+func TestLoadableInterfaceKeys(t *testing.T) {
+	for _, k := range []any{nil, 1, -1, int8(3), uint64(1 << 63), "s", strings.Repeat("x", 40), true, 1.5, float32(2),
+		time.Unix(1e9, 5).UTC(), marshalVal{"v"}, &marshalPtr{3}, (*Base)(nil)} {
+		same(t, map[any]int{k: 1})
+		same(t, map[[2]any]string{{k, 2}: "v"})
+		same(t, map[ifaceKeyStruct]int{{Name: "n", K: k}: 1})
+	}
+}
