@@ -436,3 +436,40 @@ func TestUnloadableMapKeysAtSave(t *testing.T) {
 		})
 	}
 }
+
+// twoValues's MarshalMsgpack returns two msgpack values where its
+// UnmarshalMsgpack reads one.
+type twoValues struct{ N int }
+
+func (v twoValues) MarshalMsgpack() ([]byte, error) {
+	if v.N == 0 {
+		return msgpack.Marshal(0)
+	}
+	return []byte{0x01, 0x02}, nil
+}
+
+func (v *twoValues) UnmarshalMsgpack(data []byte) error { return msgpack.Unmarshal(data, &v.N) }
+
+// A marshaller whose output is not one msgpack value would save a state
+// that never loads: its Save fails, naming the state and the type, writes
+// nothing, and the snapshot before it still loads.
+func TestMarshallerOutputCheckedAtSave(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	s := newStateT(t, db, "marshalled", []twoValues{{0}})
+	saveT(t, db)
+	files := segmentFiles(t, dir)
+	s.Set([]twoValues{{0}, {1}})
+	_, err := db.Save()
+	if !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), `"marshalled"`) || !strings.Contains(err.Error(), "instadump.twoValues") {
+		t.Fatalf("save: %v", err)
+	}
+	if got := segmentFiles(t, dir); !slices.Equal(got, files) {
+		t.Fatalf("segments %v after the failed save, %v before", got, files)
+	}
+	db.Close()
+	db = openT(t, dir)
+	if s := newStateT(t, db, "marshalled", []twoValues(nil)); len(s.Get()) != 1 {
+		t.Fatalf("the snapshot before the failed save: %v", s.Get())
+	}
+}

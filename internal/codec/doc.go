@@ -61,7 +61,10 @@
 // zero value of every named type and struct, and the type is handed over
 // if those bytes differ from the codec's, or decode differently. On
 // decoding, msgpack/v5 reads from the input stream itself, since a
-// CustomDecoder may read several values.
+// CustomDecoder may read several values. On encoding, what a method
+// wrote must be one whole msgpack value (one or more for a type decoded
+// by a CustomDecoder): two values from a MarshalMsgpack, a cut value or
+// nothing would never decode, and is an ErrUnsupported error.
 //
 // Known differences, all where msgpack/v5 fails, panics or cuts: the
 // strict numbers above, and exact conversions it refuses (float64 into

@@ -45,14 +45,23 @@ func panicError(r any) error {
 // an addressable value, so methods on *t are reached wherever the value
 // is (msgpack/v5 itself fails on a map value whose methods need its
 // address).
+//
+// What it wrote must be one whole msgpack value (what a decoder other than
+// a CustomDecoder reads back), or, for a type that decodes itself with a
+// CustomDecoder (which reads from the stream, as msgpack/v5's own
+// EncodeMulti/DecodeMulti example does), one or more: anything else (two
+// values from a MarshalMsgpack, a cut one, nothing) would save and never
+// load, and is an ErrUnsupported error.
 func fallbackEnc(t reflect.Type) encFunc {
 	wanted := t.String()
+	streams := decodesFromStream(t)
 	return func(e *encoder, p unsafe.Pointer) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
 				err = &Error{Kind: ErrFallback, Offset: -1, Wanted: wanted, Err: panicError(r)}
 			}
 		}()
+		start := len(e.buf)
 		enc := msgpack.GetEncoder()
 		enc.Reset(&appendWriter{e})
 		err = enc.EncodeValue(reflect.NewAt(t, p).Elem())
@@ -61,8 +70,53 @@ func fallbackEnc(t reflect.Type) encFunc {
 		if err != nil {
 			return &Error{Kind: ErrFallback, Offset: -1, Wanted: wanted, Err: err}
 		}
+		if msg := checkOutput(e.buf[start:], streams); msg != "" {
+			return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: wanted,
+				Msg: "its msgpack encoder (EncodeMsgpack or MarshalMsgpack) " + msg + ": the value would save but never load; make it write one msgpack value"}
+		}
 		return nil
 	}
+}
+
+// checkOutput says what is wrong with out, a marshaller's output, or "":
+// it must be one whole msgpack value, or one or more if several may be.
+func checkOutput(out []byte, several bool) string {
+	if len(out) == 0 {
+		return "wrote nothing"
+	}
+	n := 0
+	for pos := 0; pos < len(out); n++ {
+		k, err := Skip(out[pos:])
+		if err != nil {
+			return fmt.Sprintf("wrote %d bytes that are not whole msgpack (%v at byte %d)", len(out), err.(*Error).Msg, pos+err.(*Error).Offset)
+		}
+		pos += k
+	}
+	if n > 1 && !several {
+		return fmt.Sprintf("wrote %d msgpack values", n)
+	}
+	return ""
+}
+
+// decodesFromStream reports whether msgpack/v5 decodes t with a
+// CustomDecoder, which reads from the stream as many values as it likes.
+// It picks the first of CustomDecoder, Unmarshaler, BinaryUnmarshaler and
+// TextUnmarshaler that t implements, then that *t does.
+func decodesFromStream(t reflect.Type) bool {
+	for _, u := range [...]reflect.Type{t, reflect.PointerTo(t)} {
+		if u.Implements(customDecoderType) {
+			return true
+		}
+		for _, i := range [...]reflect.Type{unmarshalerType, binUnmarshalerType, textUnmarshalerType} {
+			if u.Implements(i) {
+				return false
+			}
+		}
+		if t.Kind() == reflect.Pointer {
+			break
+		}
+	}
+	return false
 }
 
 // fallbackDec hands the input from the next value on to msgpack/v5 to
