@@ -129,6 +129,15 @@ func (b *builder) mapCodec(c *codec) (encFunc, decFunc) {
 	return m.encode, m.decode
 }
 
+// putSlots zeroes s and returns it to the pool, on every return, failed
+// or not: an entry left in it would be kept alive, and a pointer left in
+// an interface would be decoded through by the next decode that gets s.
+func (m *mapCodec) putSlots(s *mapSlots) {
+	s.k.SetZero()
+	s.v.SetZero()
+	m.slots.Put(s)
+}
+
 // overwrites reports whether decoding a value of type t replaces it
 // whole, whatever it held.
 func overwrites(t reflect.Type) bool {
@@ -190,7 +199,7 @@ func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
 		return err
 	}
 	s := m.slots.Get().(*mapSlots)
-	defer m.slots.Put(s)
+	defer m.putSlots(s)
 	s.it.Reset(mv)
 	defer s.it.Reset(reflect.Value{})
 	written := 0
@@ -218,8 +227,6 @@ func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
 			}
 		}
 	}
-	s.k.SetZero()
-	s.v.SetZero()
 	if written != n {
 		return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
 			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written)}
@@ -373,7 +380,7 @@ func (m *mapCodec) decode(d *decoder, p unsafe.Pointer) error {
 	}
 	mv := reflect.NewAt(m.t, p).Elem()
 	s := m.slots.Get().(*mapSlots)
-	defer m.slots.Put(s)
+	defer m.putSlots(s)
 	for i := 0; i < n; i++ {
 		if err := m.decodeEntry(d, s); err != nil {
 			return err
@@ -382,8 +389,6 @@ func (m *mapCodec) decode(d *decoder, p unsafe.Pointer) error {
 			return err
 		}
 	}
-	s.k.SetZero()
-	s.v.SetZero()
 	d.depth--
 	return nil
 }

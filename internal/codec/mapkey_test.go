@@ -69,3 +69,32 @@ func TestLoadableInterfaceKeys(t *testing.T) {
 		same(t, map[ifaceKeyStruct]int{{Name: "n", K: k}: 1})
 	}
 }
+
+// A map encoding that fails leaves nothing of the failing entry in the
+// pooled key and value variables: a later decode of the same map type
+// would decode through a pointer left there, into the program's value.
+func TestFailedMapEncodeLeavesNoEntry(t *testing.T) {
+	c, _ := For[map[any]int8]()
+	for range 10 {
+		bad := map[any]int8{&Base{ID: 1}: 1} // refused: the key would load as a map
+		if _, err := c.Append(nil, &bad); !errors.Is(err, errUnloadableKey) {
+			t.Fatalf("Append: %v", err)
+		}
+		var back map[any]int8
+		if err := c.Decode([]byte{0x81, 0xcc, 0xff, 0x01}, &back); err != nil || back[uint8(255)] != 1 {
+			t.Fatalf("decoding after a failed encode: %v, %v", back, err)
+		}
+	}
+	cv, _ := For[map[int]any]()
+	for range 10 {
+		p := &panicky{13}
+		bad := map[int]any{1: p} // its encoder panics
+		if _, err := cv.Append(nil, &bad); !errors.Is(err, ErrFallback) {
+			t.Fatalf("Append: %v", err)
+		}
+		var back map[int]any
+		if err := cv.Decode([]byte{0x81, 0x01, 0x05}, &back); err != nil || back[1] != int8(5) || p.N != 13 {
+			t.Fatalf("decoding after a failed encode: %v, %v; the value encoded before holds %d", back, err, p.N)
+		}
+	}
+}
