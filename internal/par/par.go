@@ -18,6 +18,7 @@ type PanicError struct {
 	Stack []byte // the worker's stack at the panic
 }
 
+// Error names the piece and the panic value.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("piece %d panicked: %v", e.Index, e.Value)
 }
