@@ -65,6 +65,15 @@ func TestSetupNamesFailedStates(t *testing.T) {
 	if !errors.Is(err, ErrTypeMismatch) || !strings.Contains(err.Error(), `"default-test-a"`) {
 		t.Fatalf("Setup: %v", err)
 	}
+	var de *DecodeError
+	if !errors.As(err, &de) || de.State != "default-test-a" || de.Wanted != "int" {
+		t.Fatalf("Setup's error holds no *DecodeError for the state: %v", err)
+	}
+	for _, todo := range []string{"opened nothing", "register it with a matching type", "MigrateFrom", "Drop"} {
+		if !strings.Contains(err.Error(), todo) {
+			t.Errorf("Setup's error does not say %q: %v", todo, err)
+		}
+	}
 	if Default() != nil {
 		t.Fatal("a failed Setup left a default DB")
 	}

@@ -52,4 +52,30 @@
 // commit protocol and recovery; this package captures and encodes values
 // and hands them to it. The instadump-inspect command looks inside a
 // directory.
+//
+// What this package writes into a segment, value by value (the manifest
+// names where each lies: see package manifest):
+//
+//	State value   one msgpack item, the bytes msgpack/v5 writes for the
+//	              value (internal/codec writes the same bytes faster).
+//	Map base part a msgpack map: a header (0x80|n for n < 16; 0xde and
+//	              n as a big-endian uint16; 0xdf and n as a big-endian
+//	              uint32), then n pairs of items, key then value, keys as
+//	              msgpack/v5 writes K (bool, integer or string). The parts
+//	              of one base hold disjoint keys; which part holds a key
+//	              is not part of the format (it follows a hash seeded per
+//	              process): a reader takes their union.
+//	Map delta     a msgpack array of two (0x92): first a map as above of
+//	              the keys set since the snapshot before, with their new
+//	              values; then a msgpack array (0x90|n for n < 16; 0xdc
+//	              and a big-endian uint16; 0xdd and a big-endian uint32)
+//	              of the keys deleted since. A key is in at most one of
+//	              the two.
+//
+// A Map loads as the union of its base parts, then each delta applied in
+// the order the manifest lists them (oldest first: sets replace or add,
+// deletions remove); the entry count it ends with must equal the one the
+// manifest records, else the load fails as ErrCorrupt. Bytes after an
+// item, a header whose count the data cannot hold, or an item that is
+// not what the type needs are errors, never a partial load.
 package instadump

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -347,4 +349,46 @@ func TestMapKindMismatch(t *testing.T) {
 		t.Fatal("a dropped map came back with entries")
 	}
 	saveT(t, db)
+}
+
+// A Map whose newest delta is damaged: without fallback loading it names
+// the file; with it, the Map holds what the snapshot before had, and the
+// segment of the delta is kept aside.
+func TestMapFallback(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	m := newMapT[string, int](t, db, "m")
+	for i := range 100 {
+		m.Set(fmt.Sprint(i), i)
+	}
+	saveT(t, db)
+	m.Set("1", -1)
+	m.Delete("2")
+	snap := saveT(t, db)
+	db.Close()
+	seg := filepath.Join(dir, fmt.Sprintf("%06d.seg", snap.ID))
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatalf("the delta's segment: %v", err)
+	}
+	data[len(data)/2] ^= 0x10
+	os.WriteFile(seg, data, 0o644)
+
+	db = openT(t, dir)
+	var ce *CorruptError
+	if _, err := NewMap[string, int](db, "m"); !errors.As(err, &ce) || ce.File != seg {
+		t.Fatalf("NewMap over a damaged delta: %v", err)
+	}
+	db.Close()
+	db = openT(t, dir, WithFallback())
+	if rec := db.Recovery(); !rec.FellBack || rec.UsedID != snap.ID-1 {
+		t.Fatalf("recovery %+v", rec)
+	}
+	m = newMapT[string, int](t, db, "m")
+	if v, _ := m.Get("1"); v != 1 || m.Len() != 100 {
+		t.Fatalf("after fallback: m[1]=%d, %d entries; want the first snapshot's", v, m.Len())
+	}
+	if _, err := os.Stat(seg + ".broken"); err != nil {
+		t.Fatalf("the damaged segment is not kept aside: %v", err)
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/segment"
 )
 
@@ -154,5 +156,36 @@ func TestBadCompressionRefusedAtOpen(t *testing.T) {
 			db.Close()
 			t.Fatalf("WithCompression(%d) accepted", l)
 		}
+	}
+}
+
+// A segment the current snapshot needs, deleted by something else: the
+// error names the file and says it is missing and what to do, not that
+// it was damaged; fallback loads the snapshot before it.
+func TestMissingSegmentSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	s := newStateT(t, db, "a", "first")
+	saveT(t, db)
+	s.Set("second")
+	saveT(t, db)
+	db.Close()
+	seg := filepath.Join(dir, segment.FileName(2))
+	if err := os.Remove(seg); err != nil {
+		t.Fatal(err)
+	}
+	db = openT(t, dir)
+	_, err := NewState(db, "a", "")
+	var ce *CorruptError
+	if !errors.Is(err, errs.ErrMissing) || !errors.As(err, &ce) || ce.File != seg || ce.Hint != errs.HintMissing {
+		t.Fatalf("NewState over a missing segment: %v", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "missing") || strings.Contains(msg, "damaged after it was written") {
+		t.Fatalf("the message does not say the file is missing: %v", msg)
+	}
+	db.Close()
+	db = openT(t, dir, WithFallback())
+	if got := newStateT(t, db, "a", "").Get(); got != "first" {
+		t.Fatalf("fell back to a=%q", got)
 	}
 }
