@@ -277,8 +277,8 @@ func (loc *location) fold(e entry, chain []*replica.Commit) (map[string]Ref, err
 	return states, nil
 }
 
-// segmentsOf returns the segments states use, by ID.
-func segmentsOf(states map[string]Ref) []uint64 {
+// SegmentsOf returns the IDs of the segments states use, sorted.
+func SegmentsOf(states map[string]Ref) []uint64 {
 	ids := map[uint64]bool{}
 	for _, r := range states {
 		locs(&r, func(l *Loc) { ids[l.Segment] = true })

@@ -281,7 +281,7 @@ func (e *Engine) holdSnapshot(id uint64, tags map[uint64]uint64) (*heldSnapshot,
 		held = nil
 	}
 	var err error
-	for _, sid := range segmentsOf(h.states) {
+	for _, sid := range SegmentsOf(h.states) {
 		var r *segReader
 		if r, err = e.acquire(sid); err != nil {
 			break

@@ -127,15 +127,8 @@ func sameRef(a, b *Ref) bool {
 
 // locs calls fn for every stored value r uses.
 func locs(r *Ref, fn func(l *Loc)) {
-	if r.Kind == ValueState {
-		fn(&r.Value)
-		return
-	}
-	for i := range r.Base {
-		fn(&r.Base[i])
-	}
-	for i := range r.Deltas {
-		fn(&r.Deltas[i])
+	for l := range r.Locs() {
+		fn(l)
 	}
 }
 

@@ -30,7 +30,7 @@ func (d *DB) Segments() ([]Segment, error) {
 	users := map[uint64][]uint64{}
 	for _, s := range d.eng.Snapshots() {
 		states, _ := d.eng.States(s.ID)
-		for _, id := range segmentsOf(states) {
+		for _, id := range engine.SegmentsOf(states) {
 			users[id] = append(users[id], s.ID)
 		}
 	}

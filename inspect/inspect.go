@@ -70,33 +70,13 @@ type Snapshot struct {
 	Segments []uint64  `json:"segments"` // the segments it uses
 }
 
-// segmentsOf returns the segments a snapshot's states use, sorted.
-func segmentsOf(states map[string]engine.Ref) []uint64 {
-	segs := map[uint64]bool{}
-	for _, r := range states {
-		for _, l := range locations(r) {
-			segs[l.Segment] = true
-		}
-	}
-	return slices.Sorted(maps.Keys(segs))
-}
-
-// locations returns every stored value of a state, in order: a value's
-// one, or a map's base parts and deltas.
-func locations(r engine.Ref) []engine.Loc {
-	if r.Kind == engine.ValueState {
-		return []engine.Loc{r.Value}
-	}
-	return append(slices.Clip(r.Base), r.Deltas...)
-}
-
 // Snapshots returns the retained snapshots, oldest first: all those the
 // owner retains, as its manifest says.
 func (d *DB) Snapshots() []Snapshot {
 	var out []Snapshot
 	for _, s := range d.eng.Snapshots() {
 		states, _ := d.eng.States(s.ID)
-		out = append(out, Snapshot{ID: s.ID, Time: s.Time, States: s.States, Bytes: s.Written, Segments: segmentsOf(states)})
+		out = append(out, Snapshot{ID: s.ID, Time: s.Time, States: s.States, Bytes: s.Written, Segments: engine.SegmentsOf(states)})
 	}
 	return out
 }
@@ -157,8 +137,8 @@ func (d *DB) States(id uint64) ([]State, error) {
 	out := []State{}
 	for _, name := range slices.Sorted(maps.Keys(states)) {
 		r := states[name]
-		st := State{Name: name, Kind: r.Kind.String(), ChangedIn: r.Since, Schema: r.Schema, Segments: segmentsOf(map[string]engine.Ref{name: r})}
-		for _, l := range locations(r) {
+		st := State{Name: name, Kind: r.Kind.String(), ChangedIn: r.Since, Schema: r.Schema, Segments: engine.SegmentsOf(map[string]engine.Ref{name: r})}
+		for l := range r.Locs() {
 			st.Encoded += l.RawLen
 			st.Stored += l.StoredLen
 		}
@@ -317,8 +297,8 @@ func (d *DB) Diff(a, b uint64) ([]Difference, error) {
 
 // sameContent says whether two states hold the same bytes.
 func (d *DB) sameContent(a, b engine.Ref) (bool, error) {
-	la, lb := locations(a), locations(b)
-	if slices.Equal(la, lb) {
+	same := func(x, y *engine.Loc) bool { return *x == *y }
+	if slices.EqualFunc(slices.Collect(a.Locs()), slices.Collect(b.Locs()), same) {
 		return true, nil
 	}
 	if a.Kind != b.Kind || a.Kind == engine.MapState {

@@ -3,6 +3,7 @@ package manifest
 import (
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"math"
 	"time"
 
@@ -31,6 +32,27 @@ type State struct {
 	Entries int64     // MapState: entries in the map
 	Since   uint64    // the snapshot that last wrote the state
 	Schema  uint64    // the schema version of the stored value
+}
+
+// Locs yields every value s uses, in order: a value state's one, or a
+// map state's base parts, then its deltas oldest first.
+func (s *State) Locs() iter.Seq[*Loc] {
+	return func(yield func(*Loc) bool) {
+		if s.Kind == ValueState {
+			yield(&s.Value)
+			return
+		}
+		for i := range s.Base {
+			if !yield(&s.Base[i]) {
+				return
+			}
+		}
+		for i := range s.Deltas {
+			if !yield(&s.Deltas[i]) {
+				return
+			}
+		}
+	}
 }
 
 // Record is one commit record.
