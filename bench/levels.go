@@ -13,7 +13,7 @@ import (
 	"github.com/instadump/instadump"
 )
 
-// The zstd level study (issue 13, item 6): a full save of workloads A, B
+// The zstd level study: a full save of workloads A, B
 // and C at each level klauspost/compress's zstd offers, as instadump's
 // WithCompression names them, timed, with the bytes it leaves on disk.
 // The levels take turns within each round, in an order that rotates from

@@ -12,7 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Workload D's bounds on a Map's chain of deltas (issue 12, item 2): the
+// Workload D's bounds on a Map's chain of deltas: the
 // disk a Map takes after many saves changing 1% of its keys, with the
 // default retention, against the live map's encoded size; and how much
 // longer the Map takes to open and load when its chain is at its longest
