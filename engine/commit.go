@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"time"
 
@@ -179,7 +178,10 @@ func (e *Engine) writeSegment(id uint64, values []value) (_ *segReader, err erro
 	fail := func(err error) (*segReader, error) {
 		return nil, fmt.Errorf("instadump: %s segment %s (the previous snapshot is intact): %w", what, path, err)
 	}
-	if w, err = segment.NewWriter(f, id, segment.Options{Level: e.opts.Level, Workers: max(1, runtime.GOMAXPROCS(0)-1)}); err != nil {
+	// Chunks compress on every core: the encoding that feeds them is the
+	// smaller part of a save (workload B: 426 against 719 ms with one
+	// core left to the encoder).
+	if w, err = segment.NewWriter(f, id, segment.Options{Level: e.opts.Level}); err != nil {
 		return fail(err)
 	}
 	for _, v := range values {

@@ -24,6 +24,34 @@ import (
 // figures counted across the crash tests, printed by TestMain.
 var figures struct {
 	crashPoints, crashStates, injected, flipped, flipDetected, killRounds, killInflight atomic.Int64
+	kinds                                                                               [len(crashKindNames)]atomic.Int64
+}
+
+// crashKindNames name the kinds of crash state, as kindOf sorts them.
+var crashKindNames = [...]string{"synced data only", "unsynced blocks and names kept in part", "name operations only",
+	"writes torn or zeroed", "the last write torn", "the last write zeroed"}
+
+// kindOf sorts a crash state into one of crashKindNames.
+func kindOf(o vfs.CrashOptions) int {
+	switch {
+	case o.ZeroLast:
+		return 5
+	case o.Torn:
+		return 4
+	case o.Tear > 0 || o.Zero > 0:
+		return 3
+	case o.KeepUnsynced > 0:
+		return 1
+	case o.KeepNames > 0:
+		return 2
+	}
+	return 0
+}
+
+// checked counts a crash state whose recovery was checked.
+func checked(o vfs.CrashOptions) {
+	figures.crashStates.Add(1)
+	figures.kinds[kindOf(o)].Add(1)
 }
 
 const dbDir = "db"
@@ -247,7 +275,7 @@ func crashAt(t testing.TB, wl workload, at int64, kinds []vfs.CrashOptions) {
 		if err := checkRecovery(st, wl.opts, w.m); err != nil {
 			t.Fatalf("%s, crash before mutating operation %d, crash state %+v: %v", wl.name, at, kinds[i], err)
 		}
-		figures.crashStates.Add(1)
+		checked(kinds[i])
 	}
 }
 

@@ -99,7 +99,7 @@ func injectAt(wl workload, kinds vfs.OpKind, n int64, injected error, short bool
 		if err := checkRecovery(mem.CrashClone(k), wl.opts, w.m); err != nil {
 			return fmt.Errorf("power loss after the failure, crash state %+v: %w", k, err)
 		}
-		figures.crashStates.Add(1)
+		checked(k)
 	}
 	// Reopen without failures: the last acknowledged snapshot, or the one
 	// in flight, and every retained snapshot reads.

@@ -288,7 +288,7 @@ func mapCrashAt(t testing.TB, wl *mapWorkload, at int64, kinds []vfs.CrashOption
 		if err := checkMapRecovery(st, &wl.spec, w.m); err != nil {
 			t.Fatalf("%s, crash before mutating operation %d, crash state %+v: %v", wl.name, at, kinds[i], err)
 		}
-		figures.crashStates.Add(1)
+		checked(kinds[i])
 		mapFigures.crashStates.Add(1)
 	}
 }

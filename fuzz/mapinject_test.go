@@ -99,7 +99,7 @@ func mapInjectAt(wl *mapWorkload, kinds vfs.OpKind, n int64, injected error, sho
 		if err := checkMapRecovery(mem.CrashClone(k), &wl.spec, w.m); err != nil {
 			return fmt.Errorf("power loss after the failure, crash state %+v: %w", k, err)
 		}
-		figures.crashStates.Add(1)
+		checked(k)
 		mapFigures.crashStates.Add(1)
 	}
 	// Reopen without failures (a sticky failure ends here): the model's
