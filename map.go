@@ -18,7 +18,7 @@ import (
 // what changed, not what it holds: a Save writes only the keys set or
 // deleted since the previous snapshot, and the map on disk is a base plus
 // a chain of such deltas, rewritten whole (without stopping writers) when
-// the chain grows past a quarter of the base. Its methods are safe for
+// the chain grows past an eighth of the base. Its methods are safe for
 // concurrent use; it takes part in Save, Reload, ReloadFrom, Atomically,
 // Drop and retention like a State.
 //

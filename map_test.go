@@ -84,7 +84,7 @@ func TestMapBasics(t *testing.T) {
 	}
 }
 
-// A save writes only the keys changed, until the deltas pass a quarter
+// A save writes only the keys changed, until the deltas pass an eighth
 // of the base: then the base is rewritten and the chain starts over.
 func TestMapChainRewritten(t *testing.T) {
 	db := openT(t, t.TempDir())

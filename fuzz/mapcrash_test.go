@@ -105,7 +105,7 @@ var mapWorkloads = []*mapWorkload{
 		if err := w.save(); err != nil {
 			return err
 		}
-		// Small saves until the deltas pass a quarter of the base: the
+		// Small saves until the deltas pass an eighth of the base: the
 		// save after that rewrites the base.
 		for i := 2; i <= 9; i++ {
 			w.set("m", key(3*i), val(key(3*i), i, 60))

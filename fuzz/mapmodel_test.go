@@ -183,10 +183,10 @@ type chainLink struct {
 }
 
 // rewroteBase says whether link (after prev) is a base written anew by
-// its save because the chain before it had grown past a quarter of the
+// its save because the chain before it had grown past an eighth of the
 // base (the chain compaction), not a delta.
 func rewroteBase(prev, link chainLink) bool {
-	return prev.deltas > 0 && 4*prev.deltaRaw > prev.baseRaw && link.deltas == 0 && link.since == link.snap
+	return prev.deltas > 0 && 8*prev.deltaRaw > prev.baseRaw && link.deltas == 0 && link.since == link.snap // the rule of mapsave.go
 }
 
 // moved says whether link's base (after prev) is in another segment

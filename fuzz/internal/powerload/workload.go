@@ -135,8 +135,8 @@ var Workloads = []*Workload{
 		},
 	},
 	{
-		// A base of 200 keys and small steps: the deltas pass a quarter of
-		// the base every dozen or so saves, and a save rewrites the base.
+		// A base of 200 keys and small steps: the deltas pass an eighth of
+		// the base every few saves, and a save rewrites the base.
 		Name: "map-compaction", Retain: 2, Maps: []string{"c"},
 		change: func(r *rand.Rand, k int) Change {
 			if k == 1 {
