@@ -185,7 +185,7 @@ func (db *DB) registerAll(ms []member, reset bool) error {
 	refs, release, _, err := db.eng.Hold(0, names)
 	var errs []error
 	if err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("%w (loading %s)", err, quoteAll(names)))
 	}
 	for i, m := range ms {
 		if err != nil || refs == nil || fresh[i] || refs[i].Kind == 0 {
@@ -197,12 +197,18 @@ func (db *DB) registerAll(ms []member, reset bool) error {
 			err = fmt.Errorf("%w (loading state %s)", err, quote(names[i]))
 		}
 		vals[i], stored[i] = v, err == nil
-		errs = append(errs, err)
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if release != nil {
 		release()
 	}
-	if err := errors.Join(errs...); err != nil {
+	if len(errs) > 0 {
+		err := errs[0] // one state's error as it is: a *DecodeError stays one
+		if len(errs) > 1 {
+			err = errors.Join(errs...)
+		}
 		db.cmu.Lock()
 		for _, n := range names {
 			delete(db.members, n)
@@ -251,7 +257,10 @@ func (db *DB) Drop(name string) error {
 	defer db.cmu.Unlock()
 	_, onDisk := db.eng.Lookup(0, name) // under the cut lock: a Save's capture sees this drop, or the snapshot it makes
 	_, dropped := db.drops[name]
-	m := db.members[name]
+	m, reserved := db.members[name]
+	if reserved && m == nil {
+		return fmt.Errorf("%w: %s on %s is being registered (a NewState or NewMap of it is loading): drop it once that returns", ErrNoState, quote(name), db.Dir())
+	}
 	if m == nil && (!onDisk || dropped) {
 		return fmt.Errorf("%w: %s is neither registered on %s nor in its current snapshot", ErrNoState, quote(name), db.Dir())
 	}

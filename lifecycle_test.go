@@ -438,3 +438,47 @@ func TestMigrateFromMaxSchemaRefused(t *testing.T) {
 		t.Fatalf("MigrateFrom(math.MaxUint64-1): %v", err)
 	}
 }
+
+// A Drop while the state is being registered (its value loading) is
+// refused, saying so: it would otherwise drop from disk a state that
+// ends up registered, and clean, so never written again.
+func TestDropDuringRegistration(t *testing.T) {
+	dir := savedDir(t, "a", "stored")
+	db := openT(t, dir)
+	loading, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := NewState(db, "a", 0, MigrateFrom(0, func(s string) (int, error) {
+			close(loading)
+			<-release
+			return len(s), nil
+		}))
+		done <- err
+	}()
+	<-loading
+	err := db.Drop("a")
+	close(release)
+	if !errors.Is(err, ErrNoState) || !strings.Contains(err.Error(), "being registered") {
+		t.Fatalf("Drop during registration: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	saveT(t, db)
+	db.Close()
+	db = openT(t, dir)
+	s, err := NewState(db, "a", -1, MigrateFrom(0, func(s string) (int, error) { return -2, nil }))
+	if err != nil || s.Get() != len("stored") {
+		t.Fatalf("a after a refused drop: %v, %v; want the migrated %d", s, err, len("stored"))
+	}
+}
+
+// A state that fails to load gives its own error, not a list of one:
+// NewState's *DecodeError is one.
+func TestRegisterErrorIsTheStates(t *testing.T) {
+	db := openT(t, savedDir(t, "a", "stored"))
+	_, err := NewState(db, "a", 0)
+	if _, ok := err.(*DecodeError); !ok {
+		t.Fatalf("NewState over a string as an int: %T %v", err, err)
+	}
+}

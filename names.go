@@ -3,6 +3,7 @@ package instadump
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -45,4 +46,19 @@ func quote(name string) string {
 		cut--
 	}
 	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(name[:cut]), len(name))
+}
+
+// quoteAll quotes names for a message: all of a few, the first of many
+// with how many more.
+func quoteAll(names []string) string {
+	const most = 3
+	q := make([]string, 0, most)
+	for _, n := range names[:min(len(names), most)] {
+		q = append(q, quote(n))
+	}
+	s := strings.Join(q, ", ")
+	if len(names) > most {
+		s += fmt.Sprintf(" and %d more", len(names)-most)
+	}
+	return "state " + s
 }
