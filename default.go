@@ -101,20 +101,39 @@ func Default() *DB {
 
 // SaveAll saves the default DB (see DB.Save).
 func SaveAll() (Snapshot, error) {
-	db := Default()
-	if db == nil {
-		return Snapshot{}, errNoSetup
+	db, err := defaultDB("SaveAll")
+	if err != nil {
+		return Snapshot{}, err
 	}
 	return db.Save()
 }
 
 // ReloadAll reloads the default DB (see DB.Reload).
 func ReloadAll() error {
-	db := Default()
-	if db == nil {
-		return errNoSetup
+	db, err := defaultDB("ReloadAll")
+	if err != nil {
+		return err
 	}
 	return db.Reload()
+}
+
+// defaultDB returns the default DB, or an error wrapping ErrClosed that
+// says whether it was never set up or is shut down.
+func defaultDB(op string) (*DB, error) {
+	defMu.Lock()
+	defer defMu.Unlock()
+	if defDB == nil {
+		return nil, notOpen(op)
+	}
+	return defDB, nil
+}
+
+// notOpen says why the default DB is not open. Call with defMu held.
+func notOpen(op string) error {
+	if defShut != "" {
+		return fmt.Errorf("%w: %s: the default DB (%s) is shut down already; Setup opens it again", ErrClosed, op, defShut)
+	}
+	return errNoSetup
 }
 
 // Shutdown closes the default DB (see DB.Close). Setup may be called again
@@ -125,10 +144,7 @@ func Shutdown() error {
 	defMu.Lock()
 	defer defMu.Unlock()
 	if defDB == nil {
-		if defShut != "" {
-			return fmt.Errorf("%w: Shutdown: the default DB (%s) is shut down already; Setup opens it again", ErrClosed, defShut)
-		}
-		return errNoSetup
+		return notOpen("Shutdown")
 	}
 	defShut = defDB.Dir()
 	err := defDB.Close()

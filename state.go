@@ -118,9 +118,10 @@ func (s *State[T]) Set(v T) {
 // Update replaces the value with fn(current value) atomically and returns
 // it. fn runs with the other writers of the state's DB (Set, Update,
 // Atomically) held back: keep it short, and call none of them from it;
-// Save, Reload and the readers are fine. If fn panics, nothing changes
-// and the panic goes on. A Reload or ReloadFrom while fn runs (from fn
-// or not) comes after the Update: the value fn returns is returned but
+// Save, Reload and the readers are fine (Setup is not, in the Update of
+// a DefState before Setup: it waits for the Update to bind the state).
+// If fn panics, nothing changes and the panic goes on. A Reload or
+// ReloadFrom while fn runs (from fn or not) comes after the Update: the value fn returns is returned but
 // not kept, and the state holds the reloaded value.
 func (s *State[T]) Update(fn func(T) T) T {
 	l := s.lockW()

@@ -16,6 +16,11 @@
 // U+FFFD (the replacement character); a key that is not a string is
 // written as its JSON text (42, true, [1,2]); and so a map whose keys are
 // of mixed types (1 and "1") can give an object with the same key twice.
+// A map inside a value has its keys sorted; a Map state's entries come in
+// the order stored. The JSON is streamed as it is read: on an error part
+// way (damage in a later part of a Map, say) what was written stays
+// written, the error goes to standard error and the exit status is 1, so
+// check the status before using the output.
 package main
 
 import (

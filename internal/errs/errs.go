@@ -149,7 +149,11 @@ type NoSpaceError struct {
 }
 
 func (e *NoSpaceError) Error() string {
-	return fmt.Sprintf("instadump: %s of %s failed: the filesystem is full (%s); %s", e.Op, e.Dir, strings.TrimPrefix(e.Err.Error(), "instadump: "), HintNoSpace)
+	full := "the filesystem is full"
+	if errors.Is(e.Err, syscall.EDQUOT) {
+		full = "the disk quota is reached"
+	}
+	return fmt.Sprintf("instadump: %s of %s failed: %s (%s); %s", e.Op, e.Dir, full, strings.TrimPrefix(e.Err.Error(), "instadump: "), HintNoSpace)
 }
 
 // Unwrap returns the failed write's error.
@@ -203,7 +207,7 @@ func InReplica(err error) error {
 			e = u.Unwrap()
 		case interface{ Unwrap() []error }:
 			for _, x := range u.Unwrap() {
-				InReplica(x)
+				found = InReplica(x) != x || found
 			}
 			e = nil
 		default:

@@ -144,9 +144,11 @@ type osLock struct {
 
 func (l osLock) Close() error {
 	held.Lock()
+	defer held.Unlock()
 	delete(held.m, l.id)
-	held.Unlock()
-	// Closing the descriptor releases the flock.
+	// Closing the descriptor releases the flock: under held's lock, so a
+	// Lock of the same file in this process, told it is not held here,
+	// never meets the flock still held.
 	return l.f.Close()
 }
 
