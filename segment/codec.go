@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -54,8 +55,8 @@ var (
 	encMu    sync.Mutex
 	encoders = map[Level]*zstd.Encoder{}
 
-	decOnce sync.Once
-	decoder *zstd.Decoder
+	decMu   sync.Mutex
+	decoder atomic.Pointer[zstd.Decoder]
 )
 
 // encoder returns the shared encoder of a level. EncodeAll on it is safe
@@ -82,15 +83,35 @@ func encoder(l Level) *zstd.Encoder {
 // zstdDecoder returns the shared decoder. Its memory is capped at
 // MaxChunk: no chunk may decode to more.
 func zstdDecoder() *zstd.Decoder {
-	decOnce.Do(func() {
-		var err error
-		decoder, err = zstd.NewReader(nil,
-			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
-			zstd.WithDecoderMaxMemory(MaxChunk),
-			zstd.WithDecoderMaxWindow(MaxChunk))
-		if err != nil {
-			panic("segment: zstd decoder options rejected: " + err.Error())
-		}
-	})
-	return decoder
+	if d := decoder.Load(); d != nil {
+		return d
+	}
+	decMu.Lock()
+	defer decMu.Unlock()
+	if d := decoder.Load(); d != nil {
+		return d
+	}
+	d := newDecoder()
+	decoder.Store(d)
+	return d
+}
+
+// retireDecoder stops handing out d, a decoder that panicked: its block
+// decoders went back to its own pool whatever state the panic left them
+// in, so the next zstdDecoder makes a fresh one. Decodes under way on d
+// finish on it; nothing else holds it after them (DecodeAll starts no
+// goroutine), so it is not closed but left to the garbage collector.
+func retireDecoder(d *zstd.Decoder) {
+	decoder.CompareAndSwap(d, nil)
+}
+
+func newDecoder() *zstd.Decoder {
+	d, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithDecoderMaxMemory(MaxChunk),
+		zstd.WithDecoderMaxWindow(MaxChunk))
+	if err != nil {
+		panic("segment: zstd decoder options rejected: " + err.Error())
+	}
+	return d
 }

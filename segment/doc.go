@@ -99,7 +99,10 @@
 // A segment is trusted to be a file instadump wrote; its checksums detect
 // damage, not forgery. Every length and offset is checked against the
 // file size (and the index against its checksum) before it is used, and
-// decoding never panics. A raw length is trusted for an allocation only
+// decoding never panics: should the zstd decoder panic on a crafted
+// chunk, the panic is recovered where the chunk is decompressed, on any
+// path, into an ErrCorrupt naming the file and the chunk's offset, and
+// that decoder is not used again. A raw length is trusted for an allocation only
 // up to 64 times the value's stored length (plus one chunk); past that
 // the reader allocates as chunks actually decompress, so a file whose
 // checksums were forged to declare huge values costs what its bytes

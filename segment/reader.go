@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -10,6 +9,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/par"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Package errs's causes, as this file names them.
@@ -302,15 +302,10 @@ func (r *Reader) chunks(e Entry, stored []byte) ([]chunk, error) {
 }
 
 func (r *Reader) decodeParallel(e Entry, chunks []chunk, out []byte) error {
-	err := par.Each(len(chunks), runtime.GOMAXPROCS(0), func(k int) error {
+	return par.Each(len(chunks), runtime.GOMAXPROCS(0), func(k int) error {
 		c := chunks[k]
 		return r.decodeChunk(e, c, out[c.raw:c.raw+int64(c.rawLen)])
 	})
-	var pe *par.PanicError
-	if errors.As(err, &pe) { // the decompressor panicked on the chunk's bytes
-		return errs.CorruptCause(pe, r.file, chunks[pe.Index].at, "value %q: decompressing the chunk panicked: %v", e.Name, pe.Value)
-	}
-	return err
 }
 
 // decodeGrowing decodes the chunks one by one, appending each to the
@@ -336,13 +331,27 @@ func slicesGrow(b []byte, n int) []byte {
 	return make([]byte, n)
 }
 
+// decodeAll is the decompression decodeChunk calls; tests replace it.
+var decodeAll = (*zstd.Decoder).DecodeAll
+
 // decodeChunk decompresses c into dst, which has exactly c.rawLen bytes.
-func (r *Reader) decodeChunk(e Entry, c chunk, dst []byte) error {
+// A decompressor that panics on the chunk's bytes (a crafted chunk whose
+// checksums hold) makes it corruption of the chunk, on whatever
+// goroutine it runs: every path that decompresses (Read, with one chunk
+// or many, Check, Verify) comes through here.
+func (r *Reader) decodeChunk(e Entry, c chunk, dst []byte) (err error) {
 	if c.codec == codecNone {
 		copy(dst, c.src)
 		return nil
 	}
-	got, err := zstdDecoder().DecodeAll(c.src, dst[:0:len(dst)])
+	dec := zstdDecoder()
+	defer func() {
+		if v := recover(); v != nil {
+			retireDecoder(dec)
+			err = errs.Corruptf(r.file, c.at, "value %q: decompressing the chunk panicked: %v", e.Name, v)
+		}
+	}()
+	got, err := decodeAll(dec, c.src, dst[:0:len(dst)])
 	if err != nil {
 		return errs.Corruptf(r.file, c.at, "value %q: chunk does not decompress: %v", e.Name, err)
 	}
