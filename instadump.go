@@ -79,7 +79,7 @@ type Recovery struct {
 	// FellBack is set when the current snapshot (or the manifest) was
 	// damaged and Open (WithFallback) loaded snapshot UsedID instead.
 	FellBack bool
-	Damaged  uint64   // the damaged snapshot; 0 if the manifest or CURRENT was unreadable
+	Damaged  uint64   // the damaged snapshot; 0 if the manifest, its last record or CURRENT was unreadable
 	UsedID   uint64   // the snapshot loaded instead; 0 if none
 	Damage   error    // what was wrong
 	Broken   []string // files moved aside (renamed NAME.broken), never deleted
@@ -87,11 +87,12 @@ type Recovery struct {
 	// commit, which recovery ignored; nil if none. It is not damage.
 	TornTail error
 	// DamagedTail describes a last commit record that was written whole
-	// and damaged since (it fails its checksum): its snapshot could not
-	// be loaded, Open loaded the one before it, and moved aside (Broken)
-	// the manifest and the segments only that record may name. Nil if
-	// none. It is damage: restore from a backup if that snapshot is
-	// needed.
+	// and damaged since (it fails its checksum): its snapshot, which may
+	// have been acknowledged, could not be loaded. Without WithFallback,
+	// Open fails with this error; with it, Open fell back (FellBack) to
+	// the snapshot before it and moved aside (Broken) the manifest and
+	// the segments only that record may name. Nil if none. It is damage:
+	// restore from a backup if that snapshot is needed.
 	DamagedTail error
 	// Removed lists leftover files recovery deleted: segments of saves
 	// that crashed before their commit, old manifests, CURRENT.tmp.

@@ -71,7 +71,9 @@ func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
 // WithFallback makes Open, when the current snapshot's data is damaged,
 // load the newest retained snapshot whose data is intact instead of
 // failing; when CURRENT or the manifest is damaged, it uses the newest
-// manifest (or the part of it before the damage) that reads. It logs an
+// manifest (or the part of it before the damage) that reads; when the
+// manifest's last commit record is damaged (Recovery.DamagedTail), the
+// snapshot before it. It logs an
 // error, reports it in DB.Recovery, and moves the damaged files, and any
 // file only the snapshots it did not load use, aside (renamed
 // NAME.broken), never deleting them. Open reads and checks every value of

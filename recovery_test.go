@@ -5,14 +5,17 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/instadump/instadump/manifest"
 )
 
-// A last commit record written whole and damaged since: Open loads the
-// snapshot before it and says so in Recovery, and the segment only that
-// record names is kept aside, never deleted.
+// A last commit record written whole and damaged since: its snapshot
+// may have been acknowledged, so a default Open fails, naming the
+// manifest and the record's offset and saying what to do. WithFallback
+// loads the snapshot before it, says so in Recovery as any fallback, and
+// keeps the segment only that record names aside, never deleting it.
 func TestDamagedLastRecordKeepsSegment(t *testing.T) {
 	dir := t.TempDir()
 	db := openT(t, dir)
@@ -33,11 +36,21 @@ func TestDamagedLastRecordKeepsSegment(t *testing.T) {
 	data[log.Offsets[len(log.Offsets)-1]+manifest.FrameHeaderSize+3] ^= 0x04
 	os.WriteFile(mans[0], data, 0o644)
 
-	db = openT(t, dir)
+	if db, err := Open(dir); err == nil {
+		db.Close()
+		t.Fatal("a default Open loaded the snapshot before a damaged last record")
+	} else {
+		var ce *CorruptError
+		if !errors.Is(err, ErrCorrupt) || !errors.As(err, &ce) || ce.File != mans[0] || ce.Offset != log.Offsets[len(log.Offsets)-1] ||
+			!strings.Contains(err.Error(), "backup") || !strings.Contains(err.Error(), "WithFallback") {
+			t.Fatalf("default Open: %v", err)
+		}
+	}
+	db = openT(t, dir, WithFallback())
 	defer db.Close()
 	rec := db.Recovery()
 	var ce *CorruptError
-	if !errors.As(rec.DamagedTail, &ce) || ce.File != mans[0] || rec.TornTail != nil {
+	if !errors.As(rec.DamagedTail, &ce) || ce.File != mans[0] || rec.TornTail != nil || !rec.FellBack || rec.UsedID != 1 {
 		t.Fatalf("recovery %+v", rec)
 	}
 	if slices.Contains(rec.Removed, "000002.seg") || !slices.Contains(rec.Broken, "000002.seg.broken") {

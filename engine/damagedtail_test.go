@@ -13,9 +13,11 @@ import (
 )
 
 // A complete last record whose checksum fails is damage, not a torn
-// write: recovery loads the snapshot before it (it cannot read the
-// record) but says so, and moves aside the segments only that record
-// may name and the manifest holding it, never deleting them.
+// write: its snapshot may have been acknowledged. A strict Open fails,
+// naming the manifest and the record's offset, and changes nothing. With
+// Fallback, recovery loads the snapshot before it as any fallback does
+// (FellBack, UsedID) and moves aside the segments only that record may
+// name and the manifest holding it, never deleting them.
 func TestDamagedLastRecord(t *testing.T) {
 	m := vfs.NewMem()
 	e := open(t, m, Options{})
@@ -25,19 +27,45 @@ func TestDamagedLastRecord(t *testing.T) {
 	e.Close()
 	log := replayed(t, m, man)
 	rewrite(t, m, man, flipAt(log.Offsets[len(log.Offsets)-1]+manifest.FrameHeaderSize+2))
+	damaged := func(what string, err error) {
+		t.Helper()
+		var ce *errs.CorruptError
+		if !errors.Is(err, errs.ErrCorrupt) || !errors.Is(err, errs.ErrChecksum) || !errors.As(err, &ce) ||
+			ce.File != filepath.Join(dir, man) || ce.Offset != log.Offsets[1] || ce.Hint != errs.HintDamagedTail {
+			t.Errorf("%s: %v", what, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "backup") || !strings.Contains(msg, "WithFallback") {
+			t.Errorf("%s: no hint of what to do: %v", what, err)
+		}
+	}
+	before := files(t, m)
 	for _, o := range []Options{{ReadOnly: true}, {}} {
+		e, err := Open(dir, Options{FS: m, ReadOnly: o.ReadOnly})
+		if err == nil {
+			e.Close()
+			t.Fatalf("read-only %v: a strict Open loaded the snapshot before a damaged last record", o.ReadOnly)
+		}
+		damaged("strict open", err)
+		if got := files(t, m); !slices.Equal(got, before) {
+			t.Fatalf("read-only %v: a failed Open changed the directory: %v, was %v", o.ReadOnly, got, before)
+		}
+	}
+	for _, o := range []Options{{ReadOnly: true, Fallback: true}, {Fallback: true}} {
 		e = open(t, m, o)
 		rep := e.Report()
-		if got := contents(t, e, 0); got["a"] != "1" || got["b"] != "" {
+		if got := contents(t, e, 1); got["a"] != "1" || got["b"] != "" {
 			t.Fatalf("read-only %v: contents %v", o.ReadOnly, got)
+		}
+		if cur, _ := e.Current(); cur.ID != 1 {
+			t.Fatalf("read-only %v: current snapshot %d", o.ReadOnly, cur.ID)
 		}
 		if rep.TornTail != nil {
 			t.Errorf("read-only %v: a damaged record reported as a torn tail: %v", o.ReadOnly, rep.TornTail)
 		}
-		var ce *errs.CorruptError
-		if !errors.As(rep.DamagedTail, &ce) || ce.File != filepath.Join(dir, man) || ce.Offset != log.Offsets[1] || ce.Hint == errs.HintTornTail {
-			t.Errorf("read-only %v: damaged tail %v", o.ReadOnly, rep.DamagedTail)
+		if !rep.FellBack || rep.UsedID != 1 || rep.Damaged != 0 || rep.Damage == nil {
+			t.Errorf("read-only %v: not reported as a fallback: %+v", o.ReadOnly, rep)
 		}
+		damaged("damaged tail", rep.DamagedTail)
 		if o.ReadOnly {
 			if p := e.Verify(nil); len(p) == 0 || !errors.Is(p[0], errs.ErrCorrupt) || !strings.Contains(p[0].Error(), man) {
 				t.Errorf("verify: %v", p)
@@ -60,7 +88,47 @@ func TestDamagedLastRecord(t *testing.T) {
 	// Moved aside once: the next open finds a healthy directory.
 	e = open(t, m, Options{})
 	defer e.Close()
-	if rep := e.Report(); rep.DamagedTail != nil || len(rep.Broken) > 0 || len(rep.Removed) > 0 {
+	if rep := e.Report(); rep.DamagedTail != nil || rep.FellBack || len(rep.Broken) > 0 || len(rep.Removed) > 0 {
 		t.Fatalf("reopen: %+v", rep)
+	}
+}
+
+// A damaged record that is the manifest's only one leaves no snapshot
+// to fall back to: Open fails even with Fallback, never starting empty,
+// with CURRENT or without it.
+func TestDamagedOnlyRecord(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{})
+	commit(t, e, "a", "1")
+	man := manifest.FileName(e.manNum)
+	e.Close()
+	log := replayed(t, m, man)
+	if len(log.Records) != 1 {
+		t.Fatalf("%d records", len(log.Records))
+	}
+	rewrite(t, m, man, flipAt(log.Offsets[0]+manifest.FrameHeaderSize+2))
+	for _, o := range []Options{{}, {Fallback: true}, {ReadOnly: true, Fallback: true}} {
+		o.FS = m
+		e, err := Open(dir, o)
+		if err == nil {
+			e.Close()
+			t.Fatalf("%+v: opened with %d snapshots", o, len(e.Snapshots()))
+		}
+		var ce *errs.CorruptError
+		if !errors.As(err, &ce) || ce.File != filepath.Join(dir, man) || ce.Offset != log.Offsets[0] {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		if o.Fallback && ce.Hint != errs.HintNoFallback {
+			t.Errorf("%+v: hint %q", o, ce.Hint)
+		}
+	}
+	// Nor is it taken, without CURRENT, for a first manifest a crash
+	// cut short: the directory is not new.
+	if err := m.Remove(filepath.Join(dir, CurrentFile)); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := Open(dir, Options{FS: m}); err == nil {
+		e.Close()
+		t.Fatalf("without CURRENT: opened with %d snapshots", len(e.Snapshots()))
 	}
 }

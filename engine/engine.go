@@ -65,10 +65,13 @@ type Report struct {
 	// there was none.
 	TornTail error
 	// DamagedTail describes a last manifest record that is complete but
-	// fails its checksum: damage, not a torn write. Recovery cannot read
-	// it, so it loads the snapshot before it; read-write, it moves aside
-	// the segments no retained snapshot uses (that record may name them)
-	// and the manifest holding it. Nil if there was none.
+	// fails its checksum: damage, not a torn write, and its snapshot may
+	// have been acknowledged. Without Options.Fallback, Open fails with
+	// this error. With it, recovery falls back to the snapshot before it
+	// (FellBack, with Damaged 0, since the record's ID cannot be read);
+	// read-write, it moves aside the segments no retained snapshot uses
+	// (that record may name them) and the manifest holding it. Nil if
+	// there was none.
 	DamagedTail error
 	// Removed lists the leftover files recovery deleted: segments and
 	// temporary files of saves that crashed before their commit, old
@@ -77,7 +80,7 @@ type Report struct {
 	// FellBack is set when the current snapshot was damaged and
 	// recovery fell back to an older one (Options.Fallback).
 	FellBack bool
-	Damaged  uint64   // the damaged snapshot's ID; 0 if the manifest itself was unreadable
+	Damaged  uint64   // the damaged snapshot's ID; 0 if the manifest itself (or its last record) was unreadable
 	Damage   error    // what was wrong with it
 	UsedID   uint64   // the snapshot used instead; 0 if none
 	Broken   []string // files moved aside, renamed NAME.broken, never deleted

@@ -64,12 +64,20 @@ func (e *Engine) recover() error {
 	}
 	switch {
 	case log.Tail == manifest.TailDamaged:
-		// Damage, not a crash: the record cannot be read, so the
-		// snapshot before it is loaded; what the record may name is
-		// kept (keepUnused), and so is the manifest holding it.
+		// Damage, not a crash: the record was written whole, so its
+		// snapshot may have been acknowledged. Loading the one before it
+		// is a fallback like any other: strict by default.
+		if !e.opts.Fallback {
+			return log.TailErr
+		}
+		if len(log.Records) == 0 {
+			return noFallback(log.TailErr)
+		}
 		e.report.DamagedTail = log.TailErr
+		e.fellBack(0, log.TailErr, "the manifest's last commit record is DAMAGED (complete, but it fails its checksum): its snapshot cannot be loaded; FELL BACK to the snapshot before it, keeping aside the files that record may name")
+		// What the record may name is kept (keepUnused), and so is the
+		// manifest holding it.
 		e.asideMan = num
-		e.log.Error("instadump: the manifest's last commit record is DAMAGED (complete, but it fails its checksum): its snapshot cannot be loaded, loading the one before it; the files it may name are kept aside", "err", log.TailErr)
 	case log.TailErr != nil:
 		e.report.TornTail = log.TailErr
 		e.log.Warn("instadump: ignoring the torn tail of the manifest, left by a crash during a save that was never acknowledged", "err", log.TailErr)
@@ -127,9 +135,10 @@ func (e *Engine) readManifest(d *dirState) (uint64, *manifest.Log, error) {
 	num, err := e.readCurrent()
 	if vfs.IsNotExist(err) {
 		for _, n := range slices.Backward(d.manifests) {
-			if log, _, err := e.replayFile(n, false); err == nil && len(log.Records) == 0 || e.headerOnly(n) {
+			if log, _, err := e.replayFile(n, false); err == nil && len(log.Records) == 0 && log.Tail != manifest.TailDamaged || e.headerOnly(n) {
 				// No record: the start of a first manifest that a crash cut
-				// short (its name can be durable before its header is).
+				// short (its name can be durable before its header is). A
+				// damaged one is not that.
 				continue
 			}
 			err := errs.Missing(e.path(CurrentFile), "CURRENT is missing but %s exists and is not an empty manifest", manifest.FileName(n))

@@ -1,10 +1,12 @@
 package inspect
 
 import (
+	"errors"
 	"slices"
 	"time"
 
 	"github.com/instadump/instadump/engine"
+	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/manifest"
 	"github.com/instadump/instadump/segment"
 )
@@ -91,6 +93,15 @@ func (d *DB) Manifest() Manifest {
 // A DB that does not open is reported as a problem: the error of Open.
 func Verify(dir string, progress func(done, total int64)) []error {
 	eng, err := engine.Open(dir, engine.Options{ReadOnly: true})
+	var ce *errs.CorruptError
+	if errors.As(err, &ce) && ce.Hint == errs.HintDamagedTail {
+		// A damaged last record fails a strict open; the rest of the
+		// directory is still checked, from the snapshots before it.
+		// Verify reports the record first (Report.DamagedTail).
+		if feng, ferr := engine.Open(dir, engine.Options{ReadOnly: true, Fallback: true}); ferr == nil {
+			eng, err = feng, nil
+		}
+	}
 	if err != nil {
 		return []error{err}
 	}

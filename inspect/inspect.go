@@ -38,12 +38,7 @@ type DB struct {
 func Open(dir string) (*DB, error) {
 	eng, err := engine.Open(dir, engine.Options{ReadOnly: true})
 	if err == nil {
-		db := &DB{eng: eng}
-		if d := eng.Report().DamagedTail; d != nil {
-			cur, _ := eng.Current()
-			db.warning = fmt.Errorf("the last manifest record is damaged, showing snapshot %d, the one before it: %w", cur.ID, d)
-		}
-		return db, nil
+		return &DB{eng: eng}, nil
 	}
 	if !errors.Is(err, errs.ErrCorrupt) {
 		return nil, err
@@ -52,7 +47,11 @@ func Open(dir string) (*DB, error) {
 	if ferr != nil {
 		return nil, err
 	}
-	return &DB{eng: eng, warning: fmt.Errorf("the current snapshot is damaged, showing snapshot %d instead: %w", eng.Report().UsedID, err)}, nil
+	rep := eng.Report()
+	if rep.DamagedTail != nil {
+		return &DB{eng: eng, warning: fmt.Errorf("the last manifest record is damaged, showing snapshot %d, the newest intact one before it: %w", rep.UsedID, err)}, nil
+	}
+	return &DB{eng: eng, warning: fmt.Errorf("the current snapshot is damaged, showing snapshot %d instead: %w", rep.UsedID, err)}, nil
 }
 
 // Warning returns the damage Open worked around, or nil.

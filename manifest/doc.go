@@ -134,8 +134,9 @@
 // append reached the disk, some of its data did not). A last frame that
 // is complete to its length and fails its checksum otherwise is reported
 // the same way but as TailDamaged: a record written whole and damaged
-// since, whose snapshot may have been acknowledged; a reader says so
-// loudly and keeps what the record may name. A bad frame followed by a valid one is corruption:
+// since, whose snapshot may have been acknowledged: a reader must not
+// take it for the end of a crash (instadump's Open fails unless told to
+// fall back, and then keeps what the record may name). A bad frame followed by a valid one is corruption:
 // Replay fails with an error wrapping ErrCorrupt naming the file and
 // offset. A frame whose checksum holds but whose payload does not decode
 // is corruption too.

@@ -65,8 +65,9 @@ const (
 	// HintTornTail: the end of a save a crash interrupted; not damage.
 	HintTornTail = "this is what a crash during a save leaves behind, not damage: that save was never acknowledged, and recovery ignores it; nothing to do"
 	// HintDamagedTail: the last commit record was written whole and
-	// damaged since; recovery cannot read it.
-	HintDamagedTail = "the last commit record was written whole and damaged since, so its snapshot cannot be loaded: recovery uses the snapshot before it, and a read-write open keeps the manifest and the segments only that record may name aside as .broken; restore the directory from a backup if that snapshot is needed"
+	// damaged since; recovery cannot read it, and fails unless it may
+	// fall back.
+	HintDamagedTail = "the last commit record was written whole and damaged since, so its snapshot, which may have been acknowledged, cannot be loaded: restore the directory from a backup, or open it with WithFallback to load the snapshot before it (a read-write open then keeps the manifest and the segments only that record may name aside as .broken)"
 	// HintNoFallback: damage that no retained snapshot escapes.
 	HintNoFallback = "no retained snapshot is intact, so fallback cannot help: restore the directory from a backup"
 )
