@@ -127,19 +127,39 @@
 // Replay reads records until the end of the file. A frame that is cut
 // short, zeroed or has a bad magic or length, with no valid frame
 // anywhere after it, is a torn tail: the remains of an append a crash
-// interrupted. Replay reports it (Tail, TailErr) and returns the records
-// before it; whoever appends next must not append after it (instadump
-// starts a new manifest instead); so is a frame that fails its checksum
-// with a zeroed end or a zeroed 512-byte sector inside it (the size of an
-// append reached the disk, some of its data did not). A last frame that
-// is complete to its length and fails its checksum otherwise is reported
-// the same way but as TailDamaged: a record written whole and damaged
-// since, whose snapshot may have been acknowledged: a reader must not
-// take it for the end of a crash (instadump's Open fails unless told to
-// fall back, and then keeps what the record may name). A bad frame followed by a valid one is corruption:
-// Replay fails with an error wrapping ErrCorrupt naming the file and
-// offset. A frame whose checksum holds but whose payload does not decode
-// is corruption too.
+// interrupted. So is a frame that fails its checksum with a zeroed end
+// or a zeroed 512-byte sector inside it (the size of an append reached
+// the disk, some of its data did not). Replay reports a torn tail (Tail,
+// TailErr) and returns the records before it; whoever appends next must
+// not append after it (instadump starts a new manifest instead).
+//
+// A last frame that is complete to its length and fails its checksum
+// otherwise is reported the same way but as TailDamaged: a record
+// written whole and damaged since, whose snapshot may have been
+// acknowledged. A reader must not take it for the end of a crash
+// (instadump's Open fails unless told to fall back, and then keeps what
+// the record may name aside).
+//
+// TailDamaged is not the whole test for damage to a last record. It
+// finds damage to the frame's checksum field and to its payload (but for
+// damage that zeroes the frame's last byte, or a whole sector in it:
+// TailZeroed), not to the frame's first 8 bytes: its magic and length
+// are what tell a record from the remains of a crash, and damage there
+// reads as those remains. A flipped bit in the last frame's magic reads
+// as TailGarbage; in its length, as TailGarbage (a length of 0 or over
+// MaxRecordSize), TailTruncated (a length past the end of the file), or,
+// for a shorter length, TailDamaged, or TailZeroed when the shortened
+// frame ends on a zero byte. A record read as torn is ignored: the
+// snapshot before it is the last one, as after a crash, and nothing says
+// it was damage. Telling the two apart would need to know that no crash
+// leaves such bytes, which not every filesystem promises (an interrupted
+// append can expose stale blocks), so Replay does not guess. The limit
+// is the last record's 8 bytes: the same damage to a record followed by
+// a valid one is corruption, below.
+//
+// A bad frame followed by a valid one is corruption: Replay fails with
+// an error wrapping ErrCorrupt naming the file and offset. A frame whose
+// checksum holds but whose payload does not decode is corruption too.
 //
 // # Security
 //

@@ -69,8 +69,15 @@ const (
 	TailGarbage               // a last frame with a bad magic or length, nothing valid after it
 	// TailDamaged is a last frame complete to its length whose checksum
 	// fails, with none of the zeros a crash leaves: damage to a record
-	// that was written whole, not a torn append. Replay still returns the records before it (it cannot read
-	// this one), but a reader must not take it for the end of a crash.
+	// that was written whole, not a torn append. Replay still returns
+	// the records before it (it cannot read this one), but a reader
+	// must not take it for the end of a crash.
+	//
+	// It is not the whole test for damage to a last record: a flipped
+	// bit in the frame's magic or length field reads as a torn tail
+	// (TailGarbage, TailTruncated, or TailZeroed for a shorter length
+	// ending on a zero byte), since those fields are what tell a record
+	// from a crash's remains. The package doc says which.
 	TailDamaged
 )
 

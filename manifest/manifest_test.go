@@ -432,3 +432,41 @@ func TestDamagedLastRecord(t *testing.T) {
 		}
 	}
 }
+
+// What the package doc says of damage to the first 8 bytes of a last
+// record written whole, bit by bit: a flipped bit in its magic or length
+// reads as a torn tail (or, for a shorter length, as TailDamaged or
+// TailZeroed), one in its checksum field as TailDamaged; Replay never
+// fails on it and never returns the record.
+func TestLastFrameHeaderBitFlips(t *testing.T) {
+	data := writeLog(t, 1, sampleRecords())
+	lastOff := int(replay(t, data).Offsets[2])
+	rest := len(data) - lastOff - FrameHeaderSize
+	for bit := range 8 * FrameHeaderSize {
+		bad := bytes.Clone(data)
+		bad[lastOff+bit/8] ^= 1 << (bit % 8)
+		log, err := ReplayBytes(bad, file)
+		if err != nil || len(log.Records) != 2 {
+			t.Fatalf("bit %d: %v", bit, err)
+		}
+		l := int(le.Uint32(bad[lastOff+4:]))
+		var want Tail
+		switch {
+		case bit < 32:
+			want = TailGarbage
+		case bit >= 64:
+			want = TailDamaged
+		case l == 0 || l > MaxRecordSize:
+			want = TailGarbage
+		case l > rest:
+			want = TailTruncated
+		case bad[lastOff+FrameHeaderSize+l-1] == 0:
+			want = TailZeroed
+		default:
+			want = TailDamaged
+		}
+		if log.Tail != want {
+			t.Errorf("bit %d (length %d of %d): tail %v, want %v", bit, l, rest, log.Tail, want)
+		}
+	}
+}
