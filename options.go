@@ -73,11 +73,10 @@ func WithReadOnly() Option { return func(o *options) { o.readOnly = true } }
 // failing; when CURRENT or the manifest is damaged, it uses the newest
 // manifest (or the part of it before the damage) that reads; when the
 // manifest's last commit record is damaged (Recovery.DamagedTail), the
-// snapshot before it. It logs an
-// error, reports it in DB.Recovery, and moves the damaged files, and any
-// file only the snapshots it did not load use, aside (renamed
-// NAME.broken), never deleting them. Open reads and checks every value of
-// the current snapshot to find damage.
+// snapshot before it. It logs an error, reports it in DB.Recovery, and
+// moves the damaged files, and any segment no retained snapshot uses,
+// aside (renamed NAME.broken), never deleting them. Open reads and
+// checks every value of the current snapshot to find damage.
 func WithFallback() Option { return func(o *options) { o.fallback = true } }
 
 // WithFS runs the DB over fsys instead of the operating system's

@@ -75,3 +75,28 @@ func TestInterruptedSaveSegmentRemoved(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 }
+
+// What a fallback moves aside is every segment no retained snapshot
+// uses, not every segment the snapshot it loads does not use: a segment
+// only an older retained snapshot uses stays, and that snapshot reads.
+func TestFallbackKeepsOlderRetainedSegments(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{Retain: 4})
+	commit(t, e, "a", "1") // segment 1: only snapshot 1 uses it
+	commit(t, e, "a", "2") // segment 2
+	commit(t, e, "a", "3") // segment 3, damaged below
+	e.Close()
+	rewrite(t, m, "000003.seg", flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	e = open(t, m, Options{Fallback: true, Retain: 4})
+	defer e.Close()
+	rep := e.Report()
+	if !rep.FellBack || rep.UsedID != 2 || !slices.Contains(rep.Broken, "000003.seg"+BrokenSuffix) {
+		t.Fatalf("report %+v", rep)
+	}
+	if !slices.Contains(files(t, m), "000001.seg") || slices.Contains(rep.Broken, "000001.seg"+BrokenSuffix) || slices.Contains(rep.Removed, "000001.seg") {
+		t.Fatalf("the segment of retained snapshot 1 did not stay: broken %v, removed %v, files %v", rep.Broken, rep.Removed, files(t, m))
+	}
+	if got := contents(t, e, 1); got["a"] != "1" {
+		t.Fatalf("snapshot 1: %v", got)
+	}
+}

@@ -44,12 +44,14 @@
 // or with Options.Fallback uses the newest retained snapshot whose every
 // value reads intact; if CURRENT or the manifest is damaged, the newest
 // manifest in the directory that replays (or the part of one before the
-// damage). It moves aside as NAME.broken the damaged files and every
-// segment the snapshot it loads does not use (records it did not load or
-// could not read may name them: they may hold the only copy of intact
-// values), never deleting them, and says so in Report and in the log.
-// Only without a fallback are unused segments removed: those of a save
-// that crashed before its commit record, and those of snapshots
+// damage); if the manifest's last record is damaged (Report.DamagedTail),
+// the snapshot before it. It moves aside as NAME.broken the damaged
+// files and every segment no retained snapshot uses (records it did not
+// load or could not read may name them: they may hold the only copy of
+// intact values), never deleting them, and says so in Report and in the
+// log; a segment an older retained snapshot uses stays, as that snapshot
+// does. Only without a fallback are unused segments removed: those of a
+// save that crashed before its commit record, and those of snapshots
 // retention dropped.
 //
 // # Commit (commit.go)
