@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/vfs"
 	"github.com/instadump/instadump/manifest"
 	"github.com/instadump/instadump/segment"
@@ -98,5 +101,157 @@ func TestFallbackKeepsOlderRetainedSegments(t *testing.T) {
 	}
 	if got := contents(t, e, 1); got["a"] != "1" {
 		t.Fatalf("snapshot 1: %v", got)
+	}
+}
+
+// A complete last record whose checksum fails is damage, not a torn
+// write: its snapshot may have been acknowledged. A strict Open fails,
+// naming the manifest and the record's offset, and changes nothing. With
+// Fallback, recovery loads the snapshot before it as any fallback does
+// (FellBack, UsedID) and moves aside the segments only that record may
+// name and the manifest holding it, never deleting them.
+func TestDamagedLastRecord(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{})
+	commit(t, e, "a", "1")
+	commit(t, e, "b", "2") // only snapshot 2 uses segment 2
+	man := manifest.FileName(e.manNum)
+	e.Close()
+	log := replayed(t, m, man)
+	rewrite(t, m, man, flipAt(log.Offsets[len(log.Offsets)-1]+manifest.FrameHeaderSize+2))
+	damaged := func(what string, err error) {
+		t.Helper()
+		var ce *errs.CorruptError
+		if !errors.Is(err, errs.ErrCorrupt) || !errors.Is(err, errs.ErrChecksum) || !errors.As(err, &ce) ||
+			ce.File != filepath.Join(dir, man) || ce.Offset != log.Offsets[1] || ce.Hint != errs.HintDamagedTail {
+			t.Errorf("%s: %v", what, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "backup") || !strings.Contains(msg, "WithFallback") {
+			t.Errorf("%s: no hint of what to do: %v", what, err)
+		}
+	}
+	before := files(t, m)
+	for _, o := range []Options{{ReadOnly: true}, {}} {
+		e, err := Open(dir, Options{FS: m, ReadOnly: o.ReadOnly})
+		if err == nil {
+			e.Close()
+			t.Fatalf("read-only %v: a strict Open loaded the snapshot before a damaged last record", o.ReadOnly)
+		}
+		damaged("strict open", err)
+		if got := files(t, m); !slices.Equal(got, before) {
+			t.Fatalf("read-only %v: a failed Open changed the directory: %v, was %v", o.ReadOnly, got, before)
+		}
+	}
+	for _, o := range []Options{{ReadOnly: true, Fallback: true}, {Fallback: true}} {
+		e = open(t, m, o)
+		rep := e.Report()
+		if got := contents(t, e, 1); got["a"] != "1" || got["b"] != "" {
+			t.Fatalf("read-only %v: contents %v", o.ReadOnly, got)
+		}
+		if cur, _ := e.Current(); cur.ID != 1 {
+			t.Fatalf("read-only %v: current snapshot %d", o.ReadOnly, cur.ID)
+		}
+		if rep.TornTail != nil {
+			t.Errorf("read-only %v: a damaged record reported as a torn tail: %v", o.ReadOnly, rep.TornTail)
+		}
+		if !rep.FellBack || rep.UsedID != 1 || rep.Damaged != 0 || rep.Damage == nil {
+			t.Errorf("read-only %v: not reported as a fallback: %+v", o.ReadOnly, rep)
+		}
+		damaged("damaged tail", rep.DamagedTail)
+		if o.ReadOnly {
+			if p := e.Verify(nil); len(p) == 0 || !errors.Is(p[0], errs.ErrCorrupt) || !strings.Contains(p[0].Error(), man) {
+				t.Errorf("verify: %v", p)
+			}
+			e.Close()
+			continue
+		}
+		for _, r := range rep.Removed {
+			if r == "000002.seg" || r == man {
+				t.Errorf("deleted %s", r)
+			}
+		}
+		for _, f := range []string{"000002.seg" + BrokenSuffix, man + BrokenSuffix} {
+			if !slices.Contains(rep.Broken, f) || !slices.Contains(files(t, m), f) {
+				t.Errorf("%s not moved aside: broken %v, files %v", f, rep.Broken, files(t, m))
+			}
+		}
+		e.Close()
+	}
+	// Moved aside once: the next open finds a healthy directory.
+	e = open(t, m, Options{})
+	defer e.Close()
+	if rep := e.Report(); rep.DamagedTail != nil || rep.FellBack || len(rep.Broken) > 0 || len(rep.Removed) > 0 {
+		t.Fatalf("reopen: %+v", rep)
+	}
+}
+
+// A damaged record that is the manifest's only one leaves no snapshot
+// to fall back to: Open fails even with Fallback, never starting empty,
+// with CURRENT or without it.
+func TestDamagedOnlyRecord(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{})
+	commit(t, e, "a", "1")
+	man := manifest.FileName(e.manNum)
+	e.Close()
+	log := replayed(t, m, man)
+	if len(log.Records) != 1 {
+		t.Fatalf("%d records", len(log.Records))
+	}
+	rewrite(t, m, man, flipAt(log.Offsets[0]+manifest.FrameHeaderSize+2))
+	for _, o := range []Options{{}, {Fallback: true}, {ReadOnly: true, Fallback: true}} {
+		o.FS = m
+		e, err := Open(dir, o)
+		if err == nil {
+			e.Close()
+			t.Fatalf("%+v: opened with %d snapshots", o, len(e.Snapshots()))
+		}
+		var ce *errs.CorruptError
+		if !errors.As(err, &ce) || ce.File != filepath.Join(dir, man) || ce.Offset != log.Offsets[0] {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		if o.Fallback && ce.Hint != errs.HintNoFallback {
+			t.Errorf("%+v: hint %q", o, ce.Hint)
+		}
+	}
+	// Nor is it taken, without CURRENT, for a first manifest a crash
+	// cut short: the directory is not new.
+	if err := m.Remove(filepath.Join(dir, CurrentFile)); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := Open(dir, Options{FS: m}); err == nil {
+		e.Close()
+		t.Fatalf("without CURRENT: opened with %d snapshots", len(e.Snapshots()))
+	}
+}
+
+// A directory where a segment should be is damage to that segment:
+// ErrCorrupt naming the file, so that strict opens fail as for any
+// damaged segment and fallback (read-only or not) gets past it.
+func TestNonRegularSegment(t *testing.T) {
+	m := vfs.NewMem()
+	e := open(t, m, Options{})
+	commit(t, e, "a", "1")
+	commit(t, e, "a", "2")
+	e.Close()
+	seg := segment.FileName(2)
+	m.Remove(filepath.Join(dir, seg))
+	m.MkdirAll(filepath.Join(dir, seg))
+	for _, ro := range []bool{true, false} {
+		_, err := Open(dir, Options{FS: m, ReadOnly: ro})
+		var ce *errs.CorruptError
+		if !errors.As(err, &ce) || ce.File != filepath.Join(dir, seg) || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("read-only %v: open: %v", ro, err)
+		}
+	}
+	e = open(t, m, Options{ReadOnly: true, Fallback: true})
+	if rep := e.Report(); !rep.FellBack || rep.UsedID != 1 {
+		t.Fatalf("read-only fallback: %+v", rep)
+	}
+	e.Close()
+	e = open(t, m, Options{Fallback: true})
+	defer e.Close()
+	if got := contents(t, e, 0)["a"]; got != "1" || !slices.Contains(e.Report().Broken, seg+BrokenSuffix) {
+		t.Fatalf("fallback: a=%q, report %+v", got, e.Report())
 	}
 }
