@@ -210,11 +210,7 @@ func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
 		}
 		s.k.SetIterKey(&s.it)
 		s.v.SetIterValue(&s.it)
-		kstart := len(e.buf)
-		if err := m.keyEnc(e, s.kp); err != nil {
-			return at(err, "{key}")
-		}
-		if err := m.checkKey(s.kp, e.buf[kstart:]); err != nil {
+		if err := m.encodeKey(e, s.kp); err != nil {
 			return at(err, "{key}")
 		}
 		if err := m.valEnc(e, s.vp); err != nil {
@@ -269,11 +265,7 @@ func (m *mapCodec) encodeGrouped(e *encoder, mv reflect.Value, n int) error {
 		e.touched += m.touch(g.kp, g.vp, cnt)
 		for j := range cnt {
 			kp := unsafe.Add(g.kp, uintptr(j)*ksize)
-			kstart := len(e.buf)
-			if err := m.keyEnc(e, kp); err != nil {
-				return at(err, "{key}")
-			}
-			if err := m.checkKey(kp, e.buf[kstart:]); err != nil {
+			if err := m.encodeKey(e, kp); err != nil {
 				return at(err, "{key}")
 			}
 			if err := m.valEnc(e, unsafe.Add(g.vp, uintptr(j)*vsize)); err != nil {
@@ -408,6 +400,26 @@ func (m *mapCodec) decodeEntry(d *decoder, s *mapSlots) error {
 		return at(err, keySeg(s.k))
 	}
 	return nil
+}
+
+// encodeKey encodes the key at kp and checks it (checkKey) on the bytes
+// it wrote. Those bytes must all be in e.buf: a key may hold a long slice
+// (a pointer to a struct with one, in an interface), whose encoder would
+// write e.buf out as it fills, and with it the start of the key. So the
+// key is encoded with e.w unset, into e.buf whole; the next flush between
+// entries writes it.
+func (m *mapCodec) encodeKey(e *encoder, kp unsafe.Pointer) error {
+	if !m.hashPanics {
+		return m.keyEnc(e, kp)
+	}
+	w, start := e.w, len(e.buf)
+	e.w = nil
+	err := m.keyEnc(e, kp)
+	e.w = w
+	if err != nil {
+		return err
+	}
+	return m.checkKey(kp, e.buf[start:])
 }
 
 // checkKey refuses a key whose encoding enc would not load back as a

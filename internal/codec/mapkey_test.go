@@ -98,3 +98,34 @@ func TestFailedMapEncodeLeavesNoEntry(t *testing.T) {
 		}
 	}
 }
+
+// sliceHolder is a struct with a slice; a pointer to one is a hashable
+// key that loads as a map[string]interface{}.
+type sliceHolder struct{ S []int64 }
+
+// A key whose encoding is larger than the streaming buffer (a pointer to
+// a struct with a long slice, which Encode flushes element by element)
+// is checked on its own bytes, whether its encoder flushed or not: on
+// every encoding path, with entries before it in the buffer.
+func TestLargeInterfaceKeyChecked(t *testing.T) {
+	big := &sliceHolder{S: make([]int64, flushSize/4)} // 9 bytes each: over flushSize
+	for i := range big.S {
+		big.S[i] = 1 << 40
+	}
+	withEntries := func(n int) map[any]int {
+		m := map[any]int{big: -1}
+		for i := range n {
+			m[i] = i
+		}
+		return m
+	}
+	const typ = "*codec.sliceHolder"
+	unloadableKey(t, map[any]int{big: 1}, typ)
+	unloadableKey(t, withEntries(100), typ)
+	unloadableKey(t, map[any]string{big: "x", "a": "b"}, typ)                                                // grouped
+	unloadableKey(t, map[ifaceKeyStruct]int{{Name: "a", K: big}: 1, {Name: "b"}: 2}, "codec.ifaceKeyStruct") // interface inside
+	unloadableKey(t, withEntries(parMinElems+10), typ)                                                       // on several goroutines
+	parallelOff.Store(true)
+	defer parallelOff.Store(false)
+	unloadableKey(t, withEntries(100), typ) // the slice encoded on one goroutine, flushing
+}

@@ -307,12 +307,7 @@ func (m *mapCodec) encodeBatch(b *mapBatch, depth int, ksize, vsize uintptr) (r 
 			we.touched += m.touch(unsafe.Add(b.kp, uintptr(j)*ksize), unsafe.Add(b.vp, uintptr(j)*vsize), min(touchGroup, b.n-j))
 		}
 		kp := unsafe.Add(b.kp, uintptr(j)*ksize)
-		kstart := len(we.buf)
-		if err := m.keyEnc(we, kp); err != nil {
-			r.err = at(err, "{key}")
-			return r
-		}
-		if err := m.checkKey(kp, we.buf[kstart:]); err != nil {
+		if err := m.encodeKey(we, kp); err != nil {
 			r.err = at(err, "{key}")
 			return r
 		}
