@@ -44,15 +44,17 @@ func (j *job) do(w io.Writer) {
 	}()
 	if err := j.encode(w); err != nil {
 		j.err = fmt.Errorf("cannot encode state %s: %w", quote(j.state), err)
-		if errors.Is(err, codec.ErrUnsupported) {
+		if errors.Is(err, codec.ErrNeverLoads) {
 			j.err = unstorable{j.err}
 		}
 	}
 }
 
-// unstorable is the error of a value that cannot be stored (a chan in an
-// interface, a map key that would not load back, a marshaller's output
-// that is not one msgpack value): it matches ErrUnsupportedType.
+// unstorable is the error of a value that would save but never load (a
+// map key that would not load back, a marshaller's output that is not
+// one msgpack value): it matches ErrUnsupportedType. Other encoding
+// failures do not (a map changed while it was encoded is the program's
+// doing, not its type's).
 type unstorable struct{ error }
 
 func (e unstorable) Is(target error) bool { return target == ErrUnsupportedType }

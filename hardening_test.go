@@ -473,3 +473,42 @@ func TestMarshallerOutputCheckedAtSave(t *testing.T) {
 		t.Fatalf("the snapshot before the failed save: %v", s.Get())
 	}
 }
+
+// shrinking's marshaller deletes every other entry of the map being
+// saved: the map changes while it is encoded, as it would if the program
+// wrote it during Save.
+type shrinking struct{ N int }
+
+var shrinkingMap map[string]shrinking
+
+func (v shrinking) MarshalMsgpack() ([]byte, error) {
+	for k, w := range shrinkingMap {
+		if w != v {
+			delete(shrinkingMap, k)
+		}
+	}
+	return msgpack.Marshal(v.N)
+}
+
+func (v *shrinking) UnmarshalMsgpack(data []byte) error { return msgpack.Unmarshal(data, &v.N) }
+
+// A map changed while Save encodes it fails that Save, naming the state,
+// but not as a type that cannot be stored: the type is fine, the program
+// changed the value under the Save.
+func TestConcurrentChangeIsNotUnsupportedType(t *testing.T) {
+	db := openT(t, t.TempDir())
+	shrinkingMap = map[string]shrinking{}
+	for i := range 100 { // more than the entries encoded in one group
+		shrinkingMap[fmt.Sprint(i)] = shrinking{i}
+	}
+	defer func() { shrinkingMap = nil }()
+	s := newStateT[map[string]shrinking](t, db, "shrinking", nil)
+	s.Set(shrinkingMap)
+	_, err := db.Save()
+	if err == nil || !strings.Contains(err.Error(), `"shrinking"`) || !strings.Contains(err.Error(), "changed while it was encoded") {
+		t.Fatalf("save: %v", err)
+	}
+	if errors.Is(err, ErrUnsupportedType) {
+		t.Fatalf("a map changed during Save is reported as a type that cannot be stored: %v", err)
+	}
+}

@@ -23,6 +23,12 @@ var (
 	// ErrUnsupported: a type the codec cannot save or load (chan, func,
 	// complex, unsafe.Pointer, uintptr, a non-empty interface, ...).
 	ErrUnsupported = errors.New("unsupported type")
+	// ErrNeverLoads is also matched by the ErrUnsupported errors of a
+	// value that would encode but never decode again: a map key that
+	// would not load as a map key, a marshaller's output that is not one
+	// msgpack value. Other ErrUnsupported errors (a map changed while it
+	// was encoded, say) do not match it.
+	ErrNeverLoads = errors.New("the value would save but never load")
 )
 
 // MaxDepth is the deepest nesting of containers (structs, slices, arrays,
@@ -48,6 +54,10 @@ type Error struct {
 	// Err is the underlying error of a fallback (msgpack/v5 or a
 	// method of the value), if any.
 	Err error
+
+	// cause is matched by errors.Is without showing in the message
+	// (ErrNeverLoads).
+	cause error
 
 	// segs holds path segments innermost first while the error travels
 	// up; Path is built from them once, at the top.
@@ -94,10 +104,14 @@ func (e *Error) Error() string {
 
 // Unwrap returns the kind and the underlying error, for errors.Is/As.
 func (e *Error) Unwrap() []error {
+	errs := []error{e.Kind}
 	if e.Err != nil {
-		return []error{e.Kind, e.Err}
+		errs = append(errs, e.Err)
 	}
-	return []error{e.Kind}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
 }
 
 func (e *Error) path() string {

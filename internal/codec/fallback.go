@@ -72,7 +72,8 @@ func fallbackEnc(t reflect.Type) encFunc {
 		}
 		if msg := checkOutput(e.buf[start:], streams); msg != "" {
 			return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: wanted,
-				Msg: "its msgpack encoder (EncodeMsgpack or MarshalMsgpack) " + msg + ": the value would save but never load; make it write one msgpack value"}
+				Msg:   "its msgpack encoder (EncodeMsgpack or MarshalMsgpack) " + msg + ": the value would save but never load; make it write one msgpack value",
+				cause: ErrNeverLoads}
 		}
 		return nil
 	}

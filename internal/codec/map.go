@@ -225,7 +225,7 @@ func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
 	}
 	if written != n {
 		return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
-			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written)}
+			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written) + changedAdvice}
 	}
 	e.depth--
 	return nil
@@ -256,7 +256,7 @@ func (m *mapCodec) encodeGrouped(e *encoder, mv reflect.Value, n int) error {
 			}
 			if written+cnt == n {
 				return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
-					Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then more)", n)}
+					Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then more)", n) + changedAdvice}
 			}
 			g.ks[cnt].SetIterKey(&g.it)
 			g.vs[cnt].SetIterValue(&g.it)
@@ -281,7 +281,7 @@ func (m *mapCodec) encodeGrouped(e *encoder, mv reflect.Value, n int) error {
 	}
 	if written != n {
 		return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
-			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written)}
+			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written) + changedAdvice}
 	}
 	return nil
 }
@@ -402,6 +402,10 @@ func (m *mapCodec) decodeEntry(d *decoder, s *mapSlots) error {
 	return nil
 }
 
+// changedAdvice follows the error of a map that changed while it was
+// encoded: the program wrote it during the encoding.
+const changedAdvice = ": it was written during the encoding; do not change a value in place once it is handed over to be saved, build a new one"
+
 // encodeKey encodes the key at kp and checks it (checkKey) on the bytes
 // it wrote. Those bytes must all be in e.buf: a key may hold a long slice
 // (a pointer to a struct with one, in an interface), whose encoder would
@@ -461,7 +465,7 @@ func (m *mapCodec) checkKey(kp unsafe.Pointer, enc []byte) error {
 	}
 	return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
 		Msg: fmt.Sprintf("a key of type %s %s: the map would save but never load; use keys of a string, bool or number type (fmt.Sprint of the key, say)", what, why),
-		Err: errUnloadableKey}
+		Err: errUnloadableKey, cause: ErrNeverLoads}
 }
 
 // errUnloadableKey is the cause of checkKey's errors.

@@ -18,7 +18,7 @@ func unloadableKey[T any](t *testing.T, v T, keyType string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Append(nil, &v); !errors.Is(err, ErrUnsupported) || !errors.Is(err, errUnloadableKey) ||
+	if _, err := c.Append(nil, &v); !errors.Is(err, ErrUnsupported) || !errors.Is(err, errUnloadableKey) || !errors.Is(err, ErrNeverLoads) ||
 		!strings.Contains(err.Error(), keyType) || !strings.Contains(err.Error(), "never load") {
 		t.Fatalf("Append(%T) with a %s key: %v", v, keyType, err)
 	}

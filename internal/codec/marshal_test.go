@@ -64,7 +64,7 @@ func badMarshal[T any](t *testing.T, v T, typ, what string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Append(nil, &v); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), typ) || !strings.Contains(err.Error(), what) {
+	if _, err := c.Append(nil, &v); !errors.Is(err, ErrUnsupported) || !errors.Is(err, ErrNeverLoads) || !strings.Contains(err.Error(), typ) || !strings.Contains(err.Error(), what) {
 		t.Fatalf("Append(%T): %v", v, err)
 	}
 	if err := c.Encode(&bytes.Buffer{}, &v); !errors.Is(err, ErrUnsupported) {
