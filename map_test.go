@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/par"
 	"github.com/instadump/instadump/internal/vfs"
 )
 
@@ -388,5 +390,30 @@ func TestMapFallback(t *testing.T) {
 	}
 	if _, err := os.Stat(seg + ".broken"); err != nil {
 		t.Fatalf("the damaged segment is not kept aside: %v", err)
+	}
+}
+
+// A failure of loading a base's parts keeps its kind: a chunk whose
+// decompressor panicked, which the read reports as corruption, stays
+// ErrCorrupt (not a mismatch advising to drop the map); a panic of the
+// map's own decoding is an internal error naming the map, neither.
+func TestMapPartsErrorKinds(t *testing.T) {
+	m, err := newMap[string, int]("parts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe := &par.PanicError{Index: 2, Value: "boom", Stack: []byte("the stack")}
+	corrupt := errs.CorruptCause(pe, "000001.seg", 40, "value %q: decompressing the chunk panicked: %v", "parts", pe.Value)
+	got := m.partsError(corrupt)
+	var de *DecodeError
+	if !errors.Is(got, ErrCorrupt) || errors.Is(got, ErrTypeMismatch) || errors.As(got, &de) {
+		t.Fatalf("a damaged chunk: %v", got)
+	}
+	got = m.partsError(pe)
+	var back *par.PanicError
+	if errors.Is(got, ErrTypeMismatch) || errors.Is(got, ErrCorrupt) || errors.As(got, &de) || !errors.As(got, &back) || back != pe ||
+		!strings.Contains(got.Error(), `"parts"`) || !strings.Contains(got.Error(), "internal error") ||
+		strings.Contains(got.Error(), "Drop") || !strings.Contains(got.Error(), "the stack") {
+		t.Fatalf("a panic of the map's decoding: %v", got)
 	}
 }

@@ -1,7 +1,6 @@
 package instadump
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -29,12 +28,8 @@ func (m *Map[K, V]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
 	err := par.Each(len(ref.Base), runtime.GOMAXPROCS(0), func(p int) error {
 		return m.loadPart(eng, ref.Base[p], out, &locks)
 	})
-	var pe *par.PanicError
-	if errors.As(err, &pe) { // decoding a part panicked: it does not fit the map's type
-		return nil, &DecodeError{State: m.name, Stored: "map base part", Wanted: reflect.TypeFor[map[K]V]().String(), Err: err}
-	}
 	if err != nil {
-		return nil, err
+		return nil, m.partsError(err)
 	}
 	for _, l := range ref.Deltas {
 		if err := m.loadDelta(eng, l, out); err != nil {
@@ -53,6 +48,20 @@ func (m *Map[K, V]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
 			Reason: fmt.Sprintf("map %s holds %d entries, but the manifest says %d", quote(m.name), out.count, ref.Entries)}
 	}
 	return out, nil
+}
+
+// partsError is the error of loading the base's parts, err from
+// par.Each. A panic of loadPart itself (par.Each returns its
+// *par.PanicError as is) is not the snapshot's doing: decoding errors are
+// returned, not panicked, and a damaged chunk is reported by the read as
+// corruption (wrapping the decompressor's panic), which stays what it
+// is. So that panic is reported as an internal error of the map, neither
+// a type mismatch nor damage, and the files are left alone.
+func (m *Map[K, V]) partsError(err error) error {
+	if pe, ok := err.(*par.PanicError); ok {
+		return fmt.Errorf("instadump: loading map %s failed on an internal error, not a mismatch of its type nor damage to its files: keep the files and report this error with its stack: %w\n%s", quote(m.name), pe, pe.Stack)
+	}
+	return err
 }
 
 func (m *Map[K, V]) decodeError(raw []byte, what string, err error) error {
