@@ -94,8 +94,9 @@ func newMap[K comparable, V any](name string) (*Map[K, V], error) {
 	return m, nil
 }
 
-// hasherFor returns the hash that spreads keys over shards. For strings
-// and integers it is the same in every run, so that a base saved in parts
+// hasherFor returns the hash that spreads keys over shards. For strings,
+// integers, and arrays and structs of integers without padding it is the
+// same in every run, so that a base saved in parts
 // by shard loads each part into its own shards, on its own core.
 func hasherFor[K comparable]() func(K) uint64 {
 	t := reflect.TypeFor[K]()
@@ -124,8 +125,39 @@ func hasherFor[K comparable]() func(K) uint64 {
 			return x ^ x>>33
 		}
 	}
+	if size := t.Size(); (t.Kind() == reflect.Array || t.Kind() == reflect.Struct) && plainMemory(t) {
+		return func(k K) uint64 { return xxhash.Sum64(unsafe.Slice((*byte)(unsafe.Pointer(&k)), size)) }
+	}
+	// Others (bools; keys holding strings, whose bytes lie elsewhere, or
+	// padding, whose bytes are not part of the key) get the hash of Go's
+	// maps: equal keys hash equal, but only within one run.
 	seed := maphash.MakeSeed()
 	return func(k K) uint64 { return maphash.Comparable(seed, k) }
+}
+
+// plainMemory says whether two values of t are equal exactly when their
+// memory is: t holds integers and bools only (a bool is one byte, 0 or
+// 1), in arrays and structs with no padding and no blank fields (which
+// == skips).
+func plainMemory(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	case reflect.Array:
+		return plainMemory(t.Elem())
+	case reflect.Struct:
+		var sum uintptr
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Name == "_" || f.Offset != sum || !plainMemory(f.Type) {
+				return false
+			}
+			sum += f.Type.Size()
+		}
+		return sum == t.Size()
+	}
+	return false
 }
 
 func (m *Map[K, V]) shardOf(k K) int { return int(m.hash(k) >> (64 - 10)) }
@@ -335,9 +367,11 @@ func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 // the current snapshot has for it, or none.
 //
 // K must be of a bool, string or integer kind (a named type of one of
-// them is fine): keys of other kinds (floats, pointers, interfaces,
-// arrays, structs) may not load back as the keys saved, and are refused
-// with ErrUnsupportedType. Use a string key for a composite one.
+// them is fine), or an array or struct of those, at any depth ([16]byte,
+// struct{ Org string; ID int }), whose structs have every field saved
+// (exported, not tagged `msgpack:"-"`): keys of other kinds (floats,
+// pointers, interfaces, chans, funcs), or holding them, may not load back
+// as the keys saved, and are refused with ErrUnsupportedType.
 //
 // It fails as NewState does (ErrBadName, with at most MaxMapNameLen
 // bytes; ErrDuplicate; ErrUnsupportedType; ErrTypeMismatch, also when the
@@ -373,29 +407,57 @@ func checkMap[K comparable, V any](name string) error {
 	return nil
 }
 
-// checkKey says whether keys of type k load back as the keys saved: those
-// of a bool, string or integer kind do (the codec writes and reads them
-// exactly, at every width); others may not, so they are refused, whatever
-// the values a program would use. The error wraps ErrUnsupportedType, to
-// be followed by the map's name.
+// checkKey says whether keys of type k load back as the keys saved:
+// those of a bool, string or integer kind do (the codec writes and reads
+// them exactly, at every width), and so do arrays and structs made only
+// of them, at any depth, when every field of a struct is saved. Others
+// may not, so they are refused, whatever the values a program would use.
+// The error wraps ErrUnsupportedType, to be followed by the map's name.
 func checkKey(k reflect.Type) error {
-	var why string
-	switch k.Kind() {
+	why := keyProblem(k, "")
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: a Map cannot have keys of type %s: %s; use keys of a bool, string or integer kind, or arrays and structs of them (for another key, fmt.Sprint of it, say)", ErrUnsupportedType, k, why)
+}
+
+// keyProblem says why keys of type t, found at path inside the key type
+// ("" for the key itself), would not load back as the keys saved, or "".
+func keyProblem(t reflect.Type, path string) string {
+	in := ""
+	if path != "" {
+		in = fmt.Sprintf("its %s is of type %s: ", path, t)
+	}
+	switch t.Kind() {
 	case reflect.Bool, reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return nil
+		return ""
+	case reflect.Array:
+		return keyProblem(t.Elem(), path+"[i]")
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if why := keyProblem(f.Type, path+"."+f.Name); why != "" {
+				return why
+			}
+		}
+		lost, err := codec.LostField(t)
+		switch {
+		case err != nil:
+			return in + err.Error()
+		case lost != "":
+			return fmt.Sprintf("its field %s.%s is not saved (it is unexported, tagged `msgpack:\"-\"`, or shares its name with another field), so keys that differ only there load as one", path, lost)
+		}
+		return ""
 	case reflect.Float32, reflect.Float64:
-		why = "a NaN key never equals itself, so it is never found again, and -0 and 0 are one key"
+		return in + "a NaN never equals itself, so its key is never found again, and -0 and 0 are one key"
 	case reflect.Pointer:
-		why = "a pointer key loads as a new address, never equal to the one saved"
+		return in + "a pointer loads as a new address, never equal to the one saved"
 	case reflect.Interface:
-		why = "an interface key loads with another dynamic type (int8 for a small int, []interface{} for an array or struct, which cannot be a key)"
-	case reflect.Array, reflect.Struct:
-		why = "a composite key is not one of the kinds that load back as the same key"
+		return in + "an interface loads with another dynamic type (int8 for a small int, []interface{} for an array or struct, which cannot be a key)"
 	default:
-		why = "keys of its kind cannot be stored"
+		return in + "values of its kind cannot be stored"
 	}
-	return fmt.Errorf("%w: a Map cannot have keys of type %s: %s; use a key of a string, bool or integer kind (for a composite key, fmt.Sprint of it, say)", ErrUnsupportedType, k, why)
 }
 
 // DefMap declares a map of the default DB, as DefState declares a state:

@@ -1,12 +1,17 @@
 package instadump
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"github.com/instadump/instadump/internal/codec"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 type (
@@ -71,34 +76,65 @@ func TestMapKeyKindsRoundTrip(t *testing.T) {
 	roundTripKeys[keyID](t, math.MaxUint64, 7)
 }
 
+type (
+	hiddenField  struct{ A, b int } //lint:ignore U1000 the unexported field is the point
+	skippedField struct {
+		A int
+		B int `msgpack:"-"`
+	}
+	blankField struct {
+		A int
+		_ int
+	}
+	inlineInner struct{ A, B int }
+	inlineDup   struct {
+		A           int
+		inlineInner `msgpack:",inline"`
+	}
+	sameName struct {
+		A int
+		B int `msgpack:"A"`
+	}
+)
+
 // mapKeyRefused requires NewMap to refuse a Map with keys of K, with an
-// error naming the map and the type and advising a string key.
-func mapKeyRefused[K comparable](t *testing.T, db *DB) {
+// error naming the map and the type, saying why and advising a string
+// key.
+func mapKeyRefused[K comparable](t *testing.T, db *DB, why string) {
 	t.Helper()
 	typ := reflect.TypeFor[K]().String()
 	_, err := NewMap[K, int](db, "by "+typ)
 	if !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), quote("by "+typ)) ||
-		!strings.Contains(err.Error(), typ) || !strings.Contains(err.Error(), "fmt.Sprint") {
+		!strings.Contains(err.Error(), typ) || !strings.Contains(err.Error(), "fmt.Sprint") || !strings.Contains(err.Error(), why) {
 		t.Fatalf("NewMap with keys of %s: %v", typ, err)
 	}
 }
 
 // Keys that would not load back as the same keys (NaN never equals
 // itself; pointers load as new addresses; interfaces as other dynamic
-// types; composites are refused whole) are refused at NewMap and DefMap.
+// types; a struct field that is not saved loads as zero), or arrays and
+// structs holding them, are refused at NewMap and DefMap.
 func TestMapKeyKindsRefused(t *testing.T) {
 	db := openT(t, t.TempDir())
-	type pair struct{ A, B int }
-	mapKeyRefused[float64](t, db)
-	mapKeyRefused[float32](t, db)
-	mapKeyRefused[[2]int](t, db)
-	mapKeyRefused[[3]byte](t, db)
-	mapKeyRefused[pair](t, db)
-	mapKeyRefused[*int](t, db)
-	mapKeyRefused[any](t, db)
-	mapKeyRefused[fmt.Stringer](t, db)
-	mapKeyRefused[chan int](t, db)
-	mapKeyRefused[uintptr](t, db)
+	mapKeyRefused[float64](t, db, "NaN")
+	mapKeyRefused[float32](t, db, "NaN")
+	mapKeyRefused[[2]float32](t, db, "its [i] is of type float32: a NaN")
+	mapKeyRefused[struct{ A, B float64 }](t, db, "its .A is of type float64")
+	mapKeyRefused[[2]struct{ P *int }](t, db, "its [i].P is of type *int: a pointer")
+	mapKeyRefused[struct{ K [2]any }](t, db, "its .K[i] is of type interface {}")
+	mapKeyRefused[struct{ C chan int }](t, db, "its .C is of type chan int")
+	mapKeyRefused[[1]uintptr](t, db, "cannot be stored")
+	mapKeyRefused[hiddenField](t, db, "its field .b is not saved")
+	mapKeyRefused[skippedField](t, db, "its field .B is not saved")
+	mapKeyRefused[blankField](t, db, "its field ._ is not saved")
+	mapKeyRefused[sameName](t, db, "its field .A is not saved")
+	mapKeyRefused[inlineDup](t, db, "its field .A is not saved")
+	mapKeyRefused[[2]struct{ In hiddenField }](t, db, "its field [i].In.b is not saved")
+	mapKeyRefused[*int](t, db, "pointer")
+	mapKeyRefused[any](t, db, "another dynamic type")
+	mapKeyRefused[fmt.Stringer](t, db, "another dynamic type")
+	mapKeyRefused[chan int](t, db, "cannot be stored")
+	mapKeyRefused[uintptr](t, db, "cannot be stored")
 	if len(db.members) != 0 {
 		t.Fatalf("%d maps registered", len(db.members))
 	}
@@ -109,4 +145,152 @@ func TestMapKeyKindsRefused(t *testing.T) {
 		}
 	}()
 	DefMap[float64, int]("def-floats")
+}
+
+type (
+	// keyUUID is a [16]byte with binary marshalling, as uuid.UUID is.
+	keyUUID   [16]byte
+	keyPerson struct {
+		Org  string
+		ID   int32
+		Seat uint8
+		Tag  keyName
+	}
+	keyCell struct {
+		Row  int8
+		Name string
+		Pos  [2]uint16
+	}
+	keyEmbed struct {
+		keyPerson
+		Extra bool
+	}
+)
+
+func (u keyUUID) MarshalBinary() ([]byte, error) { return u[:], nil }
+
+func (u *keyUUID) UnmarshalBinary(b []byte) error {
+	if len(b) != len(u) {
+		return fmt.Errorf("%d bytes for a keyUUID", len(b))
+	}
+	copy(u[:], b)
+	return nil
+}
+
+// uuidKeys returns n distinct [16]byte keys.
+func uuidKeys(n int) [][16]byte {
+	keys := make([][16]byte, n)
+	for i := range keys {
+		keys[i][0], keys[i][7], keys[i][15] = byte(i), byte(i>>8), 0xff
+	}
+	return keys
+}
+
+// Arrays and structs of bool, string and integer kinds, at any depth,
+// load back as the keys saved: UUIDs (a [16]byte, plain or with binary
+// marshalling), short byte arrays, structs of ints and strings, arrays
+// of structs holding arrays; enough UUIDs for the base to be saved in
+// several parts.
+func TestMapCompositeKeysRoundTrip(t *testing.T) {
+	roundTripKeys(t, uuidKeys(5000)...)
+	var named []keyUUID
+	for _, k := range uuidKeys(300) {
+		named = append(named, keyUUID(k))
+	}
+	roundTripKeys(t, named...)
+	roundTripKeys(t, [3]byte{}, [3]byte{1, 2, 3}, [3]byte{0xff, 0, 0xff})
+	roundTripKeys(t, [2]int{}, [2]int{math.MinInt64, math.MaxInt64}, [2]int{-1, 1})
+	roundTripKeys(t, struct{ A, B int }{1, 2}, struct{ A, B int }{2, 1}, struct{ A, B int }{})
+	roundTripKeys(t, keyPerson{}, keyPerson{Org: "a", ID: math.MinInt32, Seat: 255, Tag: "t"}, keyPerson{Org: "a", ID: math.MaxInt32},
+		keyPerson{Org: strings.Repeat("é", 40), ID: -1})
+	roundTripKeys(t, [2]keyCell{}, [2]keyCell{{Row: -128, Name: "x", Pos: [2]uint16{1, 65535}}, {Name: "y"}},
+		[2]keyCell{{Row: 127}, {Row: 127, Pos: [2]uint16{0, 1}}})
+	roundTripKeys(t, keyEmbed{}, keyEmbed{keyPerson: keyPerson{Org: "o", ID: 7}, Extra: true}, keyEmbed{Extra: true})
+	roundTripKeys(t, struct{}{})
+	DefMap[[16]byte, int]("def-uuids")
+	DefMap[keyPerson, string]("def-people")
+}
+
+// A composite key is written as msgpack/v5 writes it.
+func TestMapCompositeKeyEncoding(t *testing.T) {
+	sameAsV5(t, [16]byte{1, 2, 3, 15: 0xff})
+	sameAsV5(t, keyUUID{1, 15: 2})
+	sameAsV5(t, [3]byte{1, 2, 3})
+	sameAsV5(t, keyPerson{Org: "a", ID: -70000, Seat: 200, Tag: "t"})
+	sameAsV5(t, [2]keyCell{{Row: -5, Name: "x", Pos: [2]uint16{1, 65535}}, {Name: "y"}})
+	sameAsV5(t, keyEmbed{keyPerson: keyPerson{Org: "o"}, Extra: true})
+}
+
+func sameAsV5[K comparable](t *testing.T, k K) {
+	t.Helper()
+	pc, err := codec.ForPairs[K, int]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pc.AppendKeys(nil, []K{k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := msgpack.Marshal(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%T %v: % x, msgpack/v5 writes % x", k, k, got, want)
+	}
+}
+
+// padded has 7 bytes of padding after A.
+type padded struct {
+	A int8
+	B int64
+}
+
+// The hash that shards a Map's keys gives equal keys equal hashes: keys
+// holding strings (equal strings at other addresses), keys with padding
+// (whatever the padding holds); and for keys of integers without padding
+// ([16]byte, say) it is the same in every run, so that a base saved in
+// parts loads each part into shards of its own.
+func TestMapKeyHash(t *testing.T) {
+	h := hasherFor[keyPerson]()
+	a := keyPerson{Org: strings.Repeat("o", 3), ID: 5}
+	b := keyPerson{Org: string([]byte("ooo")), ID: 5}
+	if h(a) != h(b) {
+		t.Fatal("equal keys holding strings at different addresses hash differently")
+	}
+	hp := hasherFor[padded]()
+	var dirty padded
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&dirty)), unsafe.Sizeof(dirty))
+	for i := range raw {
+		raw[i] = 0xaa
+	}
+	dirty.A, dirty.B = 1, 2
+	if hp(dirty) != hp(padded{1, 2}) {
+		t.Fatal("equal keys with different padding hash differently")
+	}
+	k := [16]byte{1, 2, 3}
+	h1, h2 := hasherFor[[16]byte](), hasherFor[[16]byte]() // as in two runs
+	if h1(k) != h2(k) {
+		t.Fatal("the hash of a [16]byte key is not the same in every run")
+	}
+	type pair struct{ A, B int32 }
+	p1, p2 := hasherFor[pair](), hasherFor[pair]()
+	if p1(pair{1, 2}) != p2(pair{1, 2}) {
+		t.Fatal("the hash of a struct of int32s is not the same in every run")
+	}
+	for _, typ := range []reflect.Type{reflect.TypeFor[padded](), reflect.TypeFor[blankField](), reflect.TypeFor[keyPerson](),
+		reflect.TypeFor[struct {
+			A bool
+			B [3]int8
+		}]()} {
+		if typ.Kind() == reflect.Struct && typ.NumField() == 2 && typ.Field(0).Type.Kind() == reflect.Bool {
+			if !plainMemory(typ) {
+				t.Fatalf("%s: not plain memory", typ)
+			}
+			continue
+		}
+		if plainMemory(typ) {
+			t.Fatalf("%s: plain memory", typ)
+		}
+	}
 }

@@ -453,3 +453,51 @@ func (sc *structCodec) decode(d *decoder, p unsafe.Pointer) error {
 	d.depth--
 	return nil
 }
+
+// LostField returns the Go name of a field of struct type t that an
+// encoding and decoding of t does not carry, as msgpack/v5 does neither:
+// one left out (unexported and not embedded, or tagged `msgpack:"-"`),
+// dropped when its embedded struct was inlined, or decoded into a later
+// field of the same name; "" when every field is carried (embedded
+// structs inlined are looked into; those that are not are carried whole,
+// as one field). A type encoded and decoded by methods of its own
+// carries what they write: "". The error is that of a struct that embeds
+// itself.
+func LostField(t reflect.Type) (string, error) {
+	if t.Kind() != reflect.Struct || customEnc(t) && customDec(t) {
+		return "", nil
+	}
+	spec, err := (&builder{}).fields(t)
+	if err != nil {
+		return "", err
+	}
+	covered := make(map[string]bool, len(spec.list))
+	seen := make(map[string]bool, len(spec.list))
+	for i := len(spec.list) - 1; i >= 0; i-- {
+		f := spec.list[i]
+		if seen[f.name] { // a later field of the name is decoded instead
+			return f.goName, nil
+		}
+		seen[f.name] = true
+		covered[fmt.Sprint(f.index)] = true
+	}
+	var walk func(t reflect.Type, prefix []int) string
+	walk = func(t reflect.Type, prefix []int) string {
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			index := append(append([]int(nil), prefix...), i)
+			if covered[fmt.Sprint(index)] {
+				continue
+			}
+			if sf.Anonymous && sf.Type.Kind() == reflect.Struct { // inlined, if not listed whole
+				if lost := walk(sf.Type, index); lost != "" {
+					return lost
+				}
+				continue
+			}
+			return sf.Name
+		}
+		return ""
+	}
+	return walk(t, nil), nil
+}
