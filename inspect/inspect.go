@@ -172,7 +172,7 @@ func (d *DB) writeState(j *jsonWriter, r engine.Ref, indent int) error {
 		n := 0
 		j.w.WriteByte('{')
 		err := d.eachMapEntry(r, func(k, v []byte) error {
-			t, err := keyText(k)
+			t, err := keyText(k, 0)
 			if err == nil {
 				err = j.member(n, t, v, 0, indent)
 			}

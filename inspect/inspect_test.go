@@ -143,3 +143,20 @@ func TestJSONBinaryStreamed(t *testing.T) {
 		t.Fatalf("extension: %s %v", got, err)
 	}
 }
+
+// Maps as keys of maps as keys, 24 deep: each level escapes the quotes
+// of the one inside it, so the text would double at every level; a key's
+// text is cut at maxKeyText instead.
+func TestJSONNestedKeysBounded(t *testing.T) {
+	raw := []byte{0xc0} // nil, the innermost key's value and key
+	for range 24 {
+		raw = append(append([]byte{0x81}, raw...), 0x01) // {raw: 1}
+	}
+	out, err := toJSON(raw, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) > 1<<16 {
+		t.Fatalf("24 levels of map keys gave %d bytes of JSON", len(out))
+	}
+}

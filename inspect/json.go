@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Values are turned into JSON straight from their msgpack bytes, without
@@ -323,7 +324,7 @@ func timestamp(it item) (time.Time, bool) {
 
 // keyText returns a map key as JSON object keys need it: a string as
 // itself, anything else as its compact JSON text.
-func keyText(data []byte) (string, error) {
+func keyText(data []byte, depth int) (string, error) {
 	r := &reader{b: data}
 	it, err := r.head()
 	if err != nil {
@@ -335,12 +336,25 @@ func keyText(data []byte) (string, error) {
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
 	r.pos = 0
-	if err := (&jsonWriter{w: bw}).value(r, 0, -1); err != nil {
+	if err := (&jsonWriter{w: bw}).value(r, depth+1, -1); err != nil {
 		return "", err
 	}
 	bw.Flush()
-	return buf.String(), nil
+	s := buf.String()
+	if len(s) > maxKeyText {
+		cut := maxKeyText
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s, nil
 }
+
+// maxKeyText bounds the JSON text of a key that is not a string. A key
+// holding a map whose keys hold maps would otherwise double at each level
+// inside it, each escaping the quotes of the one below.
+const maxKeyText = 1 << 10
 
 // entry is one map entry: the spans of its key and value in the data.
 type entry struct {
@@ -415,7 +429,7 @@ const maxIndent = 64
 // object writes entries as a JSON object, sorted by key.
 func (j *jsonWriter) object(entries []entry, depth, indent int) error {
 	for i := range entries {
-		t, err := keyText(entries[i].key)
+		t, err := keyText(entries[i].key, depth)
 		if err != nil {
 			return err
 		}

@@ -111,7 +111,7 @@ func eachDelta(raw []byte, set func(k, v []byte), del func(k []byte)) error {
 // newest first, then its base.
 func (d *DB) lookupKey(r engine.Ref, name, key string) ([]byte, error) {
 	matches := func(k []byte) bool {
-		t, err := keyText(k)
+		t, err := keyText(k, 0)
 		return err == nil && t == key
 	}
 	find := func(raw []byte) ([]byte, error) {

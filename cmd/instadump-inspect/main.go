@@ -14,8 +14,9 @@
 // stored msgpack: binary as base64, times as RFC 3339 strings. JSON cannot
 // say everything msgpack can, so: invalid UTF-8 in a string is written as
 // U+FFFD (the replacement character); a key that is not a string is
-// written as its JSON text (42, true, [1,2]); and so a map whose keys are
-// of mixed types (1 and "1") can give an object with the same key twice.
+// written as its JSON text (42, true, [1,2]), cut at 1 KiB; and so a map
+// whose keys are of mixed types (1 and "1"), or long keys alike in their
+// first KiB, can give an object with the same key twice.
 // A map inside a value has its keys sorted; a Map state's entries come in
 // the order stored. The JSON is streamed as it is read: on an error part
 // way (damage in a later part of a Map, say) what was written stays
