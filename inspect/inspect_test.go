@@ -45,6 +45,7 @@ func TestJSONWithoutTypes(t *testing.T) {
 		{"quote\"\n\u2028", `"quote\"\n\u2028"`},
 		{[]any{nil, true, int64(-3), uint64(1) << 63, 1.5, "s"}, `[null,true,-3,9223372036854775808,1.5,"s"]`},
 		{map[any]any{[2]int{1}: 2, true: "t"}, `{"[1,0]":2,"true":"t"}`},
+		{map[[3]byte]int{{1, 2, 3}: 1}, `{"AQID":1}`}, // a binary key as its base64, as a value is written
 		{[]any{}, `[]`},
 		{map[string]any{}, `{}`},
 	} {

@@ -330,8 +330,11 @@ func keyText(data []byte, depth int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if it.k == kStr {
+	switch it.k {
+	case kStr:
 		return string(it.data), nil
+	case kBin: // as a value is written, without the quotes
+		return base64.StdEncoding.EncodeToString(it.data), nil
 	}
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
