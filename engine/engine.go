@@ -119,6 +119,9 @@ type Engine struct {
 	// the rollover that replaces it moves it aside, once, instead of
 	// removing it. 0 when there is none.
 	asideMan uint64
+	// tolerateMissing: a read-only open retrying for long lets a segment
+	// only an older snapshot uses be missing (holdRetained).
+	tolerateMissing bool
 
 	ship *shipper // nil unless Options.Replica has a Store
 }
@@ -174,6 +177,7 @@ func Open(dir string, o Options) (*Engine, error) {
 	// opening what it names. Start over when that happens, for a while.
 	for wait, deadline := time.Millisecond, time.Now().Add(readOnlyRetry); err != nil && o.ReadOnly && errors.Is(err, errs.ErrMissing) && time.Now().Before(deadline); wait = min(2*wait, 50*time.Millisecond) {
 		time.Sleep(wait)
+		e.tolerateMissing = time.Until(deadline) < readOnlyRetry/2
 		e.closeFiles()
 		e.reset()
 		err = e.recover()

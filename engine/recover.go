@@ -101,10 +101,37 @@ func (e *Engine) recover() error {
 		locs(&r, func(l *Loc) { e.nextSeg = max(e.nextSeg, l.Segment+1) })
 	}
 	if e.opts.ReadOnly {
+		if err := e.holdRetained(); err != nil {
+			return err
+		}
 		e.records = log
 		return nil
 	}
 	return e.start(d, num)
+}
+
+// holdRetained opens the segments of every retained snapshot, not only
+// the current one's, for a read-only engine beside a saving owner: a
+// segment written after the listing that recover holds, then deleted by
+// the owner's garbage collection, would be missing to a later read of an
+// older snapshot (verify, ReloadFrom) though it was there to hold. One
+// missing now makes the open start over; once the retries are half
+// spent (tolerateMissing), a segment still missing is left for the read
+// that needs it to report.
+func (e *Engine) holdRetained() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range e.snaps {
+		for _, id := range SegmentsOf(e.statesAt(i)) {
+			if e.readers[id] != nil {
+				continue
+			}
+			if _, err := e.acquire(id); errors.Is(err, errs.ErrMissing) && !e.tolerateMissing {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // start finishes a read-write recovery: it removes what no retained
