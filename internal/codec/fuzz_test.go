@@ -506,6 +506,32 @@ func codecUnmarshal(data []byte, t reflect.Type) (reflect.Value, error) {
 	return p.Elem(), err
 }
 
+// shadowsField says whether a struct reachable from t has a field that
+// decoding never fills, another of the same msgpack name being decoded
+// instead (LostField).
+func shadowsField(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return shadowsField(t.Elem(), seen)
+	case reflect.Map:
+		return shadowsField(t.Key(), seen) || shadowsField(t.Elem(), seen)
+	case reflect.Struct:
+		if name, _ := LostField(t); name != "" {
+			return true
+		}
+		for i := range t.NumField() {
+			if shadowsField(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func codecMarshal(v reflect.Value) ([]byte, error) {
 	p := reflect.New(v.Type())
 	p.Elem().Set(v)
@@ -537,7 +563,10 @@ func differential(t *testing.T, typ reflect.Type, v reflect.Value, multiMap bool
 		if !bad || gerr == nil {
 			t.Fatalf("%v %#v: the key rule says %v, the codec %v", typ, v, bad, gerr)
 		}
-		if _, err := v5Unmarshal(want, typ); err == nil {
+		// Unless a field of the same name shadows the map's when
+		// decoding: then msgpack/v5 never reads the map back into it,
+		// and the refusal, decided when encoding, is on the safe side.
+		if _, err := v5Unmarshal(want, typ); err == nil && !shadowsField(typ, map[reflect.Type]bool{}) {
 			t.Fatalf("%v %#v: the codec refuses a key msgpack/v5 reads back", typ, v)
 		}
 		return
