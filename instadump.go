@@ -163,6 +163,7 @@ func (db *DB) registerAll(ms []member, reset bool) error {
 		return ErrClosed
 	}
 	names := make([]string, len(ms))
+	fresh := make([]bool, len(ms)) // dropped since the last Save: starts anew
 	db.cmu.Lock()
 	for i, m := range ms {
 		names[i] = m.memberName()
@@ -174,11 +175,7 @@ func (db *DB) registerAll(ms []member, reset bool) error {
 			return fmt.Errorf("%w: %s on %s", ErrDuplicate, quote(names[i]), db.Dir())
 		}
 		db.members[names[i]] = nil // reserved while loading
-	}
-	var fresh []bool // dropped since the last Save: starts anew
-	for _, n := range names {
-		_, dropped := db.drops[n]
-		fresh = append(fresh, dropped)
+		_, fresh[i] = db.drops[names[i]]
 	}
 	db.cmu.Unlock()
 

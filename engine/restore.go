@@ -261,12 +261,3 @@ func (w *restoreWriter) abandon() {
 	}
 	w.fsys.Remove(w.tmp)
 }
-
-// fromStore is " from " and st's description for a message wrapping err,
-// or "" when err's text names st already.
-func fromStore(st replica.Store, err error) string {
-	if err != nil && strings.Contains(err.Error(), st.String()) {
-		return ""
-	}
-	return " from " + st.String()
-}

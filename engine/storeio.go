@@ -19,11 +19,17 @@ func where(st replica.Store, key string) string { return fmt.Sprintf("%s in %s",
 // inStore is " in " and st's description for a message wrapping err,
 // or "" when err's text names st already (a store's own errors do, and
 // so do those made with where): a message names the store once.
-func inStore(st replica.Store, err error) string {
-	if err != nil && strings.Contains(err.Error(), st.String()) {
+func inStore(st replica.Store, err error) string { return storeRef("in", st, err) }
+
+// fromStore is inStore with "from".
+func fromStore(st replica.Store, err error) string { return storeRef("from", st, err) }
+
+func storeRef(prep string, st replica.Store, err error) string {
+	name := st.String()
+	if name == "" || err != nil && strings.Contains(err.Error(), name) {
 		return ""
 	}
-	return " in " + st.String()
+	return " " + prep + " " + name
 }
 
 // Retries of reads: a failure that may pass (replica.ErrUnavailable) is
