@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/instadump/instadump/internal/errs"
@@ -32,9 +33,14 @@ func TestDecoderPanicIsCorruption(t *testing.T) {
 	}
 	small, _ := build(t, 4, Options{ChunkSize: 1024}, vals[1:2])
 
-	var panicked []*zstd.Decoder
+	var (
+		mu       sync.Mutex // chunks of one value decode in parallel
+		panicked []*zstd.Decoder
+	)
 	decodeAll = func(d *zstd.Decoder, src, dst []byte) ([]byte, error) {
+		mu.Lock()
 		panicked = append(panicked, d)
+		mu.Unlock()
 		panic("crafted chunk")
 	}
 	defer func() { decodeAll = (*zstd.Decoder).DecodeAll }()
