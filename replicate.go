@@ -86,46 +86,17 @@ func (db *DB) WaitReplicated(ctx context.Context, id uint64) error {
 	return db.eng.WaitReplicated(ctx, id)
 }
 
-// ReplicationStatus says how shipping to the replica goes.
-type ReplicationStatus struct {
-	// Store describes the replica (never with a secret); empty when the
-	// DB does not replicate. Lineage is this DB's history in it.
-	Store   string
-	Lineage string
-	// Shipped is the newest snapshot in the replica (0: none yet), saved
-	// at ShippedTime and in the replica since ShippedAt.
-	Shipped     uint64
-	ShippedTime time.Time
-	ShippedAt   time.Time
-	// How far behind the replica is: Current is the newest local
-	// snapshot, Pending how many local snapshots are newer than Shipped,
-	// Behind the bytes the replica lacks to hold Current, and Lag how long
-	// ago the oldest retained snapshot not yet shipped was saved (0 when
-	// up to date).
-	Current uint64
-	Pending int
-	Behind  int64
-	Lag     time.Duration
-	// Err is the last failure, at ErrTime; nil once shipping succeeds
-	// again.
-	Err     error
-	ErrTime time.Time
-	// Stopped is non-nil once shipping has stopped for good; Fenced is
-	// set when that is because another DB owns the location (ErrFenced).
-	Stopped error
-	Fenced  bool
-}
+// ReplicationStatus says how shipping to the replica goes: which
+// snapshot the replica holds, how far behind it is, the last failure, and
+// whether shipping has stopped for good (Stopped; Fenced when another DB
+// owns the location).
+type ReplicationStatus = engine.ReplicaStatus
 
 // ReplicationStatus returns the state of shipping to the replica; the
 // zero ReplicationStatus if the DB does not replicate.
 func (db *DB) ReplicationStatus() ReplicationStatus {
-	s, ok := db.eng.ReplicaStatus()
-	if !ok {
-		return ReplicationStatus{}
-	}
-	return ReplicationStatus{Store: s.Store, Lineage: s.Lineage, Shipped: s.Shipped, ShippedTime: s.ShippedTime, ShippedAt: s.ShippedAt,
-		Current: s.Current, Pending: s.Pending, Behind: s.Behind, Lag: s.Lag, Err: s.Err, ErrTime: s.ErrTime,
-		Stopped: s.Stopped, Fenced: errors.Is(s.Stopped, ErrFenced)}
+	s, _ := db.eng.ReplicaStatus() // the zero status when not replicating
+	return s
 }
 
 // RestoreOption chooses what Restore restores.

@@ -10,30 +10,37 @@ import (
 	"github.com/instadump/instadump/internal/errs"
 )
 
-// ReplicaStatus is what a shipper reports.
+// ReplicaStatus says how shipping to the replica goes.
 type ReplicaStatus struct {
-	Store   string // where: the Store's String, which holds no secret
-	Lineage string // this DB's lineage
-	// Shipped is the newest snapshot in the store (0: none yet), saved at
-	// ShippedTime, and in the store since ShippedAt.
+	// Store describes the replica (its String, never with a secret);
+	// empty when the DB does not replicate. Lineage is this DB's history
+	// in it.
+	Store   string
+	Lineage string
+	// Shipped is the newest snapshot in the replica (0: none yet), saved
+	// at ShippedTime and in the replica since ShippedAt.
 	Shipped     uint64
 	ShippedTime time.Time
 	ShippedAt   time.Time
-	// Current is the newest local snapshot; Pending the local snapshots
-	// newer than Shipped; Behind the bytes of segments Current uses that
-	// the store lacks; Lag how long ago the oldest retained snapshot not
-	// yet in the store was saved (0 when up to date).
+	// How far behind the replica is: Current is the newest local
+	// snapshot, Pending how many local snapshots are newer than Shipped,
+	// Behind the bytes the replica lacks to hold Current, and Lag how long
+	// ago the oldest retained snapshot not yet shipped was saved (0 when
+	// up to date).
 	Current uint64
 	Pending int
 	Behind  int64
 	Lag     time.Duration
-	// Err is the last failure (nil once a round succeeds), at ErrTime.
+	// Err is the last failure, at ErrTime; nil once shipping succeeds
+	// again.
 	Err     error
 	ErrTime time.Time
-	// Stopped is set when shipping has stopped for good: fenced
-	// (errors.Is(Stopped, ErrFenced)), refused by the store
-	// (replica.ErrMisconfigured), or the DB closed.
+	// Stopped is non-nil once shipping has stopped for good: fenced,
+	// refused by the store (replica.ErrMisconfigured), or the DB closed.
+	// Fenced is set when that is because another DB owns the location
+	// (ErrFenced).
 	Stopped error
+	Fenced  bool
 }
 
 // lastShipped is what the shipper knows of the newest commit object it
@@ -127,6 +134,7 @@ func (e *Engine) ReplicaStatus() (ReplicaStatus, bool) {
 			}
 		}
 	}
+	st.Fenced = errors.Is(st.Stopped, ErrFenced)
 	return st, true
 }
 

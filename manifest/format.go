@@ -88,27 +88,20 @@ var le = binary.LittleEndian
 // Kind says whether a record is full or a delta.
 type Kind uint8
 
-func (k Kind) String() string {
-	switch k {
-	case Full:
-		return "full"
-	case Delta:
-		return "delta"
-	}
-	return fmt.Sprintf("Kind(%d)", uint8(k))
-}
+func (k Kind) String() string { return enumName(k, "Kind", "", "full", "delta") }
 
 // StateKind says what a state is made of.
 type StateKind uint8
 
-func (k StateKind) String() string {
-	switch k {
-	case ValueState:
-		return "value"
-	case MapState:
-		return "map"
+func (k StateKind) String() string { return enumName(k, "StateKind", "", "value", "map") }
+
+// enumName returns names[v], or the type's name and v's number where
+// names has no (non-empty) name for v.
+func enumName[T ~uint8 | ~int](v T, typ string, names ...string) string {
+	if int(v) >= 0 && int(v) < len(names) && names[v] != "" {
+		return names[v]
 	}
-	return fmt.Sprintf("StateKind(%d)", uint8(k))
+	return fmt.Sprintf("%s(%d)", typ, int(v))
 }
 
 // FileName returns the name of manifest file number num.

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/internal/fileheader"
 )
 
 // fixSums rewrites the header's and every frame's checksum, so that the
@@ -21,7 +21,7 @@ func fixSums(d []byte) []byte {
 	if len(d) < HeaderSize {
 		return d
 	}
-	le.PutUint64(d[24:], xxhash.Sum64(d[:24]))
+	fileheader.Seal(d)
 	for pos := HeaderSize; pos+FrameHeaderSize <= len(d); {
 		l := int(le.Uint32(d[pos+4:]))
 		if l > len(d)-pos-FrameHeaderSize {

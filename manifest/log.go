@@ -82,19 +82,7 @@ const (
 )
 
 func (t Tail) String() string {
-	switch t {
-	case TailClean:
-		return "clean"
-	case TailTruncated:
-		return "cut short"
-	case TailZeroed:
-		return "zeroed"
-	case TailGarbage:
-		return "bad frame"
-	case TailDamaged:
-		return "damaged record"
-	}
-	return fmt.Sprintf("Tail(%d)", int(t))
+	return enumName(t, "Tail", "clean", "cut short", "zeroed", "bad frame", "damaged record")
 }
 
 // Log is what Replay found in a manifest file: its records, in order,

@@ -354,22 +354,6 @@ func TestCurrent(t *testing.T) {
 	}
 }
 
-func TestFileNames(t *testing.T) {
-	if FileName(4) != "MANIFEST-000004" {
-		t.Fatal(FileName(4))
-	}
-	for name, want := range map[string]uint64{"MANIFEST-000004": 4, "MANIFEST-1234567": 1234567} {
-		if n, ok := ParseFileName(name); !ok || n != want {
-			t.Fatalf("%s: %d %v", name, n, ok)
-		}
-	}
-	for _, bad := range []string{"MANIFEST-4", "MANIFEST-00000x", "manifest-000004", "MANIFEST-+00004", "MANIFEST-000004.tmp"} {
-		if _, ok := ParseFileName(bad); ok {
-			t.Fatalf("%s parsed", bad)
-		}
-	}
-}
-
 func TestGolden(t *testing.T) {
 	golden.Check(t, file, writeLog(t, 1, sampleRecords()))
 	golden.Check(t, "CURRENT", EncodeCurrent(1))
@@ -467,6 +451,21 @@ func TestLastFrameHeaderBitFlips(t *testing.T) {
 		}
 		if log.Tail != want {
 			t.Errorf("bit %d (length %d of %d): tail %v, want %v", bit, l, rest, log.Tail, want)
+		}
+	}
+}
+
+func TestEnumNames(t *testing.T) {
+	for _, c := range []struct {
+		v    fmt.Stringer
+		want string
+	}{
+		{Full, "full"}, {Delta, "delta"}, {Kind(0), "Kind(0)"}, {Kind(3), "Kind(3)"},
+		{ValueState, "value"}, {MapState, "map"}, {StateKind(0), "StateKind(0)"}, {StateKind(255), "StateKind(255)"},
+		{TailClean, "clean"}, {TailDamaged, "damaged record"}, {Tail(-1), "Tail(-1)"}, {Tail(5), "Tail(5)"},
+	} {
+		if got := c.v.String(); got != c.want {
+			t.Errorf("%#v: %q, want %q", c.v, got, c.want)
 		}
 	}
 }

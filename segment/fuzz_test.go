@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/instadump/instadump/internal/fileheader"
 )
 
 // fixSums rewrites every checksum the input's own structure points at.
@@ -18,7 +19,7 @@ func fixSums(d []byte) []byte {
 	if len(d) < MinFileSize {
 		return d
 	}
-	le.PutUint64(d[24:], xxhash.Sum64(d[:24]))
+	fileheader.Seal(d)
 	t := d[len(d)-TrailerSize:]
 	toff := uint64(len(d) - TrailerSize)
 	ioff, ilen := le.Uint64(t[0:]), le.Uint64(t[8:])

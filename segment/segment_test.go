@@ -343,22 +343,6 @@ func TestValueOver64MiB(t *testing.T) {
 	checkAll(t, data, "big.seg", vals)
 }
 
-func TestFileNames(t *testing.T) {
-	if FileName(17) != "000017.seg" {
-		t.Fatal(FileName(17))
-	}
-	for name, want := range map[string]uint64{"000017.seg": 17, "1234567.seg": 1234567} {
-		if id, ok := ParseFileName(name); !ok || id != want {
-			t.Fatalf("%s: %d %v", name, id, ok)
-		}
-	}
-	for _, bad := range []string{"17.seg", "000017.seg.tmp", "00001x.seg", "000017.broken", "+00017.seg"} {
-		if _, ok := ParseFileName(bad); ok {
-			t.Fatalf("%s parsed", bad)
-		}
-	}
-}
-
 func TestValueWriterStreams(t *testing.T) {
 	big := randomBytes(100_000, 5)
 	for _, chunk := range []int{4096, 10_000, 100_000, 1 << 20} {
