@@ -64,15 +64,12 @@ func TestFallbackMiddleRecordKeepsSegments(t *testing.T) {
 // Without fallback, the segment of a save that crashed before its commit
 // record (no record names it) is still removed.
 func TestInterruptedSaveSegmentRemoved(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
-	commit(t, e, "a", "1")
-	e.Close()
+	m := savedA(t, "1")
 	f, _ := m.Create(filepath.Join(dir, "000002.seg"))
 	f.Write([]byte("half a segment"))
 	f.Sync()
 	f.Close()
-	e = open(t, m, Options{})
+	e := open(t, m, Options{})
 	defer e.Close()
 	if rep := e.Report(); !slices.Equal(rep.Removed, []string{"000002.seg"}) || len(rep.Broken) > 0 {
 		t.Fatalf("report %+v", rep)
@@ -229,11 +226,7 @@ func TestDamagedOnlyRecord(t *testing.T) {
 // ErrCorrupt naming the file, so that strict opens fail as for any
 // damaged segment and fallback (read-only or not) gets past it.
 func TestNonRegularSegment(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
-	commit(t, e, "a", "1")
-	commit(t, e, "a", "2")
-	e.Close()
+	m := savedA(t, "1", "2")
 	seg := segment.FileName(2)
 	m.Remove(filepath.Join(dir, seg))
 	m.MkdirAll(filepath.Join(dir, seg))
@@ -244,7 +237,7 @@ func TestNonRegularSegment(t *testing.T) {
 			t.Fatalf("read-only %v: open: %v", ro, err)
 		}
 	}
-	e = open(t, m, Options{ReadOnly: true, Fallback: true})
+	e := open(t, m, Options{ReadOnly: true, Fallback: true})
 	if rep := e.Report(); !rep.FellBack || rep.UsedID != 1 {
 		t.Fatalf("read-only fallback: %+v", rep)
 	}

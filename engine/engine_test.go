@@ -52,6 +52,19 @@ func commit(t *testing.T, e *Engine, kv ...string) Snapshot {
 	return s
 }
 
+// savedA returns a MemFS holding a closed DB that committed state "a" once
+// for each of vals, in order: snapshot i+1 holds vals[i].
+func savedA(t *testing.T, vals ...string) *vfs.MemFS {
+	t.Helper()
+	m := vfs.NewMem()
+	e := open(t, m, Options{})
+	for _, v := range vals {
+		commit(t, e, "a", v)
+	}
+	e.Close()
+	return m
+}
+
 // read returns the bytes of every location of ref, joined by "|".
 func read(t *testing.T, e *Engine, ref Ref) string {
 	t.Helper()
@@ -219,12 +232,9 @@ func TestLocked(t *testing.T) {
 }
 
 func TestStickyManifestSyncFailure(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
-	commit(t, e, "a", "1")
-	e.Close()
+	m := savedA(t, "1")
 	inj := &vfs.Nth{Kinds: vfs.OpSync, N: 0, Err: vfs.EIO}
-	e = open(t, vfs.WithErrors(m, inj), Options{})
+	e := open(t, vfs.WithErrors(m, inj), Options{})
 	// Fail the second sync of the next commit: segment sync, then manifest.
 	inj.N = inj.Count() + 2
 	if _, err := e.Commit(values("a", "2"), nil); !errors.Is(err, vfs.EIO) {

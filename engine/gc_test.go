@@ -57,16 +57,13 @@ func TestDrop(t *testing.T) {
 }
 
 func TestOrphansRemoved(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
-	commit(t, e, "a", "1")
-	e.Close()
+	m := savedA(t, "1")
 	for _, n := range []string{"000099.seg", "CURRENT.tmp", "MANIFEST-000050", "x.tmp", "notes.txt"} {
 		f, _ := m.Create(filepath.Join(dir, n))
 		f.Write([]byte("junk"))
 		f.Close()
 	}
-	e = open(t, m, Options{})
+	e := open(t, m, Options{})
 	defer e.Close()
 	if got := e.Report().Removed; !slices.Equal(got, []string{"000099.seg", "CURRENT.tmp", "MANIFEST-000050"}) {
 		t.Fatalf("removed %v", got)

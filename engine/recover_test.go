@@ -112,11 +112,7 @@ func TestFallbackNeverDeletes(t *testing.T) {
 // One flipped bit in CURRENT: strict opens fail naming it; fallback
 // finds the manifest by listing the directory and says so.
 func TestDamagedCurrent(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
-	commit(t, e, "a", "1")
-	commit(t, e, "a", "2")
-	e.Close()
+	m := savedA(t, "1", "2")
 	for bit := range 8 * len(manifest.EncodeCurrent(2)) {
 		c := m.CrashClone(vfs.CrashOptions{})
 		rewrite(t, c, CurrentFile, func(b []byte) []byte {
@@ -180,10 +176,7 @@ func TestDamagedManifestMiddle(t *testing.T) {
 
 // Nothing is intact: the error says fallback cannot help.
 func TestNothingIntact(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
-	commit(t, e, "a", "1")
-	e.Close()
+	m := savedA(t, "1")
 	rewrite(t, m, "000001.seg", flipAt(segment.HeaderSize+2))
 	_, err := Open(dir, Options{FS: m, Fallback: true})
 	var ce *errs.CorruptError

@@ -65,13 +65,9 @@ func TestRolloverAfterFallback(t *testing.T) {
 // from (not moved aside as broken); only CURRENT goes aside, and CURRENT
 // is rewritten, durably, to name the manifest holding those snapshots.
 func TestDamagedCurrentKeepsManifest(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
-	commit(t, e, "a", "1")
-	commit(t, e, "a", "2")
-	e.Close()
+	m := savedA(t, "1", "2")
 	rewrite(t, m, CurrentFile, flipAt(3))
-	e = open(t, m, Options{Fallback: true})
+	e := open(t, m, Options{Fallback: true})
 	rep := e.Report()
 	if !rep.FellBack || !slices.Equal(rep.Broken, []string{CurrentFile + BrokenSuffix}) {
 		t.Fatalf("report %+v", rep)
