@@ -124,7 +124,7 @@ func (e *Engine) Commit(writes []Write, drops []string) (Snapshot, error) {
 
 	// 3. Install.
 	e.mu.Lock()
-	next.apply(e.cur)
+	e.cur = next.apply(e.cur)
 	next.States = len(e.cur)
 	for _, u := range next.undo {
 		nr, has := e.cur[u.name]

@@ -323,7 +323,7 @@ func (e *Engine) fold(log *manifest.Log, file string) error {
 			sortRefs(s.changed)
 			s.removed = slices.Sorted(slices.Values(rec.Removed))
 		}
-		s.apply(states)
+		states = s.apply(states)
 		s.States = len(states)
 		if i >= first {
 			e.snaps = append(e.snaps, s)

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/instadump/instadump/internal/vfs"
 	"github.com/instadump/instadump/manifest"
@@ -50,8 +48,7 @@ func (e *Engine) rollover(num uint64) error {
 	}
 	if len(e.snaps) > 0 {
 		recs[0].Kind, recs[0].Removed = manifest.Full, nil
-		recs[0].States = slices.Collect(maps.Values(e.statesAt(0)))
-		sortRefs(recs[0].States)
+		recs[0].States = e.refsAt(0)
 	}
 	e.mu.Unlock()
 	for _, rec := range recs {

@@ -71,8 +71,16 @@ func (s *snap) undoOf(name string) (undo, bool) {
 	return s.undo[i], true
 }
 
-// apply changes states (the snapshot before s) into s, and fills s.undo.
-func (s *snap) apply(states map[string]Ref) {
+// apply changes states (the snapshot before s) into s, fills s.undo and
+// returns states: the same map, or a larger copy when s changes more
+// states than it holds (a first save of many states grows the map once,
+// not by doubling).
+func (s *snap) apply(states map[string]Ref) map[string]Ref {
+	if len(s.changed) > len(states) {
+		grown := make(map[string]Ref, len(states)+len(s.changed))
+		maps.Copy(grown, states)
+		states = grown
+	}
 	s.undo = make([]undo, 0, len(s.changed)+len(s.removed))
 	for _, r := range s.changed {
 		prev, had := states[r.Name]
@@ -85,6 +93,7 @@ func (s *snap) apply(states map[string]Ref) {
 		delete(states, n)
 	}
 	slices.SortFunc(s.undo, func(a, b undo) int { return strings.Compare(a.name, b.name) })
+	return states
 }
 
 // revert turns states (snapshot s) back into the snapshot before s.
@@ -156,6 +165,22 @@ func (e *Engine) statesAt(i int) map[string]Ref {
 		e.snaps[k].revert(states)
 	}
 	return states
+}
+
+// refsAt returns the states of retained snapshot i sorted by name, in a
+// slice of their number; the current snapshot's without a copy of its
+// map. Call with e.mu held.
+func (e *Engine) refsAt(i int) []Ref {
+	states := e.cur
+	if i < len(e.snaps)-1 {
+		states = e.statesAt(i)
+	}
+	refs := make([]Ref, 0, len(states))
+	for _, r := range states {
+		refs = append(refs, r)
+	}
+	sortRefs(refs)
+	return refs
 }
 
 // lookupAt returns state name in retained snapshot i. Call with e.mu

@@ -121,13 +121,11 @@ func frameSum(lenField, payload []byte) uint64 {
 	return d.Sum64()
 }
 
-func appendFrame(b, payload []byte) []byte {
-	var h [FrameHeaderSize]byte
-	copy(h[:], RecordMagic)
+// putFrameHeader writes the header of a frame holding payload into h.
+func putFrameHeader(h, payload []byte) {
+	copy(h, RecordMagic)
 	le.PutUint32(h[4:], uint32(len(payload)))
 	le.PutUint64(h[8:], frameSum(h[4:8], payload))
-	b = append(b, h[:]...)
-	return append(b, payload...)
 }
 
 // EncodeCurrent returns the contents of a CURRENT file naming manifest

@@ -37,15 +37,17 @@ func Create(f File, num uint64) (*Writer, error) {
 // Append writes rec (not durable until Sync) and returns the offset of
 // its frame.
 func (w *Writer) Append(rec Record) (int64, error) {
-	payload, err := rec.AppendPayload(w.buf[:0])
+	// The frame is encoded in place: header space, payload, then header.
+	frame, err := rec.AppendPayload(append(w.buf[:0], make([]byte, FrameHeaderSize)...))
 	if err != nil {
 		return 0, err
 	}
+	w.buf = frame[:0]
+	payload := frame[FrameHeaderSize:]
 	if len(payload) > MaxRecordSize {
 		return 0, fmt.Errorf("manifest: record of snapshot %d is %d bytes, over the limit of %d", rec.Snapshot, len(payload), MaxRecordSize)
 	}
-	frame := appendFrame(nil, payload)
-	w.buf = payload[:0]
+	putFrameHeader(frame[:FrameHeaderSize], payload)
 	off := w.off
 	n, err := w.f.Write(frame)
 	w.off += int64(n)

@@ -469,3 +469,10 @@ func TestEnumNames(t *testing.T) {
 		}
 	}
 }
+
+func appendFrame(b, payload []byte) []byte {
+	var h [FrameHeaderSize]byte
+	putFrameHeader(h[:], payload)
+	b = append(b, h[:]...)
+	return append(b, payload...)
+}

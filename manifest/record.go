@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/instadump/instadump/internal/errs"
@@ -219,6 +220,9 @@ func (r *Record) AppendPayload(b []byte) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
+	// A value state takes some 50 bytes beside its name: grow once, not
+	// by doubling through a record of many states.
+	b = slices.Grow(b, 64+len(r.States)*64)
 	b = append(b, byte(r.Kind))
 	b = appendUvarintField(b, tagSnapshot, r.Snapshot)
 	b = appendField(b, tagTime, binary.AppendVarint(nil, r.Time.UnixNano()))
