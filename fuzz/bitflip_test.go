@@ -22,16 +22,9 @@ import (
 // file, never wrong data (I4). A flip in the last manifest record may
 // read as a torn tail: then the snapshot before it, intact.
 func TestCrashBitFlips(t *testing.T) {
-	mem := vfs.NewMem()
-	w := &env{fs: mem, opts: engine.Options{Retain: 3}, m: newModel()}
-	if err := w.open(); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 3; i++ {
-		if err := w.commit(map[string]string{"a": val("a", i, 30), fmt.Sprint("s", i): val("s", i, 2000)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mem, w := threeSaves(t, func(i int) map[string]string {
+		return map[string]string{"a": val("a", i, 30), fmt.Sprint("s", i): val("s", i, 2000)}
+	})
 	w.e.Close()
 	names, _ := mem.List(dbDir)
 	rng := rand.New(rand.NewSource(1))
@@ -72,19 +65,13 @@ func TestCrashBitFlips(t *testing.T) {
 
 // rewrite changes file name of the DB with fn, durably.
 func rewrite(fsys vfs.FS, name string, fn func([]byte)) error {
-	p := path.Join(dbDir, name)
-	f, err := fsys.Open(p)
-	if err != nil {
-		return err
-	}
-	size, _ := f.Size()
-	data, err := vfs.ReadAll(f, size)
-	f.Close()
+	data, err := readFile(fsys, name)
 	if err != nil {
 		return err
 	}
 	fn(data)
-	if f, err = fsys.Create(p); err != nil {
+	f, err := fsys.Create(path.Join(dbDir, name))
+	if err != nil {
 		return err
 	}
 	defer f.Close()
@@ -94,14 +81,22 @@ func rewrite(fsys vfs.FS, name string, fn func([]byte)) error {
 	return f.Sync()
 }
 
-func readAll(t *testing.T, fsys vfs.FS, name string) []byte {
+// readFile reads file name of the DB.
+func readFile(fsys vfs.FS, name string) ([]byte, error) {
 	f, err := fsys.Open(path.Join(dbDir, name))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer f.Close()
-	size, _ := f.Size()
-	data, err := vfs.ReadAll(f, size)
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	return vfs.ReadAll(f, size)
+}
+
+func readAll(t *testing.T, fsys vfs.FS, name string) []byte {
+	data, err := readFile(fsys, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,10 +21,17 @@ import (
 // yields the states a machine could reboot into, and recovery from each
 // must give exactly the last acknowledged snapshot or the one in flight.
 
+// crashFigures count what the drivers of crash points and injected
+// errors checked.
+type crashFigures struct {
+	crashPoints, crashStates, injected atomic.Int64
+}
+
 // figures counted across the crash tests, printed by TestMain.
 var figures struct {
-	crashPoints, crashStates, injected, flipped, flipDetected, killRounds, killInflight atomic.Int64
-	kinds                                                                               [len(crashKindNames)]atomic.Int64
+	crashFigures
+	flipped, flipDetected, killRounds, killInflight atomic.Int64
+	kinds                                           [len(crashKindNames)]atomic.Int64
 }
 
 // crashKindNames name the kinds of crash state, as kindOf sorts them.
@@ -48,9 +55,9 @@ func kindOf(o vfs.CrashOptions) int {
 	return 0
 }
 
-// checked counts a crash state whose recovery was checked.
-func checked(o vfs.CrashOptions) {
-	figures.crashStates.Add(1)
+// checked counts a crash state of wl whose recovery was checked.
+func checked(wl crashWorkload, o vfs.CrashOptions) {
+	wl.tally(func(f *crashFigures) { f.crashStates.Add(1) })
 	figures.kinds[kindOf(o)].Add(1)
 }
 
@@ -83,10 +90,7 @@ type env struct {
 func (w *env) open() error { return w.openAt(dbDir) }
 
 func (w *env) openAt(dir string) error {
-	if w.e != nil {
-		w.e.Close()
-		w.e = nil
-	}
+	w.close()
 	o := w.opts
 	o.FS = w.fs
 	e, err := engine.Open(dir, o)
@@ -100,6 +104,13 @@ func (w *env) openAt(dir string) error {
 	}
 	w.m.inflight = nil
 	return nil
+}
+
+func (w *env) close() {
+	if w.e != nil {
+		w.e.Close()
+		w.e = nil
+	}
 }
 
 func (w *env) ack() {
@@ -232,6 +243,41 @@ func crashKinds() []vfs.CrashOptions {
 	return append(kinds, vfs.CrashOptions{KeepUnsynced: 1, KeepNames: 1, ZeroLast: true})
 }
 
+// crashWorkload is a workload, of States (workload) or of Maps
+// (*mapWorkload), as the drivers of crash points and injected errors
+// run it.
+type crashWorkload interface {
+	label() string
+	// start runs the workload on fs and returns the run, to look at what
+	// it left, and the error it stopped at.
+	start(fs vfs.FS) (crashRun, error)
+	// clean runs the workload without failures on fs, over mem, and
+	// checks what such a run must do.
+	clean(mem *vfs.MemFS, fs vfs.FS) error
+	// tally adds to each figures the workload counts in.
+	tally(add func(f *crashFigures))
+}
+
+// crashRun is a run of a crashWorkload, with its model.
+type crashRun interface {
+	close()
+	// recovers checks that fsys, the run's filesystem after a crash,
+	// recovers what the model says (and leaves the model as it is).
+	recovers(fsys *vfs.MemFS) error
+	// isOpen says whether the run stopped with its DB open.
+	isOpen() bool
+	// resume follows a failure that left the DB open: it finishes what
+	// the failure left undone in memory, and checks memory.
+	resume() error
+	// saveAgain makes one more save and returns its error; the model
+	// holds the save in flight only if it started.
+	saveAgain() error
+	// reopens checks that fsys, the run's filesystem after it closed,
+	// opens without failures at the snapshot the model says, with every
+	// retained one readable.
+	reopens(fsys *vfs.MemFS) error
+}
+
 // workload is a sequence of steps on an env; it stops at the first error.
 type workload struct {
 	name string
@@ -239,44 +285,121 @@ type workload struct {
 	run  func(w *env) error
 }
 
-// countOps runs wl without failures and returns its mutating operations.
-func countOps(t testing.TB, wl workload) int64 {
-	n := &vfs.Nth{Kinds: vfs.OpMutating}
-	w := &env{fs: vfs.WithErrors(vfs.NewMem(), n), opts: wl.opts, m: newModel()}
-	if err := wl.run(w); err != nil {
-		t.Fatalf("%s without failures: %v", wl.name, err)
+func (wl workload) label() string { return wl.name }
+
+func (wl workload) start(fs vfs.FS) (crashRun, error) {
+	w := &env{fs: fs, opts: wl.opts, m: newModel()}
+	return w, wl.run(w)
+}
+
+func (wl workload) clean(_ *vfs.MemFS, fs vfs.FS) error {
+	w, err := wl.start(fs)
+	w.close()
+	return err
+}
+
+func (workload) tally(add func(f *crashFigures)) { add(&figures.crashFigures) }
+
+func (w *env) recovers(fsys *vfs.MemFS) error { return checkRecovery(fsys, w.opts, w.m) }
+
+func (w *env) isOpen() bool { return w.e != nil }
+
+func (w *env) resume() error { return nil }
+
+func (w *env) saveAgain() error {
+	inflight, inflightID := w.m.inflight, w.m.inflightID
+	err := w.commit(map[string]string{"after-error": "y"})
+	if err != nil {
+		w.m.inflight, w.m.inflightID = inflight, inflightID // it never started
 	}
-	if w.e != nil {
-		w.e.Close()
+	return err
+}
+
+func (w *env) reopens(fsys *vfs.MemFS) error {
+	e, err := engine.Open(dbDir, engine.Options{FS: fsys, Retain: w.opts.Retain, Level: w.opts.Level})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := checkModel(e, w.m); err != nil {
+		return err
+	}
+	for _, s := range e.Snapshots() {
+		if _, err := contents(e, s); err != nil {
+			return fmt.Errorf("retained snapshot %d: %w", s.ID, err)
+		}
+	}
+	return nil
+}
+
+// threeSaves makes a DB retaining three snapshots on a new MemFS, saved
+// with change(1), change(2) and change(3), and returns the MemFS and the
+// env, its DB left open.
+func threeSaves(t testing.TB, change func(i int) map[string]string) (*vfs.MemFS, *env) {
+	mem := vfs.NewMem()
+	w := &env{fs: mem, opts: engine.Options{Retain: 3}, m: newModel()}
+	if err := commits(1, 3, change)(w); err != nil {
+		t.Fatal(err)
+	}
+	return mem, w
+}
+
+// countOps runs wl without failures and returns its operations of the
+// given kinds.
+func countOps(t testing.TB, wl crashWorkload, kinds vfs.OpKind) int64 {
+	n := &vfs.Nth{Kinds: kinds}
+	mem := vfs.NewMem()
+	if err := wl.clean(mem, vfs.WithErrors(mem, n)); err != nil {
+		t.Fatalf("%s without failures: %v", wl.label(), err)
 	}
 	return n.Count()
 }
 
 // crashAt runs wl, crashing before its at-th mutating operation, and
 // checks recovery from each crash state.
-func crashAt(t testing.TB, wl workload, at int64, kinds []vfs.CrashOptions) {
+func crashAt(t testing.TB, wl crashWorkload, at int64, kinds []vfs.CrashOptions) {
 	mem := vfs.NewMem()
 	c := &crasher{mem: mem, at: at, kind: kinds}
-	w := &env{fs: vfs.WithErrors(mem, c), opts: wl.opts, m: newModel()}
-	err := wl.run(w)
-	if w.e != nil {
-		w.e.Close()
-	}
+	w, err := wl.start(vfs.WithErrors(mem, c))
+	w.close()
 	if !c.crashed {
-		t.Fatalf("%s: no crash at operation %d (err %v)", wl.name, at, err)
+		t.Fatalf("%s: no crash at operation %d (err %v)", wl.label(), at, err)
 	}
-	// A crash in a commit's clean-up (garbage collection, rollover) is
-	// not the commit's failure: the workload may have ended without error.
-	if err != nil && !errors.Is(err, errCrashed) {
-		t.Fatalf("%s crash at %d: unexpected error: %v", wl.name, at, err)
+	// A crash in a save's clean-up (garbage collection, rollover) is not
+	// the save's failure: the workload may have ended without error.
+	if err != nil && !isCrash(err) {
+		t.Fatalf("%s crash at %d: unexpected error: %v", wl.label(), at, err)
 	}
-	figures.crashPoints.Add(1)
+	wl.tally(func(f *crashFigures) { f.crashPoints.Add(1) })
 	for i, st := range c.states {
-		if err := checkRecovery(st, wl.opts, w.m); err != nil {
-			t.Fatalf("%s, crash before mutating operation %d, crash state %+v: %v", wl.name, at, kinds[i], err)
+		if err := w.recovers(st); err != nil {
+			t.Fatalf("%s, crash before mutating operation %d, crash state %+v: %v", wl.label(), at, kinds[i], err)
 		}
-		checked(kinds[i])
+		checked(wl, kinds[i])
 	}
+}
+
+// crashPoints crashes each workload at every one of its mutating
+// operations in turn, checking every crash state of crashKinds.
+func crashPoints[W crashWorkload](t *testing.T, wls []W) {
+	kinds := crashKinds()
+	for _, wl := range wls {
+		t.Run(strings.ReplaceAll(wl.label(), " ", "-"), func(t *testing.T) {
+			n := countOps(t, wl, vfs.OpMutating)
+			for at := int64(1); at <= n; at++ {
+				crashAt(t, wl, at, kinds)
+			}
+			t.Logf("%d crash points, %d crash states each", n, len(kinds))
+		})
+	}
+}
+
+// fuzzCrash is the body of a crash fuzz target: wl crashed at the
+// operation and in the crash state the input picks.
+func fuzzCrash(t *testing.T, wl crashWorkload, at uint16, kind byte) {
+	kinds := crashKinds()
+	n := countOps(t, wl, vfs.OpMutating)
+	crashAt(t, wl, 1+int64(at)%n, []vfs.CrashOptions{kinds[int(kind)%len(kinds)]})
 }
 
 // checkRecovery opens the crashed filesystem and checks I1/I2: exactly
@@ -371,61 +494,45 @@ func val(name string, i, size int) string {
 	return fmt.Sprintf("%s=%d;", name, i) + strings.Repeat(string(rune('a'+i%26)), size)
 }
 
+// commits is a workload's run: open, then commit change(i) for each i
+// from first to last.
+func commits(first, last int, change func(i int) map[string]string) func(w *env) error {
+	return func(w *env) error {
+		if err := w.open(); err != nil {
+			return err
+		}
+		for i := first; i <= last; i++ {
+			if err := w.commit(change(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 var workloads = []workload{
-	{"one save", engine.Options{}, func(w *env) error {
-		if err := w.open(); err != nil {
-			return err
-		}
-		return w.commit(map[string]string{"a": val("a", 1, 10), "b": val("b", 1, 5000)})
-	}},
-	{"three saves", engine.Options{}, func(w *env) error {
-		if err := w.open(); err != nil {
-			return err
-		}
-		for i := 1; i <= 3; i++ {
-			if err := w.commit(map[string]string{"a": val("a", i, 100), fmt.Sprint("s", i): val("s", i, 3000)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}},
-	{"manifest rollover", engine.Options{ManifestLimit: 1}, func(w *env) error {
-		if err := w.open(); err != nil {
-			return err
-		}
-		for i := 1; i <= 8; i++ {
-			if err := w.commit(map[string]string{"a": val("a", i, 10)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}},
-	{"gc and compaction", engine.Options{Retain: 1, Level: segment.LevelNone}, func(w *env) error {
-		if err := w.open(); err != nil {
-			return err
+	{"one save", engine.Options{}, commits(1, 1, func(i int) map[string]string {
+		return map[string]string{"a": val("a", i, 10), "b": val("b", i, 5000)}
+	})},
+	{"three saves", engine.Options{}, commits(1, 3, func(i int) map[string]string {
+		return map[string]string{"a": val("a", i, 100), fmt.Sprint("s", i): val("s", i, 3000)}
+	})},
+	{"manifest rollover", engine.Options{ManifestLimit: 1}, commits(1, 8, func(i int) map[string]string {
+		return map[string]string{"a": val("a", i, 10)}
+	})},
+	{"gc and compaction", engine.Options{Retain: 1, Level: segment.LevelNone}, commits(0, 6, func(i int) map[string]string {
+		if i > 0 {
+			return map[string]string{fmt.Sprint("s", i%2): val("s", 10+i, 2000)}
 		}
 		first := map[string]string{}
 		for k := 0; k < 4; k++ {
 			first[fmt.Sprint("s", k)] = val("s", k, 2000)
 		}
-		if err := w.commit(first); err != nil {
-			return err
-		}
-		for i := 1; i <= 6; i++ {
-			if err := w.commit(map[string]string{fmt.Sprint("s", i%2): val("s", 10+i, 2000)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}},
+		return first
+	})},
 	{"reopen and read old snapshots", engine.Options{Retain: 3}, func(w *env) error {
-		if err := w.open(); err != nil {
+		if err := commits(1, 2, func(i int) map[string]string { return map[string]string{"a": val("a", i, 50)} })(w); err != nil {
 			return err
-		}
-		for i := 1; i <= 2; i++ {
-			if err := w.commit(map[string]string{"a": val("a", i, 50)}); err != nil {
-				return err
-			}
 		}
 		if err := w.open(); err != nil { // recovery's own writes are crash points too
 			return err
@@ -443,18 +550,7 @@ var workloads = []workload{
 	}},
 }
 
-func TestCrashPointsEnumerated(t *testing.T) {
-	kinds := crashKinds()
-	for _, wl := range workloads {
-		t.Run(strings.ReplaceAll(wl.name, " ", "-"), func(t *testing.T) {
-			n := countOps(t, wl)
-			for at := int64(1); at <= n; at++ {
-				crashAt(t, wl, at, kinds)
-			}
-			t.Logf("%d crash points, %d crash states each", n, len(kinds))
-		})
-	}
-}
+func TestCrashPointsEnumerated(t *testing.T) { crashPoints(t, workloads) }
 
 // fuzzInput is the fuzzer's bytes, read one at a time.
 type fuzzInput []byte
@@ -527,10 +623,7 @@ func FuzzCrashRecovery(f *testing.F) {
 	f.Add([]byte{0, 0, 1, 0, 1, 2, 1, 2, 3, 4}, uint16(5), byte(0))
 	f.Add([]byte{5, 0, 2, 1, 9, 0, 1, 2, 2, 1, 3, 0, 2, 5, 200, 3}, uint16(40), byte(3))
 	f.Add([]byte{14, 1, 1, 0, 255, 1, 1, 1, 255, 1, 1, 2, 255, 0, 1, 3, 255}, uint16(77), byte(9))
-	kinds := crashKinds()
 	f.Fuzz(func(t *testing.T, data []byte, at uint16, kind byte) {
-		wl := fuzzWorkload(data)
-		n := countOps(t, wl)
-		crashAt(t, wl, 1+int64(at)%n, []vfs.CrashOptions{kinds[int(kind)%len(kinds)]})
+		fuzzCrash(t, fuzzWorkload(data), at, kind)
 	})
 }

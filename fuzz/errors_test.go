@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/instadump/instadump/engine"
 	"github.com/instadump/instadump/internal/vfs"
 )
 
@@ -16,21 +15,21 @@ import (
 // save (a failed fsync loses its data for good, so a retried one proves
 // nothing), and reopening recovers the last acknowledged snapshot (or
 // the one in flight).
-func TestCrashInjectedErrors(t *testing.T) {
-	for _, wl := range workloads {
+func TestCrashInjectedErrors(t *testing.T) { injectErrors(t, workloads) }
+
+// injectErrors runs each workload once for every operation of the kinds
+// of each of injectSpecs, failing that operation, and checks with
+// injectAt what the failure left.
+func injectErrors[W crashWorkload](t *testing.T, wls []W) {
+	for _, wl := range wls {
 		for _, sp := range injectSpecs {
-			t.Run(strings.ReplaceAll(wl.name+"/"+sp.name, " ", "-"), func(t *testing.T) {
-				count := &vfs.Nth{Kinds: sp.kinds}
-				w := &env{fs: vfs.WithErrors(vfs.NewMem(), count), opts: wl.opts, m: newModel()}
-				if err := wl.run(w); err != nil {
-					t.Fatal(err)
-				}
-				w.e.Close()
-				for n := int64(1); n <= count.Count(); n++ {
+			t.Run(strings.ReplaceAll(wl.label()+"/"+sp.name, " ", "-"), func(t *testing.T) {
+				ops := countOps(t, wl, sp.kinds)
+				for n := int64(1); n <= ops; n++ {
 					if err := injectAt(wl, sp.kinds, n, sp.err, sp.short); err != nil {
 						t.Fatalf("%s at operation %d: %v", sp.name, n, err)
 					}
-					figures.injected.Add(1)
+					wl.tally(func(f *crashFigures) { f.injected.Add(1) })
 				}
 			})
 		}
@@ -55,7 +54,13 @@ var injectSpecs = []struct {
 	{"remove EIO", vfs.OpRemove, vfs.EIO, false},
 }
 
-func injectAt(wl workload, kinds vfs.OpKind, n int64, injected error, short bool) error {
+// injectAt runs wl, failing its n-th operation of the given kinds with
+// injected, and checks that the failing call returns the error; that one
+// more save, if the DB is still open, works or fails with the original
+// error, as it must after a manifest append or sync failed (sticky until
+// reopen); that a power loss then recovers what the model says; and that
+// a reopen without failures does too.
+func injectAt(wl crashWorkload, kinds vfs.OpKind, n int64, injected error, short bool) error {
 	mem := vfs.NewMem()
 	inj := &vfs.Nth{Kinds: kinds, N: n, Err: injected, Short: short}
 	var failed vfs.Op
@@ -66,8 +71,7 @@ func injectAt(wl workload, kinds vfs.OpKind, n int64, injected error, short bool
 		}
 		return err
 	})
-	w := &env{fs: vfs.WithErrors(mem, record), opts: wl.opts, m: newModel()}
-	err := wl.run(w)
+	w, err := wl.start(vfs.WithErrors(mem, record))
 	if inj.Fired() != 1 {
 		return fmt.Errorf("the error was injected %d times", inj.Fired())
 	}
@@ -76,45 +80,34 @@ func injectAt(wl workload, kinds vfs.OpKind, n int64, injected error, short bool
 	}
 	// A save whose manifest append or sync failed leaves the manifest in
 	// an unknown state: every later save must fail until reopen.
-	sticky := err != nil && w.e != nil && strings.Contains(failed.Path, "MANIFEST-") && failed.Kind&(vfs.OpWrite|vfs.OpSync) != 0
-	if err != nil && w.e != nil {
+	sticky := err != nil && w.isOpen() && strings.Contains(failed.Path, "MANIFEST-") && failed.Kind&(vfs.OpWrite|vfs.OpSync) != 0
+	if err != nil && w.isOpen() {
+		if err := w.resume(); err != nil {
+			return err
+		}
 		// One more save: it works, or fails with the original error.
-		inflight, inflightID := w.m.inflight, w.m.inflightID
-		if cerr := w.commit(map[string]string{"after-error": "y"}); cerr != nil {
-			if !errors.Is(cerr, injected) {
-				return fmt.Errorf("a save after the failure returned %v, not the original error", cerr)
+		if serr := w.saveAgain(); serr != nil {
+			if !errors.Is(serr, injected) {
+				return fmt.Errorf("a save after the failure returned %v, not the original error", serr)
 			}
-			w.m.inflight, w.m.inflightID = inflight, inflightID // it never started
 		} else if sticky {
 			return fmt.Errorf("a save succeeded after the manifest's %s failed; it must fail until reopen", failed.Kind)
 		}
 	}
-	if w.e != nil {
-		w.e.Close()
-	}
+	w.close()
 	// Power loss now: a failed fsync lost what it had not written (the
 	// MemFS settles a failed Sync's writes as lost), so nothing that was
 	// acknowledged may have relied on a retry.
 	for _, k := range []vfs.CrashOptions{{}, {KeepUnsynced: 1, KeepNames: 1}, {KeepUnsynced: 0.5, KeepNames: 0.5, Tear: 0.3, Seed: n}} {
-		if err := checkRecovery(mem.CrashClone(k), wl.opts, w.m); err != nil {
+		if err := w.recovers(mem.CrashClone(k)); err != nil {
 			return fmt.Errorf("power loss after the failure, crash state %+v: %w", k, err)
 		}
-		checked(k)
+		checked(wl, k)
 	}
 	// Reopen without failures: the last acknowledged snapshot, or the one
 	// in flight, and every retained snapshot reads.
-	e, err := engine.Open(dbDir, engine.Options{FS: mem, Retain: wl.opts.Retain, Level: wl.opts.Level})
-	if err != nil {
+	if err := w.reopens(mem); err != nil {
 		return fmt.Errorf("reopen after the failure: %w", err)
-	}
-	defer e.Close()
-	if err := checkModel(e, w.m); err != nil {
-		return err
-	}
-	for _, s := range e.Snapshots() {
-		if _, err := contents(e, s); err != nil {
-			return fmt.Errorf("retained snapshot %d: %w", s.ID, err)
-		}
 	}
 	return nil
 }

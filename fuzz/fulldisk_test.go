@@ -96,8 +96,7 @@ func TestCrashFullDisk(t *testing.T) {
 			if (target.what == "compaction" && err != nil) || logs.rolloverFailed.Load() > 0 {
 				failed++
 			}
-			w.e.Close()
-			w.e = nil
+			w.close()
 			// Still full: recovery, which always rolls the manifest over,
 			// may fail, with ENOSPC, and change nothing.
 			if err := w.openAt(dir); err != nil {
@@ -108,10 +107,7 @@ func TestCrashFullDisk(t *testing.T) {
 					failed++
 				}
 			}
-			if w.e != nil {
-				w.e.Close()
-				w.e = nil
-			}
+			w.close()
 			os.Remove(filler)
 			if err := w.openAt(dir); err != nil {
 				t.Fatalf("%s, %d bytes free: reopen with room again: %v", target.what, free, err)

@@ -3,7 +3,6 @@ package fuzz
 import (
 	"fmt"
 	"math/rand"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -20,7 +19,8 @@ import (
 // mapFigures count the Map workloads' share of the figures (which count
 // them too), printed by TestMain.
 var mapFigures struct {
-	crashPoints, crashStates, injected, killKeys atomic.Int64
+	crashFigures
+	killKeys atomic.Int64
 }
 
 // mapWorkload is a sequence of steps on a mapEnv; it stops at the first
@@ -227,19 +227,24 @@ func indexOf(s []string, x string) int {
 	return -1
 }
 
-// runMapClean runs wl without failures (counting its mutating
-// operations) and checks that it rewrote the base it should have.
-func countMapOps(t testing.TB, wl *mapWorkload) int64 {
-	n := &vfs.Nth{Kinds: vfs.OpMutating}
-	mem := vfs.NewMem()
-	w := newMapEnv(vfs.WithErrors(mem, n), &wl.spec)
+func (wl *mapWorkload) label() string { return wl.name }
+
+func (wl *mapWorkload) start(fs vfs.FS) (crashRun, error) {
+	w := newMapEnv(fs, &wl.spec)
+	return w, wl.run(w)
+}
+
+// clean runs wl without failures and checks that it rewrote the base it
+// should have, and that compactions moved the Map they should have.
+func (wl *mapWorkload) clean(mem *vfs.MemFS, fs vfs.FS) error {
+	w := newMapEnv(fs, &wl.spec)
 	if wl.rewrites != "" || wl.moves != "" {
 		w.raw, w.chains = mem, map[string][]chainLink{}
 	}
 	err := wl.run(w)
 	w.close()
 	if err != nil {
-		t.Fatalf("%s without failures: %v", wl.name, err)
+		return err
 	}
 	if wl.rewrites != "" {
 		links, rewrote := w.chains[wl.rewrites], 0
@@ -249,7 +254,7 @@ func countMapOps(t testing.TB, wl *mapWorkload) int64 {
 			}
 		}
 		if rewrote == 0 {
-			t.Fatalf("%s: no save rewrote the base of %s: %+v", wl.name, wl.rewrites, links)
+			return fmt.Errorf("no save rewrote the base of %s: %+v", wl.rewrites, links)
 		}
 	}
 	if wl.moves != "" {
@@ -260,48 +265,23 @@ func countMapOps(t testing.TB, wl *mapWorkload) int64 {
 			}
 		}
 		if kinds[true] == 0 || kinds[false] == 0 {
-			t.Fatalf("%s: compactions moved %s with a new delta %d times, as it was %d times; want both: %+v", wl.name, wl.moves, kinds[true], kinds[false], links)
+			return fmt.Errorf("compactions moved %s with a new delta %d times, as it was %d times; want both: %+v", wl.moves, kinds[true], kinds[false], links)
 		}
 	}
-	return n.Count()
+	return nil
 }
 
-// mapCrashAt runs wl, crashing before its at-th mutating operation, and
-// checks recovery from each crash state.
-func mapCrashAt(t testing.TB, wl *mapWorkload, at int64, kinds []vfs.CrashOptions) {
-	mem := vfs.NewMem()
-	c := &crasher{mem: mem, at: at, kind: kinds}
-	w := newMapEnv(vfs.WithErrors(mem, c), &wl.spec)
-	err := wl.run(w)
-	w.close()
-	if !c.crashed {
-		t.Fatalf("%s: no crash at operation %d (err %v)", wl.name, at, err)
-	}
-	// A crash in a save's clean-up (garbage collection, rollover) is not
-	// the save's failure: the workload may have ended without error.
-	if err != nil && !isCrash(err) {
-		t.Fatalf("%s crash at %d: unexpected error: %v", wl.name, at, err)
-	}
-	figures.crashPoints.Add(1)
-	mapFigures.crashPoints.Add(1)
-	for i, st := range c.states {
-		if err := checkMapRecovery(st, &wl.spec, w.m); err != nil {
-			t.Fatalf("%s, crash before mutating operation %d, crash state %+v: %v", wl.name, at, kinds[i], err)
-		}
-		checked(kinds[i])
-		mapFigures.crashStates.Add(1)
-	}
+func (*mapWorkload) tally(add func(f *crashFigures)) {
+	add(&figures.crashFigures)
+	add(&mapFigures.crashFigures)
 }
 
-func TestCrashMapPointsEnumerated(t *testing.T) {
-	kinds := crashKinds()
-	for _, wl := range mapWorkloads {
-		t.Run(strings.ReplaceAll(wl.name, " ", "-"), func(t *testing.T) {
-			n := countMapOps(t, wl)
-			for at := int64(1); at <= n; at++ {
-				mapCrashAt(t, wl, at, kinds)
-			}
-			t.Logf("%d crash points, %d crash states each", n, len(kinds))
-		})
-	}
-}
+func (w *mapEnv) recovers(fsys *vfs.MemFS) error { return checkMapRecovery(fsys, w.spec, w.m) }
+
+func (w *mapEnv) isOpen() bool { return w.db != nil }
+
+// reopens checks the model's snapshot, key by key, every retained one,
+// and that saves work again.
+func (w *mapEnv) reopens(fsys *vfs.MemFS) error { return w.recovers(fsys) }
+
+func TestCrashMapPointsEnumerated(t *testing.T) { crashPoints(t, mapWorkloads) }

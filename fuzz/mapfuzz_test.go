@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/instadump/instadump"
-	"github.com/instadump/instadump/internal/vfs"
 )
 
 // fuzzMapWorkload decodes a Map workload from fuzz input: the retention
@@ -86,10 +85,7 @@ func FuzzMapCrashRecovery(f *testing.F) {
 	f.Add([]byte{1, 0, 2, 1, 9, 2, 100, 5, 7, 3, 90, 7, 12, 200, 5, 6, 0, 3, 1, 4, 5, 6, 1, 5}, uint16(40), byte(3))
 	f.Add([]byte{2, 1, 2, 5, 255, 6, 255, 5, 0, 1, 5, 80, 5, 6, 0, 2, 1, 5, 5, 7, 44, 9, 5, 4, 7, 1, 5}, uint16(77), byte(20))
 	f.Add([]byte{4, 1, 2, 0, 230, 1, 231, 2, 232, 5, 1, 2, 0, 230, 1, 231, 2, 232, 5, 0, 1, 3, 20, 5, 1, 2, 0, 230, 1, 231, 2, 232, 5, 6, 1, 5}, uint16(60), byte(9))
-	kinds := crashKinds()
 	f.Fuzz(func(t *testing.T, data []byte, at uint16, kind byte) {
-		wl := fuzzMapWorkload(data)
-		n := countMapOps(t, wl)
-		mapCrashAt(t, wl, 1+int64(at)%n, []vfs.CrashOptions{kinds[int(kind)%len(kinds)]})
+		fuzzCrash(t, fuzzMapWorkload(data), at, kind)
 	})
 }
