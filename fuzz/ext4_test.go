@@ -146,15 +146,5 @@ func newExt4Disk(t *testing.T) *ext4Disk {
 
 func TestCrashExt4PowerLoss(t *testing.T) {
 	rounds := powerload.Rounds(t, "INSTADUMP_EXT4_ROUNDS", 40)
-	disk := newExt4Disk(t)
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
-	rig := powerload.NewRig(disk, seed)
-	for i := 0; i < rounds; i++ {
-		w := powerload.Workloads[i%len(powerload.Workloads)]
-		if err := rig.Round(w); err != nil {
-			t.Fatalf("round %d (seed %d): %v", i, seed, err)
-		}
-	}
-	fmt.Printf("ext4 power-loss figures: %s\n", rig.Figures)
+	powerload.Run(t, newExt4Disk(t), time.Now().UnixNano(), rounds, "ext4 power-loss")
 }

@@ -1,18 +1,16 @@
 package fuzz
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/instadump/instadump"
+	"github.com/instadump/instadump/fuzz/internal/powerload"
 )
 
 // A real process, killed: the test binary re-executes itself as a child
@@ -69,7 +67,7 @@ func killChild(dir string) int {
 	}
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	for {
-		err := db.Atomically(func(tx *instadump.Tx) error {
+		snap, err := powerload.AtomicallySave(db, func(tx *instadump.Tx) error {
 			from, to := ks.accts[rng.Intn(killAccounts)], ks.accts[rng.Intn(killAccounts)]
 			amount := rng.Intn(10)
 			from.SetIn(tx, from.GetIn(tx)-amount)
@@ -80,12 +78,7 @@ func killChild(dir string) int {
 			return nil
 		})
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "atomically:", err)
-			return 1
-		}
-		snap, err := db.Save()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "save:", err)
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		fmt.Printf("ack %d %d\n", snap.ID, ks.counter.Get())
@@ -118,44 +111,20 @@ func recovered(dir string) (id uint64, counter int, err error) {
 }
 
 func TestCrashKill9(t *testing.T) {
-	rounds := 30
-	if s := os.Getenv("INSTADUMP_KILL_ROUNDS"); s != "" {
-		var err error
-		if rounds, err = strconv.Atoi(s); err != nil {
-			t.Fatalf("INSTADUMP_KILL_ROUNDS=%q", s)
-		}
-	}
+	rounds := powerload.Rounds(t, "INSTADUMP_KILL_ROUNDS", 30)
 	dir := filepath.Join(t.TempDir(), "db")
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	var ackID uint64
 	var ackCounter int
 	for round := 0; round < rounds; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "INSTADUMP_FUZZ_CHILD=kill", "INSTADUMP_KILL_DIR="+dir)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
+		cmd := powerload.ChildCommand("kill", "INSTADUMP_KILL_DIR="+dir)
+		done, err := powerload.StartChild(cmd, func(id, c uint64) { ackID, ackCounter = id, int(c) })
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		acks := make(chan [2]uint64, 1<<16)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				var id, c uint64
-				if _, err := fmt.Sscanf(sc.Text(), "ack %d %d", &id, &c); err == nil {
-					acks <- [2]uint64{id, c}
-				}
-			}
-			close(acks)
-		}()
 		time.Sleep(time.Duration(20+rng.Intn(80)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
-		for a := range acks {
-			ackID, ackCounter = a[0], int(a[1])
-		}
+		<-done
 		cmd.Wait()
 		id, counter, err := recovered(dir)
 		if err != nil {

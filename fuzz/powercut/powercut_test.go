@@ -199,14 +199,5 @@ func TestUnsyncedWriteIsLost(t *testing.T) {
 func TestCrashFusePowerCut(t *testing.T) {
 	rounds := powerload.Rounds(t, "INSTADUMP_FUSE_ROUNDS", 40)
 	seed := time.Now().UnixNano()
-	d := newFuseDisk(t, seed)
-	t.Logf("seed %d", seed)
-	rig := powerload.NewRig(d, seed)
-	for i := 0; i < rounds; i++ {
-		w := powerload.Workloads[i%len(powerload.Workloads)]
-		if err := rig.Round(w); err != nil {
-			t.Fatalf("round %d (seed %d): %v", i, seed, err)
-		}
-	}
-	fmt.Printf("FUSE power-cut figures: %s\n", rig.Figures)
+	powerload.Run(t, newFuseDisk(t, seed), seed, rounds, "FUSE power-cut")
 }

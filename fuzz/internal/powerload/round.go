@@ -1,7 +1,6 @@
 package powerload
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand/v2"
@@ -71,31 +70,18 @@ func (r *Rig) Round(w *Workload) error {
 	cmd := Command(dir, w, r.Seed)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
 	var (
 		mu    sync.Mutex
 		acked = -1 // the last step acknowledged so far
 	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var k int
-			var id uint64
-			if _, err := fmt.Sscanf(sc.Text(), "ack %d %d", &k, &id); err == nil {
-				mu.Lock()
-				acked = k
-				mu.Unlock()
-			}
-		}
-	}()
+	done, err := StartChild(cmd, func(k, _ uint64) {
+		mu.Lock()
+		acked = int(k)
+		mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
 	within := r.MaxDelay
 	if w.CutWithin > 0 {
 		within = w.CutWithin
@@ -205,4 +191,18 @@ func Rounds(t testing.TB, name string, def int) int {
 		t.Fatalf("%s=%q: want a number of rounds", name, s)
 	}
 	return n
+}
+
+// Run runs rounds rounds on disk, of the workloads in turn, seeded with
+// seed, and prints the figures after what.
+func Run(t testing.TB, disk Disk, seed int64, rounds int, what string) {
+	t.Logf("seed %d", seed)
+	rig := NewRig(disk, seed)
+	for i := 0; i < rounds; i++ {
+		w := Workloads[i%len(Workloads)]
+		if err := rig.Round(w); err != nil {
+			t.Fatalf("round %d (seed %d): %v", i, seed, err)
+		}
+	}
+	fmt.Printf("%s figures: %s\n", what, rig.Figures)
 }

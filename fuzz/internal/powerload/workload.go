@@ -373,9 +373,9 @@ func (w *Workload) register(db *instadump.DB) (*states, error) {
 	return st, nil
 }
 
-// apply makes step k's changes in one transaction.
-func (st *states) apply(db *instadump.DB, seed int64, k int, c Change) error {
-	return db.Atomically(func(tx *instadump.Tx) error {
+// apply returns the transaction that makes step k's changes.
+func (st *states) apply(seed int64, k int, c Change) func(tx *instadump.Tx) error {
+	return func(tx *instadump.Tx) error {
 		if got := st.step.GetIn(tx); got != k-1 {
 			return fmt.Errorf("step %d follows step %d", k, got)
 		}
@@ -391,7 +391,7 @@ func (st *states) apply(db *instadump.DB, seed int64, k int, c Change) error {
 		}
 		st.applyMaps(tx, seed, k, c)
 		return nil
-	})
+	}
 }
 
 // check compares the loaded states with e, value by value.
