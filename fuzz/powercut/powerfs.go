@@ -38,6 +38,8 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/instadump/instadump/internal/vfs"
 )
 
 // BlockSize is the grain at which a cut keeps or loses unsynced writes.
@@ -68,26 +70,8 @@ type op struct {
 	size     int64
 }
 
-// nameOp is a name operation: effects applied together or not at all.
-type nameOp struct {
-	what    string
-	effects []effect
-}
-
-// effect sets name in dir to to, or with to zero removes it if it names
-// was.
-type effect struct {
-	dir     uint64
-	name    string
-	to, was uint64
-}
-
-type nameKey struct {
-	dir  uint64
-	name string
-}
-
-func (e effect) key() nameKey { return nameKey{e.dir, e.name} }
+// effect is a vfs.NameEffect of the FS, its nodes by number.
+type effect = vfs.NameEffect[uint64]
 
 type loc struct {
 	dir  uint64
@@ -102,7 +86,7 @@ type FS struct {
 	back    string
 	nodes   map[uint64]*node
 	next    uint64
-	ops     []nameOp                     // unsynced name operations, oldest first
+	ops     vfs.NameLog[uint64]          // unsynced name operations, oldest first
 	durable map[uint64]map[string]uint64 // each directory's durable names
 	where   map[uint64]loc               // where a durable name puts each node
 	handles map[uint64]uint64            // open handle → node
@@ -175,10 +159,10 @@ func (f *FS) limboPath(id uint64) string {
 
 // applyDurable makes e durable in the backing tree.
 func (f *FS) applyDurable(e effect) error {
-	names := f.durable[e.dir]
+	names := f.durable[e.Dir]
 	if names == nil {
 		names = map[string]uint64{}
-		f.durable[e.dir] = names
+		f.durable[e.Dir] = names
 	}
 	move := func(id uint64, to *loc) error {
 		src := f.hostPath(id)
@@ -188,24 +172,20 @@ func (f *FS) applyDurable(e effect) error {
 		}
 		return os.Rename(src, f.hostPath(id))
 	}
-	if e.to != 0 {
-		if old, ok := names[e.name]; ok && old != e.to {
+	if e.To != 0 {
+		if old, ok := names[e.Name]; ok && old != e.To {
 			if err := move(old, nil); err != nil {
 				return err
 			}
 		}
-		names[e.name] = e.to
-		return move(e.to, &loc{e.dir, e.name})
+		names[e.Name] = e.To
+		return move(e.To, &loc{e.Dir, e.Name})
 	}
-	if e.was != 0 && names[e.name] == e.was {
-		delete(names, e.name)
-		return move(e.was, nil)
+	if e.Was != 0 && names[e.Name] == e.Was {
+		delete(names, e.Name)
+		return move(e.Was, nil)
 	}
 	return nil
-}
-
-func (f *FS) logName(what string, effects ...effect) {
-	f.ops = append(f.ops, nameOp{what, effects})
 }
 
 func (f *FS) newNode(dir bool) (uint64, *node, error) {
@@ -318,20 +298,10 @@ func (f *FS) Settle(opts CutOptions) error {
 	defer f.mu.Unlock()
 	f.cut = true
 	rng := rand.New(rand.NewPCG(uint64(opts.Seed), 7))
-	last := map[nameKey]bool{}
-	for _, o := range f.ops {
-		keep := rng.Float64() < opts.KeepNames
-		for _, e := range o.effects {
-			if kept, ok := last[e.key()]; ok && !kept {
-				keep = false
-			}
-		}
-		for _, e := range o.effects {
-			last[e.key()] = keep
-			if keep {
-				if err := f.applyDurable(e); err != nil {
-					return fmt.Errorf("%s: %w", o.what, err)
-				}
+	for _, o := range f.ops.Survivors(func() bool { return rng.Float64() < opts.KeepNames }) {
+		for _, e := range o.Effects {
+			if err := f.applyDurable(e); err != nil {
+				return fmt.Errorf("%s: %w", o.What, err)
 			}
 		}
 	}
@@ -381,11 +351,7 @@ func (f *FS) Requests() (writes, fsyncs int) {
 func (f *FS) UnsyncedNames() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
-	for _, o := range f.ops {
-		out = append(out, o.what)
-	}
-	return out
+	return f.ops.Whats()
 }
 
 // lock takes the lock and returns the node, or an error status.
@@ -491,7 +457,7 @@ func (f *FS) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.E
 		return status(err)
 	}
 	d.names[name] = id
-	f.logName("mkdir "+name, effect{dir: in.NodeId, name: name, to: id})
+	f.ops.Add("mkdir "+name, effect{Dir: in.NodeId, Name: name, To: id})
 	f.entry(id, n, out)
 	return fuse.OK
 }
@@ -516,7 +482,7 @@ func (f *FS) remove(parent uint64, name string, dir bool) fuse.Status {
 		return fuse.Status(syscall.ENOTEMPTY)
 	}
 	delete(d.names, name)
-	f.logName("remove "+name, effect{dir: parent, name: name, was: id})
+	f.ops.Add("remove "+name, effect{Dir: parent, Name: name, Was: id})
 	return fuse.OK
 }
 
@@ -556,9 +522,9 @@ func (f *FS) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName strin
 	}
 	delete(od.names, oldName)
 	nd.names[newName] = id
-	f.logName("rename "+oldName+" "+newName,
-		effect{dir: in.NodeId, name: oldName, was: id},
-		effect{dir: in.Newdir, name: newName, to: id})
+	f.ops.Add("rename "+oldName+" "+newName,
+		effect{Dir: in.NodeId, Name: oldName, Was: id},
+		effect{Dir: in.Newdir, Name: newName, To: id})
 	return fuse.OK
 }
 
@@ -597,7 +563,7 @@ func (f *FS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse
 		return status(err)
 	}
 	d.names[name] = id
-	f.logName("create "+name, effect{dir: in.NodeId, name: name, to: id})
+	f.ops.Add("create "+name, effect{Dir: in.NodeId, Name: name, To: id})
 	f.entry(id, n, &out.EntryOut)
 	f.open(id, &out.OpenOut)
 	return fuse.OK
@@ -690,27 +656,9 @@ func (f *FS) FsyncDir(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 		return st
 	}
 	f.fsyncs++
-	need := map[nameKey]bool{}
-	durable := make([]bool, len(f.ops))
-	for i := len(f.ops) - 1; i >= 0; i-- {
-		for _, e := range f.ops[i].effects {
-			if e.dir == in.NodeId || need[e.key()] {
-				durable[i] = true
-			}
-		}
-		if durable[i] {
-			for _, e := range f.ops[i].effects {
-				need[e.key()] = true
-			}
-		}
-	}
-	var rest []nameOp
-	for i, o := range f.ops {
-		if !durable[i] {
-			rest = append(rest, o)
-			continue
-		}
-		for _, e := range o.effects {
+	durable, rest := f.ops.Sync(in.NodeId)
+	for _, o := range durable {
+		for _, e := range o.Effects {
 			if err := f.applyDurable(e); err != nil {
 				return status(err)
 			}

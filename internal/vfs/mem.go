@@ -52,8 +52,8 @@ type MemFS struct {
 	mu      sync.Mutex
 	root    *node
 	locks   map[string]bool
-	seq     uint64   // counts writes, to find the last one
-	names   []nameOp // unsynced name operations, oldest first
+	seq     uint64         // counts writes, to find the last one
+	names   NameLog[*node] // unsynced name operations, oldest first
 	failed  CrashOptions
 	failRng *rand.Rand
 }
@@ -78,37 +78,8 @@ type memOp struct {
 	size     int64
 }
 
-// nameOp is one name operation: its changes to directories, applied
-// together or not at all.
-type nameOp struct {
-	what    string
-	effects []nameEffect
-}
-
-// nameEffect sets name in dir to node to, or with to nil removes it if it
-// still names node was.
-type nameEffect struct {
-	dir     *node
-	name    string
-	to, was *node
-}
-
-func (e nameEffect) apply(names map[string]*node) {
-	switch {
-	case e.to != nil:
-		names[e.name] = e.to
-	case names[e.name] == e.was:
-		delete(names, e.name)
-	}
-}
-
-// nameKey is one name in one directory.
-type nameKey struct {
-	dir  *node
-	name string
-}
-
-func (e nameEffect) key() nameKey { return nameKey{e.dir, e.name} }
+// nameEffect is a NameEffect of a MemFS.
+type nameEffect = NameEffect[*node]
 
 // NewMem returns an empty MemFS holding only the root directory "/" (and
 // ".", the same).
@@ -170,20 +141,12 @@ func (m *MemFS) parent(name, op string) (*node, string, error) {
 	return d, path.Base(p), nil
 }
 
-func (m *MemFS) logName(what string, effects ...nameEffect) {
-	m.names = append(m.names, nameOp{what: what, effects: effects})
-}
-
 // UnsyncedNames describes the name operations not yet durable, oldest
 // first ("create db/000001.seg", "rename db/CURRENT.tmp db/CURRENT").
 func (m *MemFS) UnsyncedNames() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]string, len(m.names))
-	for i, op := range m.names {
-		out[i] = op.what
-	}
-	return out
+	return m.names.Whats()
 }
 
 // Create implements FS.
@@ -199,7 +162,7 @@ func (m *MemFS) Create(name string) (File, error) {
 	case ino == nil:
 		ino = &node{}
 		d.names[b] = ino
-		m.logName("create "+name, nameEffect{dir: d, name: b, to: ino})
+		m.names.Add("create "+name, nameEffect{Dir: d, Name: b, To: ino})
 	case ino.dir:
 		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
 	default:
@@ -252,9 +215,9 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	}
 	delete(od.names, ob)
 	nd.names[nb] = ino
-	m.logName("rename "+oldname+" "+newname,
-		nameEffect{dir: od, name: ob, was: ino},
-		nameEffect{dir: nd, name: nb, to: ino})
+	m.names.Add("rename "+oldname+" "+newname,
+		nameEffect{Dir: od, Name: ob, Was: ino},
+		nameEffect{Dir: nd, Name: nb, To: ino})
 	return nil
 }
 
@@ -274,7 +237,7 @@ func (m *MemFS) Remove(name string) error {
 		return &fs.PathError{Op: "remove", Path: name, Err: syscall.ENOTEMPTY}
 	}
 	delete(d.names, b)
-	m.logName("remove "+name, nameEffect{dir: d, name: b, was: ino})
+	m.names.Add("remove "+name, nameEffect{Dir: d, Name: b, Was: ino})
 	return nil
 }
 
@@ -309,7 +272,7 @@ func (m *MemFS) MkdirAll(dir string) error {
 		case n == nil:
 			n = newDir()
 			d.names[c] = n
-			m.logName("mkdir "+sofar, nameEffect{dir: d, name: c, to: n})
+			m.names.Add("mkdir "+sofar, nameEffect{Dir: d, Name: c, To: n})
 		case !n.dir:
 			return &fs.PathError{Op: "mkdir", Path: dir, Err: fmt.Errorf("a file has that name")}
 		}
@@ -329,29 +292,10 @@ func (m *MemFS) SyncDir(dir string) error {
 	if d == nil || !d.dir {
 		return &fs.PathError{Op: "syncdir", Path: dir, Err: fs.ErrNotExist}
 	}
-	need := map[nameKey]bool{} // names whose earlier operations must be durable
-	durable := make([]bool, len(m.names))
-	for i := len(m.names) - 1; i >= 0; i-- {
-		op := m.names[i]
-		for _, e := range op.effects {
-			if e.dir == d || need[e.key()] {
-				durable[i] = true
-			}
-		}
-		if durable[i] {
-			for _, e := range op.effects {
-				need[e.key()] = true
-			}
-		}
-	}
-	var rest []nameOp
-	for i, op := range m.names {
-		if !durable[i] {
-			rest = append(rest, op)
-			continue
-		}
-		for _, e := range op.effects {
-			e.apply(e.dir.durable)
+	durable, rest := m.names.Sync(d)
+	for _, op := range durable {
+		for _, e := range op.Effects {
+			e.Apply(e.Dir.durable)
 		}
 	}
 	m.names = rest
@@ -568,19 +512,9 @@ func (m *MemFS) CrashClone(opts CrashOptions) *MemFS {
 	}
 	// An operation survives only with the earlier ones on the same
 	// names: a rename never leaves its inode under both names or none.
-	last := map[nameKey]bool{} // did the latest operation on the name survive?
-	for _, op := range m.names {
-		keep := rng.Float64() < opts.KeepNames
-		for _, e := range op.effects {
-			if kept, ok := last[e.key()]; ok && !kept {
-				keep = false
-			}
-		}
-		for _, e := range op.effects {
-			last[e.key()] = keep
-			if keep {
-				e.apply(names(e.dir))
-			}
+	for _, op := range m.names.Survivors(func() bool { return rng.Float64() < opts.KeepNames }) {
+		for _, e := range op.Effects {
+			e.Apply(names(e.Dir))
 		}
 	}
 	// Only what the root reaches survives.
