@@ -128,6 +128,21 @@ func (m *MemFS) lookup(p string) *node {
 	return n
 }
 
+// find returns the node at name, a directory if dir is set, else a file;
+// op names the call in its error.
+func (m *MemFS) find(name, op string, dir bool) (*node, error) {
+	n := m.lookup(clean(name))
+	switch {
+	case n == nil:
+		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	case n.dir && !dir:
+		return nil, &fs.PathError{Op: op, Path: name, Err: syscall.EISDIR}
+	case !n.dir && dir:
+		return nil, &fs.PathError{Op: op, Path: name, Err: syscall.ENOTDIR}
+	}
+	return n, nil
+}
+
 // parent returns the directory holding name, and name's base.
 func (m *MemFS) parent(name, op string) (*node, string, error) {
 	p := clean(name)
@@ -174,12 +189,9 @@ func (m *MemFS) Create(name string) (File, error) {
 func (m *MemFS) open(name string) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ino := m.lookup(clean(name))
-	switch {
-	case ino == nil:
-		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
-	case ino.dir:
-		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
+	ino, err := m.find(name, "open", false)
+	if err != nil {
+		return nil, err
 	}
 	return &memFile{m: m, ino: ino, name: name, end: int64(len(ino.data))}, nil
 }
@@ -245,12 +257,9 @@ func (m *MemFS) Remove(name string) error {
 func (m *MemFS) List(dir string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d := m.lookup(clean(dir))
-	switch {
-	case d == nil:
-		return nil, &fs.PathError{Op: "list", Path: dir, Err: fs.ErrNotExist}
-	case !d.dir:
-		return nil, &fs.PathError{Op: "list", Path: dir, Err: syscall.ENOTDIR}
+	d, err := m.find(dir, "list", true)
+	if err != nil {
+		return nil, err
 	}
 	return slices.Sorted(maps.Keys(d.names)), nil
 }
