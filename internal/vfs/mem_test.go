@@ -110,10 +110,7 @@ func TestMkdirAllDurable(t *testing.T) {
 }
 
 func TestCrashKeepsAnySubsetOfNameOps(t *testing.T) {
-	m := NewMem()
-	if err := MkdirAllDurable(m, "d"); err != nil {
-		t.Fatal(err)
-	}
+	m := newMemDir(t, "d")
 	write(t, m, "d/CURRENT", []byte("old"), true)
 	write(t, m, "d/CURRENT.tmp", []byte("new"), true)
 	write(t, m, "d/gone", []byte("x"), true)

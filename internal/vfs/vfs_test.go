@@ -86,12 +86,20 @@ func testFS(t *testing.T, fsys FS, root string) {
 		t.Fatalf("open missing: %v", err)
 	}
 
+	testLock(t, fsys, dir, func(err error) bool { return errors.Is(err, ErrLocked) })
+}
+
+// testLock takes dir's lock, checks that a second Lock fails with an
+// error refused accepts, and that the lock can be taken again once
+// released.
+func testLock(t *testing.T, fsys FS, dir string, refused func(err error) bool) {
+	t.Helper()
 	l, err := fsys.Lock(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fsys.Lock(dir); !errors.Is(err, ErrLocked) {
-		t.Fatalf("second lock: %v, want ErrLocked", err)
+	if _, err := fsys.Lock(dir); !refused(err) {
+		t.Fatalf("second lock: %v", err)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -113,7 +121,9 @@ func TestErrorFSPassesThrough(t *testing.T) {
 	}
 }
 
-func write(t *testing.T, fsys FS, name string, data []byte, sync bool) {
+// create creates name holding data, synced if sync is set, and returns
+// it open.
+func create(t *testing.T, fsys FS, name string, data []byte, sync bool) File {
 	t.Helper()
 	f, err := fsys.Create(name)
 	if err != nil {
@@ -127,27 +137,33 @@ func write(t *testing.T, fsys FS, name string, data []byte, sync bool) {
 			t.Fatal(err)
 		}
 	}
-	f.Close()
+	return f
+}
+
+func write(t *testing.T, fsys FS, name string, data []byte, sync bool) {
+	t.Helper()
+	create(t, fsys, name, data, sync).Close()
 }
 
 // synced creates name holding data, durably (its name too), and returns
 // it open: what is written to it next is not synced.
 func synced(t *testing.T, m *MemFS, name string, data []byte) File {
 	t.Helper()
-	f, err := m.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	f := create(t, m, name, data, true)
 	if err := m.SyncDir(filepath.Dir(name)); err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// newMemDir returns a new MemFS holding directory dir, durably.
+func newMemDir(t *testing.T, dir string) *MemFS {
+	t.Helper()
+	m := NewMem()
+	if err := MkdirAllDurable(m, dir); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func read(t *testing.T, fsys FS, name string) ([]byte, bool) {
@@ -169,10 +185,7 @@ func read(t *testing.T, fsys FS, name string) ([]byte, bool) {
 }
 
 func TestCrashKeepsOnlyDurable(t *testing.T) {
-	m := NewMem()
-	if err := MkdirAllDurable(m, "d"); err != nil {
-		t.Fatal(err)
-	}
+	m := newMemDir(t, "d")
 	write(t, m, "d/synced", []byte("durable"), true)
 	write(t, m, "d/unsynced", []byte("lost"), false)
 	m.SyncDir("d")
@@ -195,10 +208,7 @@ func TestCrashKeepsOnlyDurable(t *testing.T) {
 }
 
 func TestCrashRenameAndRemoveNeedDirSync(t *testing.T) {
-	m := NewMem()
-	if err := MkdirAllDurable(m, "d"); err != nil {
-		t.Fatal(err)
-	}
+	m := newMemDir(t, "d")
 	write(t, m, "d/CURRENT", []byte("old"), true)
 	write(t, m, "d/CURRENT.tmp", []byte("new"), true)
 	m.SyncDir("d")
@@ -354,21 +364,7 @@ func TestErrorFSNth(t *testing.T) {
 // A lock this process holds is refused with an error that says so, not
 // one that blames another process.
 func TestLockSameProcess(t *testing.T) {
-	dir := t.TempDir()
-	l, err := OS.Lock(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = OS.Lock(dir)
-	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "in this process") || strings.Contains(err.Error(), "another process") {
-		t.Fatalf("second lock in this process: %v", err)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l, err = OS.Lock(dir)
-	if err != nil {
-		t.Fatalf("lock after release: %v", err)
-	}
-	l.Close()
+	testLock(t, OS, t.TempDir(), func(err error) bool {
+		return errors.Is(err, ErrLocked) && strings.Contains(err.Error(), "in this process") && !strings.Contains(err.Error(), "another process")
+	})
 }
