@@ -354,17 +354,19 @@ func (f *FS) UnsyncedNames() []string {
 	return f.ops.Whats()
 }
 
-// lock takes the lock and returns the node, or an error status.
-func (f *FS) lock(id uint64) (*node, fuse.Status) {
+// locked runs fn on node id under the lock, unless the power is cut
+// (EIO) or there is no such node (ENOENT).
+func (f *FS) locked(id uint64, fn func(n *node) fuse.Status) fuse.Status {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.cut {
-		return nil, fuse.EIO
+		return fuse.EIO
 	}
 	n := f.nodes[id]
 	if n == nil {
-		return nil, fuse.ENOENT
+		return fuse.ENOENT
 	}
-	return n, fuse.OK
+	return fn(n)
 }
 
 func (f *FS) attr(id uint64, n *node, a *fuse.Attr) {
@@ -397,17 +399,14 @@ func (f *FS) String() string { return "powercut" }
 
 // Lookup implements fuse.RawFileSystem.
 func (f *FS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
-	d, st := f.lock(h.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	id, ok := d.names[name]
-	if !ok {
-		return fuse.ENOENT
-	}
-	f.entry(id, f.nodes[id], out)
-	return fuse.OK
+	return f.locked(h.NodeId, func(d *node) fuse.Status {
+		id, ok := d.names[name]
+		if !ok {
+			return fuse.ENOENT
+		}
+		f.entry(id, f.nodes[id], out)
+		return fuse.OK
+	})
 }
 
 // Forget implements fuse.RawFileSystem: nodes live until the cut.
@@ -415,75 +414,64 @@ func (f *FS) Forget(nodeid, nlookup uint64) {}
 
 // GetAttr implements fuse.RawFileSystem.
 func (f *FS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
-	n, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if st.Ok() {
+	return f.locked(in.NodeId, func(n *node) fuse.Status {
 		f.attr(in.NodeId, n, &out.Attr)
-	}
-	return st
+		return fuse.OK
+	})
 }
 
 // SetAttr implements fuse.RawFileSystem: only the size matters.
 func (f *FS) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	n, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	if in.Valid&fuse.FATTR_SIZE != 0 {
-		if n.dir {
-			return fuse.Status(syscall.EISDIR)
+	return f.locked(in.NodeId, func(n *node) fuse.Status {
+		if in.Valid&fuse.FATTR_SIZE != 0 {
+			if n.dir {
+				return fuse.Status(syscall.EISDIR)
+			}
+			if err := f.change(in.NodeId, n, op{truncate: true, size: int64(in.Size)}); err != nil {
+				return status(err)
+			}
 		}
-		if err := f.change(in.NodeId, n, op{truncate: true, size: int64(in.Size)}); err != nil {
-			return status(err)
-		}
-	}
-	f.attr(in.NodeId, n, &out.Attr)
-	return fuse.OK
+		f.attr(in.NodeId, n, &out.Attr)
+		return fuse.OK
+	})
 }
 
 // Mkdir implements fuse.RawFileSystem.
 func (f *FS) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
-	d, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	if _, ok := d.names[name]; ok {
-		return fuse.Status(syscall.EEXIST)
-	}
-	id, n, err := f.newNode(true)
-	if err != nil {
-		return status(err)
-	}
-	d.names[name] = id
-	f.ops.Add("mkdir "+name, effect{Dir: in.NodeId, Name: name, To: id})
-	f.entry(id, n, out)
-	return fuse.OK
+	return f.locked(in.NodeId, func(d *node) fuse.Status {
+		if _, ok := d.names[name]; ok {
+			return fuse.Status(syscall.EEXIST)
+		}
+		id, n, err := f.newNode(true)
+		if err != nil {
+			return status(err)
+		}
+		d.names[name] = id
+		f.ops.Add("mkdir "+name, effect{Dir: in.NodeId, Name: name, To: id})
+		f.entry(id, n, out)
+		return fuse.OK
+	})
 }
 
 func (f *FS) remove(parent uint64, name string, dir bool) fuse.Status {
-	d, st := f.lock(parent)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	id, ok := d.names[name]
-	if !ok {
-		return fuse.ENOENT
-	}
-	n := f.nodes[id]
-	switch {
-	case dir && !n.dir:
-		return fuse.Status(syscall.ENOTDIR)
-	case !dir && n.dir:
-		return fuse.Status(syscall.EISDIR)
-	case dir && len(n.names) > 0:
-		return fuse.Status(syscall.ENOTEMPTY)
-	}
-	delete(d.names, name)
-	f.ops.Add("remove "+name, effect{Dir: parent, Name: name, Was: id})
-	return fuse.OK
+	return f.locked(parent, func(d *node) fuse.Status {
+		id, ok := d.names[name]
+		if !ok {
+			return fuse.ENOENT
+		}
+		n := f.nodes[id]
+		switch {
+		case dir && !n.dir:
+			return fuse.Status(syscall.ENOTDIR)
+		case !dir && n.dir:
+			return fuse.Status(syscall.EISDIR)
+		case dir && len(n.names) > 0:
+			return fuse.Status(syscall.ENOTEMPTY)
+		}
+		delete(d.names, name)
+		f.ops.Add("remove "+name, effect{Dir: parent, Name: name, Was: id})
+		return fuse.OK
+	})
 }
 
 // Unlink implements fuse.RawFileSystem.
@@ -498,34 +486,31 @@ func (f *FS) Rmdir(_ <-chan struct{}, h *fuse.InHeader, name string) fuse.Status
 
 // Rename implements fuse.RawFileSystem (plain renames only).
 func (f *FS) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
-	od, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	if in.Flags != 0 {
-		return fuse.EINVAL
-	}
-	nd := f.nodes[in.Newdir]
-	if nd == nil || !nd.dir {
-		return fuse.ENOENT
-	}
-	id, ok := od.names[oldName]
-	if !ok {
-		return fuse.ENOENT
-	}
-	if in.NodeId == in.Newdir && oldName == newName {
+	return f.locked(in.NodeId, func(od *node) fuse.Status {
+		if in.Flags != 0 {
+			return fuse.EINVAL
+		}
+		nd := f.nodes[in.Newdir]
+		if nd == nil || !nd.dir {
+			return fuse.ENOENT
+		}
+		id, ok := od.names[oldName]
+		if !ok {
+			return fuse.ENOENT
+		}
+		if in.NodeId == in.Newdir && oldName == newName {
+			return fuse.OK
+		}
+		if old, ok := nd.names[newName]; ok && (f.nodes[old].dir || f.nodes[id].dir) {
+			return fuse.Status(syscall.EEXIST)
+		}
+		delete(od.names, oldName)
+		nd.names[newName] = id
+		f.ops.Add("rename "+oldName+" "+newName,
+			effect{Dir: in.NodeId, Name: oldName, Was: id},
+			effect{Dir: in.Newdir, Name: newName, To: id})
 		return fuse.OK
-	}
-	if old, ok := nd.names[newName]; ok && (f.nodes[old].dir || f.nodes[id].dir) {
-		return fuse.Status(syscall.EEXIST)
-	}
-	delete(od.names, oldName)
-	nd.names[newName] = id
-	f.ops.Add("rename "+oldName+" "+newName,
-		effect{Dir: in.NodeId, Name: oldName, Was: id},
-		effect{Dir: in.Newdir, Name: newName, To: id})
-	return fuse.OK
+	})
 }
 
 func (f *FS) open(id uint64, out *fuse.OpenOut) {
@@ -537,135 +522,123 @@ func (f *FS) open(id uint64, out *fuse.OpenOut) {
 
 // Create implements fuse.RawFileSystem.
 func (f *FS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
-	d, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	if id, ok := d.names[name]; ok {
-		n := f.nodes[id]
-		switch {
-		case in.Flags&syscall.O_EXCL != 0:
-			return fuse.Status(syscall.EEXIST)
-		case n.dir:
-			return fuse.Status(syscall.EISDIR)
-		case in.Flags&syscall.O_TRUNC != 0:
-			if err := f.change(id, n, op{truncate: true}); err != nil {
-				return status(err)
+	return f.locked(in.NodeId, func(d *node) fuse.Status {
+		if id, ok := d.names[name]; ok {
+			n := f.nodes[id]
+			switch {
+			case in.Flags&syscall.O_EXCL != 0:
+				return fuse.Status(syscall.EEXIST)
+			case n.dir:
+				return fuse.Status(syscall.EISDIR)
+			case in.Flags&syscall.O_TRUNC != 0:
+				if err := f.change(id, n, op{truncate: true}); err != nil {
+					return status(err)
+				}
 			}
+			f.entry(id, n, &out.EntryOut)
+			f.open(id, &out.OpenOut)
+			return fuse.OK
 		}
+		id, n, err := f.newNode(false)
+		if err != nil {
+			return status(err)
+		}
+		d.names[name] = id
+		f.ops.Add("create "+name, effect{Dir: in.NodeId, Name: name, To: id})
 		f.entry(id, n, &out.EntryOut)
 		f.open(id, &out.OpenOut)
 		return fuse.OK
-	}
-	id, n, err := f.newNode(false)
-	if err != nil {
-		return status(err)
-	}
-	d.names[name] = id
-	f.ops.Add("create "+name, effect{Dir: in.NodeId, Name: name, To: id})
-	f.entry(id, n, &out.EntryOut)
-	f.open(id, &out.OpenOut)
-	return fuse.OK
+	})
 }
 
 // Open implements fuse.RawFileSystem.
 func (f *FS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	n, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	if n.dir {
-		return fuse.Status(syscall.EISDIR)
-	}
-	if in.Flags&syscall.O_TRUNC != 0 {
-		if err := f.change(in.NodeId, n, op{truncate: true}); err != nil {
-			return status(err)
+	return f.locked(in.NodeId, func(n *node) fuse.Status {
+		if n.dir {
+			return fuse.Status(syscall.EISDIR)
 		}
-	}
-	f.open(in.NodeId, out)
-	return fuse.OK
+		if in.Flags&syscall.O_TRUNC != 0 {
+			if err := f.change(in.NodeId, n, op{truncate: true}); err != nil {
+				return status(err)
+			}
+		}
+		f.open(in.NodeId, out)
+		return fuse.OK
+	})
 }
 
 // Read implements fuse.RawFileSystem, from the in-memory view.
-func (f *FS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	n, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return nil, st
-	}
-	off := int64(in.Offset)
-	if n.live != nil || len(n.pending) > 0 {
-		if off >= int64(len(n.live)) {
-			return fuse.ReadResultData(nil), fuse.OK
+func (f *FS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (res fuse.ReadResult, st fuse.Status) {
+	st = f.locked(in.NodeId, func(n *node) fuse.Status {
+		off := int64(in.Offset)
+		if n.live != nil || len(n.pending) > 0 {
+			if off >= int64(len(n.live)) {
+				res = fuse.ReadResultData(nil)
+				return fuse.OK
+			}
+			c := copy(buf[:min(int(in.Size), len(buf))], n.live[off:])
+			res = fuse.ReadResultData(buf[:c])
+			return fuse.OK
 		}
-		c := copy(buf[:min(int(in.Size), len(buf))], n.live[off:])
-		return fuse.ReadResultData(buf[:c]), fuse.OK
-	}
-	h, err := os.Open(f.hostPath(in.NodeId))
-	if err != nil {
-		return nil, status(err)
-	}
-	defer h.Close()
-	c, err := h.ReadAt(buf[:min(int(in.Size), len(buf))], off)
-	if c == 0 && err != nil && !errors.Is(err, io.EOF) {
-		return nil, status(err)
-	}
-	return fuse.ReadResultData(buf[:c]), fuse.OK
+		h, err := os.Open(f.hostPath(in.NodeId))
+		if err != nil {
+			return status(err)
+		}
+		defer h.Close()
+		c, err := h.ReadAt(buf[:min(int(in.Size), len(buf))], off)
+		if c == 0 && err != nil && !errors.Is(err, io.EOF) {
+			return status(err)
+		}
+		res = fuse.ReadResultData(buf[:c])
+		return fuse.OK
+	})
+	return res, st
 }
 
 // Write implements fuse.RawFileSystem: into memory, not yet durable.
-func (f *FS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	n, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return 0, st
-	}
-	f.writes++
-	if err := f.change(in.NodeId, n, op{off: int64(in.Offset), data: slices.Clone(data)}); err != nil {
-		return 0, status(err)
-	}
-	return uint32(len(data)), fuse.OK
+func (f *FS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (written uint32, st fuse.Status) {
+	st = f.locked(in.NodeId, func(n *node) fuse.Status {
+		f.writes++
+		if err := f.change(in.NodeId, n, op{off: int64(in.Offset), data: slices.Clone(data)}); err != nil {
+			return status(err)
+		}
+		written = uint32(len(data))
+		return fuse.OK
+	})
+	return written, st
 }
 
 // Fsync implements fuse.RawFileSystem: the file's data becomes durable.
 func (f *FS) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	n, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	f.fsyncs++
-	if len(n.pending) == 0 {
+	return f.locked(in.NodeId, func(n *node) fuse.Status {
+		f.fsyncs++
+		if len(n.pending) == 0 {
+			return fuse.OK
+		}
+		if err := f.writeHost(in.NodeId, n.pending); err != nil {
+			return status(err)
+		}
+		n.pending, n.live = nil, nil
 		return fuse.OK
-	}
-	if err := f.writeHost(in.NodeId, n.pending); err != nil {
-		return status(err)
-	}
-	n.pending, n.live = nil, nil
-	return fuse.OK
+	})
 }
 
 // FsyncDir implements fuse.RawFileSystem: the directory's name operations
 // become durable, with the earlier ones on the same names.
 func (f *FS) FsyncDir(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	_, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	f.fsyncs++
-	durable, rest := f.ops.Sync(in.NodeId)
-	for _, o := range durable {
-		for _, e := range o.Effects {
-			if err := f.applyDurable(e); err != nil {
-				return status(err)
+	return f.locked(in.NodeId, func(_ *node) fuse.Status {
+		f.fsyncs++
+		durable, rest := f.ops.Sync(in.NodeId)
+		for _, o := range durable {
+			for _, e := range o.Effects {
+				if err := f.applyDurable(e); err != nil {
+					return status(err)
+				}
 			}
 		}
-	}
-	f.ops = rest
-	return fuse.OK
+		f.ops = rest
+		return fuse.OK
+	})
 }
 
 // Flush implements fuse.RawFileSystem.
@@ -680,37 +653,34 @@ func (f *FS) Release(_ <-chan struct{}, in *fuse.ReleaseIn) {
 
 // OpenDir implements fuse.RawFileSystem.
 func (f *FS) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	n, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if st.Ok() && !n.dir {
-		return fuse.Status(syscall.ENOTDIR)
-	}
-	return st
+	return f.locked(in.NodeId, func(n *node) fuse.Status {
+		if !n.dir {
+			return fuse.Status(syscall.ENOTDIR)
+		}
+		return fuse.OK
+	})
 }
 
 // ReadDir implements fuse.RawFileSystem.
 func (f *FS) ReadDir(_ <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	n, st := f.lock(in.NodeId)
-	defer f.mu.Unlock()
-	if !st.Ok() {
-		return st
-	}
-	names := make([]string, 0, len(n.names))
-	for name := range n.names {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for i := int(in.Offset); i < len(names); i++ {
-		id := n.names[names[i]]
-		mode := uint32(syscall.S_IFREG)
-		if f.nodes[id].dir {
-			mode = syscall.S_IFDIR
+	return f.locked(in.NodeId, func(n *node) fuse.Status {
+		names := make([]string, 0, len(n.names))
+		for name := range n.names {
+			names = append(names, name)
 		}
-		if !out.AddDirEntry(fuse.DirEntry{Name: names[i], Ino: id, Mode: mode, Off: uint64(i + 1)}) {
-			break
+		slices.Sort(names)
+		for i := int(in.Offset); i < len(names); i++ {
+			id := n.names[names[i]]
+			mode := uint32(syscall.S_IFREG)
+			if f.nodes[id].dir {
+				mode = syscall.S_IFDIR
+			}
+			if !out.AddDirEntry(fuse.DirEntry{Name: names[i], Ino: id, Mode: mode, Off: uint64(i + 1)}) {
+				break
+			}
 		}
-	}
-	return fuse.OK
+		return fuse.OK
+	})
 }
 
 // ReleaseDir implements fuse.RawFileSystem.
