@@ -3,8 +3,6 @@ package instadump_test
 import (
 	"fmt"
 	"log"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -15,7 +13,6 @@ import (
 // save writes one key, not ten thousand.
 func ExampleNewMap() {
 	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
 	db, err := instadump.Open(dir)
 	if err != nil {
 		log.Fatal(err)
@@ -60,7 +57,6 @@ var sessions = instadump.DefMap[string, int]("sessions")
 // DefMap declares a Map at package level, in the seed's style.
 func ExampleDefMap() {
 	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
 	for run := 1; run <= 2; run++ {
 		if err := instadump.Setup(dir); err != nil {
 			log.Fatal(err)
@@ -83,9 +79,7 @@ func ExampleDefMap() {
 // Drop retires a state: the next Save leaves it out, even if nothing else
 // changed; older snapshots keep it.
 func ExampleDB_Drop() {
-	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
-	db, err := instadump.Open(dir)
+	db, err := instadump.Open(tempDir())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -107,7 +101,6 @@ func ExampleDB_Drop() {
 // form.
 func ExampleMigrateFrom() {
 	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
 
 	// Version 1 of the program.
 	type configV1 struct {

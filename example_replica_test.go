@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/instadump/instadump"
@@ -16,18 +15,12 @@ import (
 // such as a mounted network filesystem; package replica/s3 gives S3), and
 // wait until one is there.
 func ExampleWithReplica() {
-	base, err := os.MkdirTemp("", "instadump-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(base)
-	os.Mkdir(filepath.Join(base, "replica"), 0o755)
-	st, err := replica.NewDir(filepath.Join(base, "replica"))
+	st, err := replica.NewDir(tempDir()) // an existing directory
 	if err != nil {
 		log.Fatal(err)
 	}
 
-	db, err := instadump.Open(filepath.Join(base, "db"), instadump.WithReplica(st))
+	db, err := instadump.Open(tempDir(), instadump.WithReplica(st))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -49,20 +42,15 @@ func ExampleWithReplica() {
 }
 
 // After the machine is lost, Restore writes the newest snapshot of the
-// replica into a new directory, which opens as any DB directory.
+// replica into a new or empty directory, which opens as any DB directory.
 func ExampleRestore() {
-	base, err := os.MkdirTemp("", "instadump-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(base)
-	os.Mkdir(filepath.Join(base, "replica"), 0o755)
-	st, err := replica.NewDir(filepath.Join(base, "replica"))
+	st, err := replica.NewDir(tempDir())
 	if err != nil {
 		log.Fatal(err)
 	}
 	// A DB that replicates, and then is lost.
-	db, err := instadump.Open(filepath.Join(base, "lost"), instadump.WithReplica(st))
+	lost := tempDir()
+	db, err := instadump.Open(lost, instadump.WithReplica(st))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -71,14 +59,15 @@ func ExampleRestore() {
 	snap, _ := db.Save()
 	db.WaitReplicated(context.Background(), snap.ID)
 	db.Close()
-	os.RemoveAll(filepath.Join(base, "lost"))
+	os.RemoveAll(lost)
 
-	restored, err := instadump.Restore(context.Background(), st, filepath.Join(base, "new"))
+	dir := tempDir()
+	restored, err := instadump.Restore(context.Background(), st, dir)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("restored snapshot", restored.ID)
-	db, err = instadump.Open(filepath.Join(base, "new"))
+	db, err = instadump.Open(dir)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -5,23 +5,24 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"path/filepath"
 
 	"github.com/instadump/instadump"
 )
 
+// tempDir returns a new, empty directory. The examples leave it behind:
+// TestMain points TMPDIR at a directory of the test run's own, and removes
+// that when the tests end.
 func tempDir() string {
 	dir, err := os.MkdirTemp("", "instadump-example-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	return filepath.Join(dir, "db")
+	return dir
 }
 
 // Open a DB, register a state, change it and save; the next Open finds it.
 func ExampleOpen() {
 	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
 
 	db, err := instadump.Open(dir)
 	if err != nil {
@@ -55,9 +56,7 @@ func ExampleOpen() {
 
 // Save makes a durable snapshot; Reload goes back to it.
 func ExampleDB_Save() {
-	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
-	db, err := instadump.Open(dir)
+	db, err := instadump.Open(tempDir())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -83,9 +82,7 @@ func ExampleDB_Save() {
 
 // Atomically changes several states together, or not at all.
 func ExampleDB_Atomically() {
-	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
-	db, err := instadump.Open(dir)
+	db, err := instadump.Open(tempDir())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -116,7 +113,6 @@ var greeting = instadump.DefState("greeting", "hello")
 // default DB, SaveAll saves them, Shutdown closes it.
 func ExampleDefState() {
 	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
 	for run := 1; run <= 2; run++ {
 		if err := instadump.Setup(dir); err != nil {
 			log.Fatal(err)
@@ -137,9 +133,7 @@ func ExampleDefState() {
 
 // ReloadFrom goes back to an older retained snapshot.
 func ExampleDB_ReloadFrom() {
-	dir := tempDir()
-	defer os.RemoveAll(filepath.Dir(dir))
-	db, err := instadump.Open(dir, instadump.WithRetain(5))
+	db, err := instadump.Open(tempDir(), instadump.WithRetain(5))
 	if err != nil {
 		log.Fatal(err)
 	}

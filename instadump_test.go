@@ -61,7 +61,21 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("INSTADUMP_CHILD_DIR"); dir != "" {
 		os.Exit(child(os.Getenv("INSTADUMP_CHILD"), dir))
 	}
-	os.Exit(m.Run())
+	os.Exit(runInOwnTempDir(m))
+}
+
+// runInOwnTempDir runs the tests with TMPDIR pointing at a new directory,
+// removed after them with all they left in it: the Examples, which have
+// no t.TempDir, leave theirs behind.
+func runInOwnTempDir(m *testing.M) int {
+	root, err := os.MkdirTemp("", "instadump-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(root)
+	os.Setenv("TMPDIR", root)
+	return m.Run()
 }
 
 func child(role, dir string) int {
