@@ -463,19 +463,12 @@ func (c *conf) shortReader(t *testing.T) {
 
 var errBoom = errors.New("replicatest: the reader failed on purpose")
 
-// failingReader yields data, then fails at offset at, whether read in
-// order or at offsets (it is an io.ReaderAt and io.Seeker, as an *os.File
-// is; wrap it in a plainReader to hide that).
+// failingReader yields data, then fails at offset at. In an
+// io.SectionReader it is read in order or at offsets (an io.ReaderAt and
+// io.Seeker, as an *os.File is; wrap it in a plainReader to hide that).
 type failingReader struct {
 	data []byte
 	at   int64
-	off  int64
-}
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	n, err := f.ReadAt(p, f.off)
-	f.off += int64(n)
-	return n, err
 }
 
 func (f *failingReader) ReadAt(p []byte, off int64) (int, error) {
@@ -489,17 +482,6 @@ func (f *failingReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (f *failingReader) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekCurrent:
-		off += f.off
-	case io.SeekEnd:
-		off += int64(len(f.data))
-	}
-	f.off = off
-	return off, nil
-}
-
 // failingReader: a reader failing mid-body fails the write with its error
 // and leaves no object, or the old one; a later Create is not blocked.
 func (c *conf) failingReader(t *testing.T) {
@@ -510,10 +492,11 @@ func (c *conf) failingReader(t *testing.T) {
 			key := c.key("failing", fmt.Sprintf("%d-%v", n, plain))
 			at := int64(n * 5 / 8)
 			reader := func() io.Reader {
+				r := io.NewSectionReader(&failingReader{data: data, at: at}, 0, int64(n))
 				if plain {
-					return &plainReader{&failingReader{data: data, at: at}}
+					return &plainReader{r}
 				}
-				return &failingReader{data: data, at: at}
+				return r
 			}
 			if err := c.s.Create(ctx, key, reader(), int64(n)); !errors.Is(err, errBoom) {
 				t.Fatalf("Create(%q) from a reader failing at %d of %d: %v, want the reader's error", key, at, n, err)

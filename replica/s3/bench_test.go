@@ -20,7 +20,7 @@ func BenchmarkPutGet(b *testing.B) {
 		b.Run(fmt.Sprintf("Put/plain=%v", plain), func(b *testing.B) {
 			b.SetBytes(size)
 			for b.Loop() {
-				var r io.Reader = &repeatReader{data: data, size: size}
+				var r io.Reader = repeatReader(data, size)
 				if plain {
 					r = &onlyReader{r}
 				}

@@ -370,14 +370,13 @@ func TestSlowServer(t *testing.T) {
 	}
 }
 
-// killingReader yields data and calls at once it has yielded cut bytes
-// (in order or at offsets).
+// killingReader yields data and calls at once it has yielded cut bytes.
+// In an io.SectionReader it is read in order or at offsets.
 type killingReader struct {
 	data []byte
 	cut  int64
 	at   func()
 	once sync.Once
-	off  int64
 }
 
 func (k *killingReader) ReadAt(p []byte, off int64) (int, error) {
@@ -392,23 +391,6 @@ func (k *killingReader) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
-}
-
-func (k *killingReader) Read(p []byte) (int, error) {
-	n, err := k.ReadAt(p, k.off)
-	k.off += int64(n)
-	return n, err
-}
-
-func (k *killingReader) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekCurrent:
-		off += k.off
-	case io.SeekEnd:
-		off += int64(len(k.data))
-	}
-	k.off = off
-	return off, nil
 }
 
 // goroutines waits for the goroutines to come back to at most n, and
@@ -471,9 +453,9 @@ func TestServerKilledMidUpload(t *testing.T) {
 				}
 				go func() { time.Sleep(300 * time.Millisecond); restarted <- v.start() }()
 			}}
-			var r io.Reader = kr
+			var r io.Reader = io.NewSectionReader(kr, 0, int64(tc.size))
 			if tc.plain {
-				r = &onlyReader{kr}
+				r = &onlyReader{r}
 			}
 			err := s.Put(t.Context(), "obj", r, int64(tc.size))
 			if rerr := <-restarted; rerr != nil {
@@ -517,9 +499,9 @@ func TestCancelNoLeak(t *testing.T) {
 	for i := range 3 {
 		ctx, cancel := context.WithCancel(t.Context())
 		kr := &killingReader{data: data, cut: int64(len(data) / 2), at: cancel}
-		var r io.Reader = kr
+		var r io.Reader = io.NewSectionReader(kr, 0, int64(len(data)))
 		if i%2 == 1 {
-			r = &onlyReader{kr}
+			r = &onlyReader{r}
 		}
 		if err := s.Put(ctx, fmt.Sprint("c", i), r, int64(len(data))); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Put canceled midway: %v", err)
@@ -550,7 +532,7 @@ func TestBoundedMemory(t *testing.T) {
 	const size = 64 << 20
 	data := replicatest.Data(10, 1<<20)
 	for _, plain := range []bool{false, true} {
-		var r io.Reader = &repeatReader{data: data, size: size}
+		var r io.Reader = repeatReader(data, size)
 		if plain {
 			r = &onlyReader{r}
 		}
@@ -579,38 +561,19 @@ func TestBoundedMemory(t *testing.T) {
 
 // repeatReader yields size bytes repeating data, with no buffer of its
 // own; it is an io.ReaderAt and io.Seeker.
-type repeatReader struct {
-	data      []byte
-	size, off int64
+func repeatReader(data []byte, size int64) *io.SectionReader {
+	return io.NewSectionReader(repeated(data), 0, size)
 }
 
-func (r *repeatReader) ReadAt(p []byte, off int64) (int, error) {
+// repeated is data repeated without end.
+type repeated []byte
+
+func (r repeated) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
-	for n < len(p) && off < r.size {
-		c := copy(p[n:], r.data[off%int64(len(r.data)):])
-		c = int(min(int64(c), r.size-off))
+	for n < len(p) {
+		c := copy(p[n:], r[off%int64(len(r)):])
 		n += c
 		off += int64(c)
 	}
-	if n < len(p) {
-		return n, io.EOF
-	}
 	return n, nil
-}
-
-func (r *repeatReader) Read(p []byte) (int, error) {
-	n, err := r.ReadAt(p, r.off)
-	r.off += int64(n)
-	return n, err
-}
-
-func (r *repeatReader) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekCurrent:
-		off += r.off
-	case io.SeekEnd:
-		off += r.size
-	}
-	r.off = off
-	return off, nil
 }
