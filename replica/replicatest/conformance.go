@@ -25,9 +25,9 @@ const BigSize = 12<<20 + 5
 // TestStore runs, as subtests of t, the tests every replica.Store must
 // pass: round trips of empty to multi-MiB objects from plain and seekable
 // readers, replacement, Create exactly once (16 goroutines racing, 20
-// rounds), ErrExists and ErrNotFound, List's order and prefixes, Delete's
-// idempotence, keys of many segments, invalid keys, readers that fail or
-// end early, and ctx cancellation.
+// rounds, then 4 with objects of BigSize), ErrExists and ErrNotFound,
+// List's order and prefixes, Delete's idempotence, keys of many segments,
+// invalid keys, readers that fail or end early, and ctx cancellation.
 //
 // It writes only under a fresh prefix "replicatest-<random>/", and deletes
 // what it wrote when it ends, so s may point at a location shared with
@@ -229,41 +229,51 @@ func (c *conf) create(t *testing.T) {
 	}
 }
 
-// createRace has 16 goroutines Create one key at once, 20 times: exactly
-// one must win each time, the others get ErrExists, and the object is the
-// winner's.
+// createRace has 16 goroutines Create one key at once, 20 times, and 4
+// goroutines with objects of BigSize (sent in parts by a store that has
+// them) once: exactly one must win each time, the others get ErrExists,
+// and the object is the winner's.
 func (c *conf) createRace(t *testing.T) {
 	const racers, rounds = 16, 20
 	for round := range rounds {
-		key := c.key("race", fmt.Sprintf("%02d", round))
-		start := make(chan struct{})
-		errs := make([]error, racers)
-		var wg sync.WaitGroup
-		for g := range racers {
-			wg.Go(func() {
-				data := Data(uint64(round*racers+g), 100+g*37)
-				<-start
-				errs[g] = c.s.Create(t.Context(), key, bytes.NewReader(data), int64(len(data)))
-			})
-		}
-		close(start)
-		wg.Wait()
-		winner := -1
-		for g, err := range errs {
-			switch {
-			case err == nil && winner >= 0:
-				t.Fatalf("round %d: goroutines %d and %d both created %q", round, winner, g, key)
-			case err == nil:
-				winner = g
-			case !errors.Is(err, replica.ErrExists):
-				t.Fatalf("round %d: goroutine %d: %v, want nil or ErrExists", round, g, err)
-			}
-		}
-		if winner < 0 {
-			t.Fatalf("round %d: no Create of %q succeeded", round, key)
-		}
-		c.wantData(t, key, Data(uint64(round*racers+winner), 100+winner*37))
+		c.raceCreates(t, fmt.Sprintf("%02d", round), racers, func(g int) []byte {
+			return Data(uint64(round*racers+g), 100+g*37)
+		})
 	}
+	c.raceCreates(t, "big", 4, func(g int) []byte { return Data(uint64(rounds*racers+g), BigSize-g) })
+}
+
+// raceCreates has racers goroutines Create the key name at once, each g
+// with data(g).
+func (c *conf) raceCreates(t *testing.T, name string, racers int, data func(g int) []byte) {
+	key := c.key("race", name)
+	start := make(chan struct{})
+	errs := make([]error, racers)
+	var wg sync.WaitGroup
+	for g := range racers {
+		wg.Go(func() {
+			d := data(g)
+			<-start
+			errs[g] = c.s.Create(t.Context(), key, bytes.NewReader(d), int64(len(d)))
+		})
+	}
+	close(start)
+	wg.Wait()
+	winner := -1
+	for g, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("goroutines %d and %d both created %q", winner, g, key)
+		case err == nil:
+			winner = g
+		case !errors.Is(err, replica.ErrExists):
+			t.Fatalf("goroutine %d: Create(%q): %v, want nil or ErrExists", g, key, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no Create of %q succeeded", key)
+	}
+	c.wantData(t, key, data(winner))
 }
 
 // putRace has 8 goroutines Put one key at once: the object is then one of

@@ -58,44 +58,6 @@ func TestConformanceDefaultPartSize(t *testing.T) {
 	replicatest.TestStore(t, newTestStore(t, cfg))
 }
 
-// Racing Creates of an object sent in parts: the conditional completion
-// lets exactly one win.
-func TestCreateRaceMultipart(t *testing.T) {
-	s := newTestStore(t, serverConfig(t))
-	const racers = 4
-	data := make([][]byte, racers)
-	errs := make([]error, racers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range racers {
-		data[g] = replicatest.Data(uint64(g), 2*MinPartSize+1000+g)
-		wg.Go(func() {
-			<-start
-			errs[g] = s.Create(t.Context(), "race/big", bytes.NewReader(data[g]), int64(len(data[g])))
-		})
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for g, err := range errs {
-		switch {
-		case err == nil && winner >= 0:
-			t.Fatalf("goroutines %d and %d both created the object", winner, g)
-		case err == nil:
-			winner = g
-		case !errors.Is(err, replica.ErrExists):
-			t.Fatalf("goroutine %d: %v, want nil or ErrExists", g, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no Create succeeded")
-	}
-	got, err := getAll(t, s, "race/big")
-	if err != nil || !bytes.Equal(got, data[winner]) {
-		t.Fatalf("the object is %d bytes (%v), not the winner's", len(got), err)
-	}
-}
-
 // Every key is under the prefix: stores with different prefixes in one
 // bucket do not see each other's objects.
 func TestPrefixScoping(t *testing.T) {
