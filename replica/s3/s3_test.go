@@ -99,9 +99,7 @@ func TestPrefixScoping(t *testing.T) {
 
 // Transient failures are retried, per request; permanent ones are not.
 func TestRetries(t *testing.T) {
-	cfg := serverConfig(t)
-	p := newProxy(t, cfg.Endpoint)
-	cfg.Endpoint = p.addr()
+	cfg, p := proxied(t)
 	s := fast(newTestStore(t, cfg))
 	ctx := t.Context()
 	data := replicatest.Data(1, 1000)
@@ -180,9 +178,7 @@ func (o *onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
 // token that the object is its own: success, not ErrExists. Another
 // writer's Create still gets ErrExists.
 func TestLostResponse(t *testing.T) {
-	cfg := serverConfig(t)
-	p := newProxy(t, cfg.Endpoint)
-	cfg.Endpoint = p.addr()
+	cfg, p := proxied(t)
 	s := fast(newTestStore(t, cfg))
 	ctx := t.Context()
 
@@ -212,9 +208,7 @@ func TestLostResponse(t *testing.T) {
 
 // A reader whose connection breaks mid-object resumes where it was.
 func TestGetResumes(t *testing.T) {
-	cfg := serverConfig(t)
-	p := newProxy(t, cfg.Endpoint)
-	cfg.Endpoint = p.addr()
+	cfg, p := proxied(t)
 	s := fast(newTestStore(t, cfg))
 	data := replicatest.Data(5, 3<<20)
 	if err := s.Put(t.Context(), "resume", bytes.NewReader(data), int64(len(data))); err != nil {

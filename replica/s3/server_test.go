@@ -264,7 +264,15 @@ func newProxy(t *testing.T, backend string) *proxy {
 	return p
 }
 
-func (p *proxy) addr() string { return strings.TrimPrefix(p.srv.URL, "http://") }
+// proxied returns the Config of the server to test against, through a
+// new proxy in front of it.
+func proxied(t *testing.T) (Config, *proxy) {
+	t.Helper()
+	cfg := serverConfig(t)
+	p := newProxy(t, cfg.Endpoint)
+	cfg.Endpoint = strings.TrimPrefix(p.srv.URL, "http://")
+	return cfg, p
+}
 
 func (p *proxy) add(r *rule) {
 	p.mu.Lock()
