@@ -41,13 +41,20 @@ func testCommits() (full, delta *Commit) {
 	return full, delta
 }
 
+// encoded returns c encoded, failing t if it does not encode.
+func encoded(t testing.TB, c *Commit) []byte {
+	t.Helper()
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestCommitRoundTrip(t *testing.T) {
 	full, delta := testCommits()
 	for _, c := range []*Commit{full, delta} {
-		b, err := c.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := encoded(t, c)
 		got, sum, err := DecodeCommit(b, "test")
 		if err != nil {
 			t.Fatal(err)
@@ -64,10 +71,7 @@ func TestCommitRoundTrip(t *testing.T) {
 // The encoding is frozen: a change to it must come with a new version.
 func TestCommitGolden(t *testing.T) {
 	full, _ := testCommits()
-	b, err := full.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := encoded(t, full)
 	o := Owner{Seq: 2, Lineage: testLineage, Parent: testParent, Fork: 17, Time: testTime}
 	golden.Check(t, "commit-v1.golden", []byte(hex.Dump(b)))
 	golden.Check(t, "owner-v1.golden", []byte(hex.Dump(o.Encode())))
@@ -103,7 +107,7 @@ func TestCommitEncodeRefuses(t *testing.T) {
 func TestCommitCorruption(t *testing.T) {
 	full, delta := testCommits()
 	for _, c := range []*Commit{full, delta} {
-		b, _ := c.Encode()
+		b := encoded(t, c)
 		for n := 0; n < len(b); n++ {
 			if _, _, err := DecodeCommit(b[:n], "k"); !errors.Is(err, errs.ErrCorrupt) {
 				t.Fatalf("cut to %d bytes: %v", n, err)

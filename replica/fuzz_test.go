@@ -31,13 +31,8 @@ func fixSums(d []byte) []byte {
 //	go test -fuzz=FuzzCommit ./replica
 func FuzzCommit(f *testing.F) {
 	full, delta := testCommits()
-	for _, c := range []*Commit{full, delta} {
-		b, err := c.Encode()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b, false)
-	}
+	f.Add(encoded(f, full), false)
+	f.Add(encoded(f, delta), false)
 	f.Add((&Owner{Seq: 2, Lineage: testLineage, Parent: testParent, Fork: 17, Time: testTime}).Encode(), false)
 	f.Add([]byte(CommitMagic), true)
 	f.Fuzz(func(t *testing.T, data []byte, fix bool) {
