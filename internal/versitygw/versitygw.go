@@ -74,21 +74,32 @@ func Own(t *testing.T) *Server {
 	if bin == "" {
 		t.Skip("this test runs its own versitygw: set " + EnvVersitygw + " to the binary (`source .ci/versitygw` does)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := Start(bin, t.TempDir())
 	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	s := &Server{bin: bin, dir: t.TempDir(), addr: addr, access: "test-" + randomHex(4), secret: randomHex(16)}
-	if err := os.MkdirAll(filepath.Join(s.dir, "data", "instadump-test"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Kill)
 	return s
+}
+
+// Start starts the versitygw binary bin serving the directory dir (which
+// the caller removes after Kill), and waits until it answers.
+func Start(bin, dir string) (*Server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := &Server{bin: bin, dir: dir, addr: addr, access: "test-" + randomHex(4), secret: randomHex(16)}
+	// The posix backend serves each directory of its root as a bucket.
+	if err := os.MkdirAll(filepath.Join(s.dir, "data", "instadump-test"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Config returns a configuration of the server under a fresh prefix.
@@ -151,6 +162,21 @@ func (s *Server) Kill() {
 	s.cmd.Process.Kill()
 	<-s.exited
 	s.cmd = nil
+}
+
+// Pause stops the server's process (SIGSTOP): connections are accepted by
+// the kernel and never answered, as by a server that hangs.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.cmd.Process.Signal(sig)
+	}
 }
 
 func randomHex(n int) string {

@@ -1,4 +1,4 @@
-package s3
+package s3_test
 
 import (
 	"fmt"
@@ -6,14 +6,15 @@ import (
 	"testing"
 
 	"github.com/instadump/instadump/replica/replicatest"
+	"github.com/instadump/instadump/replica/s3"
 )
 
 // Put and Get of 64 MiB objects, from a seekable reader (read at offsets)
 // and a plain one (a pooled buffer per part), in parts of 16 MiB.
 func BenchmarkPutGet(b *testing.B) {
 	cfg := serverConfig(b)
-	cfg.PartSize = DefaultPartSize
-	s := newTestStore(b, cfg)
+	cfg.PartSize = s3.DefaultPartSize
+	s := s3.NewTestStore(b, cfg)
 	const size = 64 << 20
 	data := replicatest.Data(1, 1<<20)
 	for _, plain := range []bool{false, true} {

@@ -1,4 +1,4 @@
-package s3
+package s3_test
 
 import (
 	"bytes"
@@ -12,25 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/instadump/instadump/internal/versitygw"
 	"github.com/instadump/instadump/replica"
 	"github.com/instadump/instadump/replica/replicatest"
+	"github.com/instadump/instadump/replica/s3"
 )
-
-func newTestStore(t testing.TB, cfg Config) *store {
-	t.Helper()
-	s, err := newStore(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// fast makes retries quick, for tests that exhaust them.
-func fast(s *store) *store {
-	s.minBackoff, s.maxBackoff = 10*time.Millisecond, 100*time.Millisecond
-	return s
-}
 
 func getAll(t *testing.T, s replica.Store, key string) ([]byte, error) {
 	t.Helper()
@@ -43,7 +29,7 @@ func getAll(t *testing.T, s replica.Store, key string) ([]byte, error) {
 }
 
 func TestConformance(t *testing.T) {
-	s := newTestStore(t, serverConfig(t))
+	s := s3.NewTestStore(t, serverConfig(t))
 	replicatest.TestStore(t, s)
 }
 
@@ -55,7 +41,7 @@ func TestConformanceDefaultPartSize(t *testing.T) {
 	}
 	cfg := serverConfig(t)
 	cfg.PartSize = 0
-	replicatest.TestStore(t, newTestStore(t, cfg))
+	replicatest.TestStore(t, s3.NewTestStore(t, cfg))
 }
 
 // Every key is under the prefix: stores with different prefixes in one
@@ -64,11 +50,11 @@ func TestPrefixScoping(t *testing.T) {
 	cfg := serverConfig(t)
 	base := cfg.Prefix
 	cfg.Prefix = base + "/a"
-	a := newTestStore(t, cfg)
+	a := s3.NewTestStore(t, cfg)
 	cfg.Prefix = base + "/ab/" // the trailing "/" is dropped
-	ab := newTestStore(t, cfg)
+	ab := s3.NewTestStore(t, cfg)
 	cfg.Prefix = base
-	parent := newTestStore(t, cfg)
+	parent := s3.NewTestStore(t, cfg)
 	ctx := t.Context()
 	for _, s := range []replica.Store{a, ab} {
 		if err := s.Put(ctx, "k", strings.NewReader(s.String()), int64(len(s.String()))); err != nil {
@@ -100,7 +86,7 @@ func TestPrefixScoping(t *testing.T) {
 // Transient failures are retried, per request; permanent ones are not.
 func TestRetries(t *testing.T) {
 	cfg, p := proxied(t)
-	s := fast(newTestStore(t, cfg))
+	s := s3.Fast(s3.NewTestStore(t, cfg))
 	ctx := t.Context()
 	data := replicatest.Data(1, 1000)
 
@@ -146,15 +132,15 @@ func TestRetries(t *testing.T) {
 
 	// Retries run out: ErrUnavailable, saying so.
 	cfg.MaxAttempts = 3
-	s3 := fast(newTestStore(t, cfg))
+	limited := s3.Fast(s3.NewTestStore(t, cfg))
 	p.add(&rule{method: "GET", times: 3, status: 503, code: "ServiceUnavailable"})
-	_, err := s3.Get(ctx, "retried")
+	_, err := limited.Get(ctx, "retried")
 	if !errors.Is(err, replica.ErrUnavailable) || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), "try again later") {
 		t.Errorf("Get through three 503s: %v; want ErrUnavailable after 3 attempts", err)
 	}
 
 	// Each part of a multipart upload is retried on its own.
-	big := replicatest.Data(2, 2*MinPartSize+10)
+	big := replicatest.Data(2, 2*s3.MinPartSize+10)
 	p.add(&rule{method: "PUT", query: "partNumber", times: 2, status: 503, code: "SlowDown"})
 	before := p.count("PUT")
 	if err := s.Put(ctx, "big", &onlyReader{bytes.NewReader(big)}, int64(len(big))); err != nil {
@@ -179,7 +165,7 @@ func (o *onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
 // writer's Create still gets ErrExists.
 func TestLostResponse(t *testing.T) {
 	cfg, p := proxied(t)
-	s := fast(newTestStore(t, cfg))
+	s := s3.Fast(s3.NewTestStore(t, cfg))
 	ctx := t.Context()
 
 	small := replicatest.Data(3, 3000)
@@ -191,7 +177,7 @@ func TestLostResponse(t *testing.T) {
 		t.Fatalf("a second Create: %v, want ErrExists", err)
 	}
 
-	big := replicatest.Data(4, MinPartSize+10)
+	big := replicatest.Data(4, s3.MinPartSize+10)
 	p.add(&rule{method: "POST", query: "uploadId", times: 1, lose: true})
 	if err := s.Create(ctx, "lost/big", &onlyReader{bytes.NewReader(big)}, int64(len(big))); err != nil {
 		t.Fatalf("multipart Create whose completion's answer was lost: %v", err)
@@ -209,7 +195,7 @@ func TestLostResponse(t *testing.T) {
 // A reader whose connection breaks mid-object resumes where it was.
 func TestGetResumes(t *testing.T) {
 	cfg, p := proxied(t)
-	s := fast(newTestStore(t, cfg))
+	s := s3.Fast(s3.NewTestStore(t, cfg))
 	data := replicatest.Data(5, 3<<20)
 	if err := s.Put(t.Context(), "resume", bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
@@ -257,16 +243,16 @@ func TestWrongCredentials(t *testing.T) {
 	ctx := t.Context()
 	for _, tc := range []struct {
 		name string
-		edit func(*Config)
+		edit func(*s3.Config)
 		want string
 	}{
-		{"secret", func(c *Config) { c.SecretKey = "wrong-secret-" + randomHex(8) }, "credentials"},
-		{"access key", func(c *Config) { c.AccessKey = "wrong-" + randomHex(4) }, "credentials"},
-		{"bucket", func(c *Config) { c.Bucket = "no-such-bucket-" + randomHex(4) }, "does not exist"},
+		{"secret", func(c *s3.Config) { c.SecretKey = "wrong-secret-" + c.Prefix }, "credentials"}, // the prefix is random
+		{"access key", func(c *s3.Config) { c.AccessKey = "wrong-" + c.Prefix }, "credentials"},
+		{"bucket", func(c *s3.Config) { c.Bucket = "no-such-bucket-" + c.Prefix }, "does not exist"},
 	} {
 		c := cfg
 		tc.edit(&c)
-		s := newTestStore(t, c)
+		s := s3.NewTestStore(t, c)
 		for op, err := range map[string]error{
 			"Put":    s.Put(ctx, "k", strings.NewReader("v"), 1),
 			"Create": s.Create(ctx, "k", strings.NewReader("v"), 1),
@@ -274,7 +260,6 @@ func TestWrongCredentials(t *testing.T) {
 			"List":   func() error { _, err := s.List(ctx, ""); return err }(),
 			"Delete": s.Delete(ctx, "k"),
 		} {
-			var oe *opError
 			switch {
 			case !errors.Is(err, replica.ErrMisconfigured):
 				t.Errorf("wrong %s: %s: %v, want ErrMisconfigured", tc.name, op, err)
@@ -282,7 +267,7 @@ func TestWrongCredentials(t *testing.T) {
 				t.Errorf("wrong %s: %s: %v, want it to say %q", tc.name, op, err, tc.want)
 			case strings.Contains(err.Error(), c.SecretKey) || strings.Contains(err.Error(), cfg.SecretKey):
 				t.Errorf("wrong %s: %s: the error shows the secret: %v", tc.name, op, err)
-			case !errors.As(err, &oe) || oe.attempts != 1:
+			case s3.Attempts(err) != 1:
 				t.Errorf("wrong %s: %s: %v was retried", tc.name, op, err)
 			}
 		}
@@ -292,14 +277,14 @@ func TestWrongCredentials(t *testing.T) {
 // A server that hangs: the ctx's deadline ends every operation, with the
 // ctx's error.
 func TestSlowServer(t *testing.T) {
-	v := ownServer(t)
-	s := newTestStore(t, v.config())
+	v := versitygw.Own(t)
+	s := s3.NewTestStore(t, v.Config())
 	if err := s.Put(t.Context(), "k", strings.NewReader("v"), 1); err != nil {
 		t.Fatal(err)
 	}
-	v.pause()
-	defer v.resume()
-	data := replicatest.Data(7, 2*MinPartSize)
+	v.Pause()
+	defer v.Resume()
+	data := replicatest.Data(7, 2*s3.MinPartSize)
 	for op, call := range map[string]func(context.Context) error{
 		"Put":       func(ctx context.Context) error { return s.Put(ctx, "k", strings.NewReader("w"), 1) },
 		"Put parts": func(ctx context.Context) error { return s.Put(ctx, "big", bytes.NewReader(data), int64(len(data))) },
@@ -317,7 +302,7 @@ func TestSlowServer(t *testing.T) {
 	}
 	// The server now runs the requests it had queued, whatever their
 	// callers made of them; then it works as before.
-	v.resume()
+	v.Resume()
 	if err := s.Put(t.Context(), "after", strings.NewReader("a"), 1); err != nil {
 		t.Fatalf("after the server resumed: %v", err)
 	}
@@ -367,8 +352,8 @@ func goroutines(t *testing.T, n int) {
 // or retries to success, never leaves part of an object visible, and
 // leaves no goroutine behind.
 func TestServerKilledMidUpload(t *testing.T) {
-	v := ownServer(t)
-	cfg := v.config()
+	v := versitygw.Own(t)
+	cfg := v.Config()
 	cfg.MaxAttempts = 30
 	for _, tc := range []struct {
 		name    string
@@ -377,16 +362,16 @@ func TestServerKilledMidUpload(t *testing.T) {
 		restart bool
 	}{
 		{"one PUT, seekable", 4 << 20, false, true},
-		{"parts, seekable", 6 * MinPartSize, false, true},
-		{"parts, plain reader", 6 * MinPartSize, true, true},
-		{"parts, server stays down", 6 * MinPartSize, true, false},
+		{"parts, seekable", 6 * s3.MinPartSize, false, true},
+		{"parts, plain reader", 6 * s3.MinPartSize, true, true},
+		{"parts, server stays down", 6 * s3.MinPartSize, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := cfg
 			if !tc.restart {
 				c.MaxAttempts = 3
 			}
-			s := fast(newTestStore(t, c))
+			s := s3.Fast(s3.NewTestStore(t, c))
 			// Warm up, so that what the client keeps (a connection, its
 			// pools) is counted in the baseline.
 			if err := s.Put(t.Context(), "warm", strings.NewReader("w"), 1); err != nil {
@@ -402,12 +387,12 @@ func TestServerKilledMidUpload(t *testing.T) {
 			}
 			restarted := make(chan error, 1)
 			kr := &killingReader{data: data, cut: int64(tc.size) * 2 / 3, at: func() {
-				v.kill()
+				v.Kill()
 				if !tc.restart {
 					restarted <- nil
 					return
 				}
-				go func() { time.Sleep(300 * time.Millisecond); restarted <- v.start() }()
+				go func() { time.Sleep(300 * time.Millisecond); restarted <- v.Start() }()
 			}}
 			var r io.Reader = io.NewSectionReader(kr, 0, int64(tc.size))
 			if tc.plain {
@@ -421,7 +406,7 @@ func TestServerKilledMidUpload(t *testing.T) {
 				if err == nil {
 					t.Fatal("Put succeeded with the server down")
 				}
-				if err := v.start(); err != nil {
+				if err := v.Start(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -445,8 +430,8 @@ func TestServerKilledMidUpload(t *testing.T) {
 
 // Canceling a Put or Get in flight leaves no goroutine behind.
 func TestCancelNoLeak(t *testing.T) {
-	s := newTestStore(t, serverConfig(t))
-	data := replicatest.Data(9, 3*MinPartSize)
+	s := s3.NewTestStore(t, serverConfig(t))
+	data := replicatest.Data(9, 3*s3.MinPartSize)
 	if err := s.Put(t.Context(), "obj", bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +469,7 @@ func TestBoundedMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	s := newTestStore(t, serverConfig(t))
+	s := s3.NewTestStore(t, serverConfig(t))
 	const size = 64 << 20
 	data := replicatest.Data(10, 1<<20)
 	for _, plain := range []bool{false, true} {
