@@ -208,12 +208,10 @@ func TestSetupAnotherDBCarriesNothingOver(t *testing.T) {
 // A Setup that fails changes no state in memory: those that could load
 // are not half set up.
 func TestFailedSetupChangesNothing(t *testing.T) {
-	dir := t.TempDir()
-	db := openT(t, dir)
-	newStateT(t, db, "default-test-fail-ok", 7)
-	newStateT(t, db, "default-test-fail-bad", "a string")
-	saveT(t, db)
-	db.Close()
+	dir := savedDirWith(t, func(db *DB) {
+		newStateT(t, db, "default-test-fail-ok", 7)
+		newStateT(t, db, "default-test-fail-bad", "a string")
+	})
 	ok := DefState("default-test-fail-ok", 1)
 	bad := DefState("default-test-fail-bad", 2) // stored as a string
 	err := Setup(dir)

@@ -44,13 +44,26 @@ func saveT(t *testing.T, db *DB) Snapshot {
 	return s
 }
 
-// savedDir returns a new DB directory holding one saved state, name,
-// with the value v (closed again).
-func savedDir[T any](t *testing.T, name string, v T) string {
+// savedDir returns a new DB directory in which the state name was saved
+// with each of v and more in turn, a snapshot each (closed again).
+func savedDir[T any](t *testing.T, name string, v T, more ...T) string {
+	t.Helper()
+	return savedDirWith(t, func(db *DB) {
+		s := newStateT(t, db, name, v)
+		for _, m := range more {
+			saveT(t, db)
+			s.Set(m)
+		}
+	})
+}
+
+// savedDirWith returns a new DB directory in which register registered
+// states, then saved (closed again).
+func savedDirWith(t *testing.T, register func(db *DB)) string {
 	t.Helper()
 	dir := t.TempDir()
 	db := openT(t, dir)
-	newStateT(t, db, name, v)
+	register(db)
 	saveT(t, db)
 	db.Close()
 	return dir
@@ -244,13 +257,11 @@ func TestConcurrentTransfersAreConsistent(t *testing.T) {
 }
 
 func TestUnregisteredStatesKept(t *testing.T) {
-	dir := t.TempDir()
+	dir := savedDirWith(t, func(db *DB) {
+		newStateT(t, db, "a", 1)
+		newStateT(t, db, "old", "keep me")
+	})
 	db := openT(t, dir)
-	newStateT(t, db, "a", 1)
-	newStateT(t, db, "old", "keep me")
-	saveT(t, db)
-	db.Close()
-	db = openT(t, dir)
 	a := newStateT(t, db, "a", 0)
 	a.Set(2)
 	saveT(t, db)

@@ -79,13 +79,7 @@ func TestReadOnly(t *testing.T) {
 }
 
 func TestDamagedCurrentSnapshot(t *testing.T) {
-	dir := t.TempDir()
-	db := openT(t, dir)
-	a := newStateT(t, db, "a", "first")
-	saveT(t, db)
-	a.Set("second")
-	saveT(t, db)
-	db.Close()
+	dir := savedDir(t, "a", "first", "second")
 	// Flip a byte inside the newest segment's value.
 	var newest string
 	ents, _ := os.ReadDir(dir)
@@ -99,7 +93,7 @@ func TestDamagedCurrentSnapshot(t *testing.T) {
 	os.WriteFile(newest, data, 0o644)
 
 	// Strict: the damage is found reading the value, naming the file.
-	db = openT(t, dir)
+	db := openT(t, dir)
 	_, err := NewState(db, "a", "")
 	var ce *CorruptError
 	if !errors.Is(err, ErrCorrupt) || !errors.As(err, &ce) || ce.File != newest {
@@ -163,13 +157,7 @@ func TestBadCompressionRefusedAtOpen(t *testing.T) {
 // error names the file and says it is missing and what to do, not that
 // it was damaged; fallback loads the snapshot before it.
 func TestMissingSegmentSaysSo(t *testing.T) {
-	dir := t.TempDir()
-	db := openT(t, dir)
-	s := newStateT(t, db, "a", "first")
-	saveT(t, db)
-	s.Set("second")
-	saveT(t, db)
-	db.Close()
+	dir := savedDir(t, "a", "first", "second")
 	seg := filepath.Join(dir, segment.FileName(2))
 	if err := os.Remove(seg); err != nil {
 		t.Fatal(err)
@@ -182,7 +170,7 @@ func TestMissingSegmentSaysSo(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "missing") || strings.Contains(msg, "damaged after it was written") {
 		t.Fatalf("the message does not say the file is missing: %v", msg)
 	}
-	db = openT(t, dir, WithFallback())
+	db := openT(t, dir, WithFallback())
 	if got := newStateT(t, db, "a", "").Get(); got != "first" {
 		t.Fatalf("fell back to a=%q", got)
 	}
