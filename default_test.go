@@ -15,21 +15,33 @@ var (
 	defB = DefState("default-test-b", "abc")
 )
 
+// setupT sets up the default DB in dir, failing t if it cannot.
+func setupT(t *testing.T, dir string, opts ...Option) {
+	t.Helper()
+	if err := Setup(dir, opts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// saveAllT saves the default DB, failing t if it cannot.
+func saveAllT(t *testing.T) {
+	t.Helper()
+	if _, err := SaveAll(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDefaultDB(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := SaveAll(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("SaveAll before Setup: %v", err)
 	}
-	if err := Setup(dir); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, dir)
 	if err := Setup(dir); err == nil {
 		t.Fatal("second Setup succeeded")
 	}
 	defA.Set(1000)
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
+	saveAllT(t)
 	defA.Set(1)
 	if err := ReloadAll(); err != nil || defA.Get() != 1000 {
 		t.Fatalf("ReloadAll: %v, a=%d", err, defA.Get())
@@ -41,9 +53,7 @@ func TestDefaultDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defA.Set(5) // after Shutdown: memory only
-	if err := Setup(dir); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, dir)
 	if defA.Get() != 1000 || defB.Get() != "abc" {
 		t.Fatalf("after a second Setup: %d %q", defA.Get(), defB.Get())
 	}
@@ -86,21 +96,13 @@ func TestSetupNamesFailedStates(t *testing.T) {
 // saved in it (found running the tests twice in one process).
 func TestDefStateMovesToANewDB(t *testing.T) {
 	first, second := t.TempDir(), t.TempDir()
-	if err := Setup(first); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, first)
 	defA.Set(42)
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
+	saveAllT(t)
 	Shutdown()
-	if err := Setup(second); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, second)
 	defer Shutdown()
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
+	saveAllT(t)
 	if err := ReloadAll(); err != nil {
 		t.Fatalf("ReloadAll in the second DB: %v", err)
 	}
@@ -118,21 +120,15 @@ func TestDefMap(t *testing.T) {
 	dir := t.TempDir()
 	m := defMapTest
 	m.Set("before-setup", 1) // in memory only: Setup sets what dir holds
-	if err := Setup(dir); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, dir)
 	if m.Len() != 0 {
 		t.Fatalf("after Setup of an empty DB: %d entries", m.Len())
 	}
 	m.Set("x", 2)
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
+	saveAllT(t)
 	Shutdown()
 	m.Set("x", 3)
-	if err := Setup(dir); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, dir)
 	defer Shutdown()
 	if v, _ := m.Get("x"); v != 2 || m.Len() != 1 {
 		t.Fatalf("after Setup again: x=%d, %d entries", v, m.Len())
@@ -175,30 +171,20 @@ func TestSetupAnotherDBCarriesNothingOver(t *testing.T) {
 	x := DefState("default-test-carry-x", 1)
 	m := DefMap[string, int]("default-test-carry-m")
 	a, b := t.TempDir(), t.TempDir()
-	if err := Setup(a); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, a)
 	x.Set(7)
 	m.Set("k", 7)
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
+	saveAllT(t)
 	if err := Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	if err := Setup(b); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, b)
 	if _, ok := m.Get("k"); x.Get() != 1 || ok || m.Len() != 0 {
 		t.Fatalf("on a new DB after another: x=%d, map len %d", x.Get(), m.Len())
 	}
-	if _, err := SaveAll(); err != nil {
-		t.Fatal(err)
-	}
+	saveAllT(t)
 	Shutdown()
-	if err := Setup(a); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, a)
 	defer Shutdown()
 	if v, _ := m.Get("k"); x.Get() != 7 || v != 7 {
 		t.Fatalf("back on the first DB: x=%d k=%d", x.Get(), v)
@@ -238,9 +224,7 @@ func TestCloseTwice(t *testing.T) {
 	if err := db.Close(); !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "closed already") || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := Setup(t.TempDir()); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, t.TempDir())
 	if err := Shutdown(); err != nil {
 		t.Fatal(err)
 	}

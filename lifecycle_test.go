@@ -277,9 +277,7 @@ func TestInPlaceChangeIsLogged(t *testing.T) {
 func TestLateDefStateIsLogged(t *testing.T) {
 	dir := savedDir(t, "late-def", "a string")
 	var log bytes.Buffer
-	if err := Setup(dir, WithLogger(slog.New(slog.NewTextHandler(&log, nil)))); err != nil {
-		t.Fatal(err)
-	}
+	setupT(t, dir, WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 	defer Shutdown()
 	s := DefState("late-def", 0)
 	if s.Get() != 0 || !strings.Contains(log.String(), "late-def") || !strings.Contains(log.String(), "NOT saved") {
