@@ -367,28 +367,19 @@ func TestFailedSaveRacesNoWriter(t *testing.T) {
 		states = append(states, newStateT(t, db, fmt.Sprintf("s%d", i), make([]int, 2000)))
 	}
 	fsys.fail.Store(true)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for n := 0; ; n++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for _, s := range states {
-				s.Update(func(v []int) []int { return append(slices.Clone(v[:len(v)-1]), n) })
-			}
+	stop := untilStopped(func(n int) bool {
+		for _, s := range states {
+			s.Update(func(v []int) []int { return append(slices.Clone(v[:len(v)-1]), n) })
 		}
-	}()
+		return true
+	})
 	for range 200 {
 		if _, err := db.Save(); err == nil {
+			stop()
 			t.Fatal("Save succeeded without segments")
 		}
 	}
-	close(stop)
-	<-done
+	stop()
 	fsys.fail.Store(false)
 	saveT(t, db)
 	want := make([][]int, len(states))

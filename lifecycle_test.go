@@ -343,40 +343,52 @@ func TestDropDuringSaveIsKept(t *testing.T) {
 	}
 }
 
+// untilStopped calls f(0), f(1), ... in a goroutine of its own until f
+// returns false or stop is called; stop waits for the goroutine to end.
+func untilStopped(f func(n int) bool) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 0; ; n++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			if !f(n) {
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
 // Registering and dropping a state while Saves run never leaves a drop
 // of a state the snapshot does not hold, which would fail every later
 // Save.
 func TestDropRacingSaveNeverWedges(t *testing.T) {
 	db := openT(t, t.TempDir())
 	other := newStateT(t, db, "other", 0)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := NewState(db, "x", i); err != nil && !errors.Is(err, ErrDuplicate) {
-				t.Error(err)
-				return
-			}
-			db.Drop("x")
-			db.Drop("x")
+	stop := untilStopped(func(i int) bool {
+		if _, err := NewState(db, "x", i); err != nil && !errors.Is(err, ErrDuplicate) {
+			t.Error(err)
+			return false
 		}
-	}()
+		db.Drop("x")
+		db.Drop("x")
+		return true
+	})
 	for i := range 300 {
 		other.Set(i)
 		if _, err := db.Save(); err != nil {
-			close(stop)
-			<-done
+			stop()
 			t.Fatalf("save %d: %v", i, err)
 		}
 	}
-	close(stop)
-	<-done
+	stop()
 	if err := db.Drop("x"); err == nil {
 		saveT(t, db)
 	}
