@@ -190,10 +190,7 @@ func TestReentrantCalls(t *testing.T) {
 func TestFIFOsNeverHang(t *testing.T) {
 	build := func(t *testing.T) string {
 		dir := filepath.Join(t.TempDir(), "db")
-		db, err := Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		db := openT(t, dir)
 		newStateT(t, db, "a", 1)
 		saveT(t, db)
 		db.Close()
@@ -237,11 +234,7 @@ func TestFIFOsNeverHang(t *testing.T) {
 	t.Run("CURRENT with fallback", func(t *testing.T) {
 		dir := build(t)
 		fifo(t, filepath.Join(dir, "CURRENT"))
-		db, err := Open(dir, WithFallback())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
+		db := openT(t, dir, WithFallback())
 		if !db.Recovery().FellBack || newStateT(t, db, "a", 0).Get() != 1 {
 			t.Fatalf("recovery %+v", db.Recovery())
 		}

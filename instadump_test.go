@@ -434,10 +434,7 @@ func TestFullDisk(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Unmount(mnt, 0) })
 	dir := filepath.Join(mnt, "db")
-	db, err := Open(dir, WithCompression(LevelNone))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openT(t, dir, WithCompression(LevelNone))
 	small := newStateT(t, db, "small", "v1")
 	big := newStateT(t, db, "big", []byte(nil))
 	saveT(t, db)

@@ -288,11 +288,7 @@ func TestMapManyParts(t *testing.T) {
 func TestMapFailedSaveKeepsChanges(t *testing.T) {
 	mem := vfs.NewMem()
 	inj := &vfs.Nth{Kinds: vfs.OpWrite, Err: vfs.ENOSPC}
-	db, err := Open("db", WithFS(vfs.WithErrors(mem, inj)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openT(t, "db", WithFS(vfs.WithErrors(mem, inj)))
 	m := newMapT[string, string](t, db, "m")
 	for i := range 100 {
 		m.Set(fmt.Sprint(i), "v")

@@ -33,17 +33,9 @@ func noStutter(t *testing.T, what string, err error, once ...string) {
 // Messages say each thing once: the package prefix, the state's name,
 // the type, the length; and a path through a cyclic value is cut short.
 func TestMessagesDoNotStutter(t *testing.T) {
-	dir := t.TempDir()
-	db := openT(t, dir)
-	newStateT(t, db, "x", 1)
-	saveT(t, db)
-	db.Close()
-
-	ro, err := Open(dir, WithReadOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = ro.Save()
+	dir := savedDir(t, "x", 1)
+	ro := openT(t, dir, WithReadOnly())
+	_, err := ro.Save()
 	noStutter(t, "Save read-only", err)
 	if !errors.Is(err, ErrReadOnly) {
 		t.Errorf("Save read-only: %v", err)
@@ -51,8 +43,7 @@ func TestMessagesDoNotStutter(t *testing.T) {
 	noStutter(t, "Drop read-only", ro.Drop("x"))
 	ro.Close()
 
-	db = openT(t, dir)
-	defer db.Close()
+	db := openT(t, dir)
 	_, err = NewState(db, strings.Repeat("n", 1200), 1)
 	noStutter(t, "a long name", err, "1200")
 	_, err = NewState[chan int](db, "c", nil)
@@ -74,22 +65,14 @@ func TestMessagesDoNotStutter(t *testing.T) {
 // WaitReplicated on a fenced DB names the store once.
 func TestWaitReplicatedFencedMessage(t *testing.T) {
 	st := replDirStore(t)
-	a, err := Open(t.TempDir(), WithReplica(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openT(t, t.TempDir(), WithReplica(st))
 	newStateT(t, a, "c", 0).Set(1)
 	replWait(t, a, saveT(t, a).ID)
-	b, err := Open(t.TempDir(), WithReplica(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openT(t, t.TempDir(), WithReplica(st))
 	newStateT(t, b, "c", 0).Set(2)
 	ctx, cancel := context.WithTimeout(context.Background(), replicaHang)
 	defer cancel()
-	err = b.WaitReplicated(ctx, saveT(t, b).ID)
+	err := b.WaitReplicated(ctx, saveT(t, b).ID)
 	if !errors.Is(err, ErrFenced) {
 		t.Fatalf("WaitReplicated fenced: %v", err)
 	}
@@ -107,14 +90,11 @@ func (s getFails) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 // A store that fails names itself; Restore's message does not repeat it.
 func TestRestoreStoreNamedOnce(t *testing.T) {
 	st := replDirStore(t)
-	db, err := Open(t.TempDir(), WithReplica(st))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openT(t, t.TempDir(), WithReplica(st))
 	newStateT(t, db, "c", 0).Set(1)
 	replWait(t, db, saveT(t, db).ID)
 	db.Close()
-	_, err = Restore(context.Background(), getFails{st}, filepath.Join(t.TempDir(), "r"))
+	_, err := Restore(context.Background(), getFails{st}, filepath.Join(t.TempDir(), "r"))
 	if !errors.Is(err, replica.ErrMisconfigured) {
 		t.Fatalf("Restore from a failing store: %v", err)
 	}

@@ -134,10 +134,7 @@ func TestReplicaLossOfMachine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st := tc.store(t)
 			dir := filepath.Join(t.TempDir(), "db")
-			db, err := Open(dir, WithReplica(st), WithRetain(2))
-			if err != nil {
-				t.Fatal(err)
-			}
+			db := openT(t, dir, WithReplica(st), WithRetain(2))
 			s := openReplStates(t, db)
 			var confirmed Snapshot
 			var want []any
@@ -178,11 +175,7 @@ func TestReplicaLossOfMachine(t *testing.T) {
 					t.Fatalf("restored %s differs from the lost machine's", name)
 				}
 			}
-			db, err = Open(fresh)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
+			db = openT(t, fresh)
 			for i, got := range openReplStates(t, db).values() {
 				if !reflect.DeepEqual(got, want[i]) {
 					t.Fatalf("restored value %d differs from the one confirmed: %T", i, got)
@@ -200,11 +193,7 @@ func TestReplicaLossOfMachine(t *testing.T) {
 // ErrNoSnapshot.
 func TestReplicaPointInTime(t *testing.T) {
 	st := replDirStore(t)
-	db, err := Open(t.TempDir(), WithReplica(st), WithRetain(1), WithReplicaRetain(5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openT(t, t.TempDir(), WithReplica(st), WithRetain(1), WithReplicaRetain(5))
 	c := newStateT(t, db, "c", 0)
 	var snaps []Snapshot
 	for i := range 8 {
@@ -218,11 +207,7 @@ func TestReplicaPointInTime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := Open(dir, WithReadOnly())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
+		r := openT(t, dir, WithReadOnly())
 		return s, newStateT(t, r, "c", 0).Get()
 	}
 	if s, v := restored(RestoreAt(5)); s.ID != 5 || v != 5 {
@@ -244,11 +229,7 @@ func TestReplicaPointInTime(t *testing.T) {
 // location over; the old DB is fenced there, and saves on locally.
 func TestReplicaTakeOver(t *testing.T) {
 	st := replDirStore(t)
-	old, err := Open(t.TempDir(), WithReplica(st), withReplicaRetry(time.Millisecond, 10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
+	old := openT(t, t.TempDir(), WithReplica(st), withReplicaRetry(time.Millisecond, 10*time.Millisecond))
 	c := newStateT(t, old, "c", 0)
 	c.Set(1)
 	replWait(t, old, saveT(t, old).ID)
@@ -257,11 +238,7 @@ func TestReplicaTakeOver(t *testing.T) {
 	if _, err := Restore(context.Background(), st, dir); err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(dir, WithReplica(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openT(t, dir, WithReplica(st))
 	c2 := newStateT(t, db, "c", 0)
 	c2.Set(2)
 	replWait(t, db, saveT(t, db).ID)
@@ -290,11 +267,7 @@ func TestReplicaStoreDown(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(replLockedWriter{&mu, &logs}, nil))
-	db, err := Open(t.TempDir(), WithReplica(st), WithLogger(log), withReplicaRetry(time.Millisecond, 10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openT(t, t.TempDir(), WithReplica(st), WithLogger(log), withReplicaRetry(time.Millisecond, 10*time.Millisecond))
 	c := newStateT(t, db, "c", 0)
 	c.Set(1)
 	replWait(t, db, saveT(t, db).ID)
@@ -328,19 +301,9 @@ func TestReplicaStoreDown(t *testing.T) {
 	if _, err := Open(t.TempDir(), WithReplica(st), WithReadOnly()); err == nil {
 		t.Fatal("a read-only DB replicates")
 	}
-	if err := replOpen(t).WaitReplicated(context.Background(), 1); !errors.Is(err, ErrNotReplicated) {
+	if err := openT(t, t.TempDir()).WaitReplicated(context.Background(), 1); !errors.Is(err, ErrNotReplicated) {
 		t.Fatalf("WaitReplicated without a replica: %v", err)
 	}
-}
-
-func replOpen(t *testing.T) *DB {
-	t.Helper()
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 type replLockedWriter struct {
@@ -362,17 +325,13 @@ func TestReplicaWrongCredentials(t *testing.T) {
 	st := replS3Store(t, cfg)
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	db, err := Open(t.TempDir(), WithReplica(st), WithLogger(slog.New(slog.NewTextHandler(replLockedWriter{&mu, &logs}, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openT(t, t.TempDir(), WithReplica(st), WithLogger(slog.New(slog.NewTextHandler(replLockedWriter{&mu, &logs}, nil))))
 	c := newStateT(t, db, "c", 0)
 	c.Set(1)
 	s := saveT(t, db)
 	ctx, cancel := context.WithTimeout(context.Background(), replicaHang)
 	defer cancel()
-	err = db.WaitReplicated(ctx, s.ID)
+	err := db.WaitReplicated(ctx, s.ID)
 	if !errors.Is(err, replica.ErrMisconfigured) {
 		t.Fatalf("wrong credentials: %v", err)
 	}
@@ -397,11 +356,7 @@ func TestReplicaServerKilledMidUpload(t *testing.T) {
 	cfg.MaxAttempts = 2
 	st := replS3Store(t, cfg)
 	dir := t.TempDir()
-	db, err := Open(dir, WithReplica(st), WithRetain(4), withReplicaRetry(20*time.Millisecond, 200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openT(t, dir, WithReplica(st), WithRetain(4), withReplicaRetry(20*time.Millisecond, 200*time.Millisecond))
 	big := newStateT(t, db, "big", []byte(nil))
 	n := newStateT(t, db, "n", 0)
 	want := map[uint64][]byte{}
@@ -436,10 +391,7 @@ func TestReplicaServerKilledMidUpload(t *testing.T) {
 		if got.ID < confirmed {
 			t.Fatalf("round %d: restored snapshot %d, but %d was confirmed", round, got.ID, confirmed)
 		}
-		rdb, err := Open(r, WithReadOnly())
-		if err != nil {
-			t.Fatal(err)
-		}
+		rdb := openT(t, r, WithReadOnly())
 		if b := newStateT(t, rdb, "big", []byte(nil)).Get(); !bytes.Equal(b, want[got.ID]) {
 			t.Fatalf("round %d: snapshot %d restored with other bytes", round, got.ID)
 		}
@@ -454,11 +406,7 @@ func TestReplicaServerKilledMidUpload(t *testing.T) {
 // is made absolute before the temporary one beside it is named.
 func TestReplicaRestoreIntoDot(t *testing.T) {
 	st := replDirStore(t)
-	db, err := Open(t.TempDir(), WithReplica(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openT(t, t.TempDir(), WithReplica(st))
 	c := newStateT(t, db, "c", 0)
 	c.Set(7)
 	s := saveT(t, db)
@@ -471,11 +419,7 @@ func TestReplicaRestoreIntoDot(t *testing.T) {
 	if _, err := Restore(context.Background(), st, "."); err != nil {
 		t.Fatalf("Restore into .: %v", err)
 	}
-	r, err := Open(dir, WithReadOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := openT(t, dir, WithReadOnly())
 	if v := newStateT(t, r, "c", 0).Get(); v != 7 {
 		t.Fatalf("restored into .: c = %d, want 7", v)
 	}
@@ -485,11 +429,7 @@ func TestReplicaRestoreIntoDot(t *testing.T) {
 // are refused, not read as "the newest" or one silently winning.
 func TestReplicaRestoreBadOptions(t *testing.T) {
 	st := replDirStore(t)
-	db, err := Open(t.TempDir(), WithReplica(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openT(t, t.TempDir(), WithReplica(st))
 	newStateT(t, db, "c", 0).Set(1)
 	s := saveT(t, db)
 	replWait(t, db, s.ID)
