@@ -214,24 +214,12 @@ func (s *boltSys) open(dir string, w *workload) error {
 }
 
 func (s *boltSys) save(w *workload, changed []int) error {
-	if changed == nil {
-		changed = allIndexes(w)
-	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucket)
 		if err != nil {
 			return err
 		}
-		for _, i := range changed { // names are sorted: fair to bbolt
-			v, err := encodeMsgpack(w.values[i])
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(w.names[i]), v); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putEach(w, changed, b.Put) // names are sorted: fair to bbolt
 	})
 }
 
@@ -277,19 +265,10 @@ func (s *pebbleSys) open(dir string, w *workload) error {
 }
 
 func (s *pebbleSys) save(w *workload, changed []int) error {
-	if changed == nil {
-		changed = allIndexes(w)
-	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	for _, i := range changed {
-		v, err := encodeMsgpack(w.values[i])
-		if err != nil {
-			return err
-		}
-		if err := b.Set([]byte(w.names[i]), v, nil); err != nil {
-			return err
-		}
+	if err := putEach(w, changed, func(k, v []byte) error { return b.Set(k, v, nil) }); err != nil {
+		return err
 	}
 	return b.Commit(pebble.Sync)
 }
@@ -310,6 +289,24 @@ func (s *pebbleSys) readAll(dir string, w *workload) error {
 		err = msgpack.Unmarshal(v, w.typed(i))
 		closer.Close()
 		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putEach calls put with the name and msgpack encoding of each state in
+// changed (all when nil), in order.
+func putEach(w *workload, changed []int, put func(key, value []byte) error) error {
+	if changed == nil {
+		changed = allIndexes(w)
+	}
+	for _, i := range changed {
+		v, err := encodeMsgpack(w.values[i])
+		if err != nil {
+			return err
+		}
+		if err := put([]byte(w.names[i]), v); err != nil {
 			return err
 		}
 	}
