@@ -13,6 +13,7 @@ var (
 	Fast         = fast
 )
 
+// newTestStore returns the store of cfg, closed when t ends.
 func newTestStore(t testing.TB, cfg Config) *store {
 	t.Helper()
 	s, err := newStore(cfg)
