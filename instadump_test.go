@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/instadump/instadump/internal/testdisk"
 	"github.com/instadump/instadump/internal/vfs"
 )
 
@@ -425,15 +426,7 @@ func TestStickySyncError(t *testing.T) {
 // A real full disk: Save fails cleanly, the last snapshot stays loadable,
 // and saves work again once there is room.
 func TestFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(mnt, 0) })
-	dir := filepath.Join(mnt, "db")
+	dir := filepath.Join(testdisk.Tmpfs(t, "1m"), "db")
 	db := openT(t, dir, WithCompression(LevelNone))
 	small := newStateT(t, db, "small", "v1")
 	big := newStateT(t, db, "big", []byte(nil))

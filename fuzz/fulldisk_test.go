@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/instadump/instadump/engine"
+	"github.com/instadump/instadump/internal/testdisk"
 	"github.com/instadump/instadump/internal/vfs"
 	"github.com/instadump/instadump/segment"
 )
@@ -42,14 +43,7 @@ func (l *logCounter) WithGroup(string) slog.Handler      { return l }
 // turn. Every failing call returns ENOSPC, the last acknowledged snapshot
 // stays loadable, and once there is room again saves work.
 func TestCrashFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
-	}
-	defer syscall.Unmount(mnt, 0)
+	mnt := testdisk.Tmpfs(t, "1m")
 	dir := filepath.Join(mnt, "db")
 
 	// The dry run.
