@@ -27,9 +27,7 @@ func TestSecondDBIsFenced(t *testing.T) {
 	bfs := vfs.NewMem()
 	b := openRepl(t, bfs, st, Options{})
 	commit(t, b, "who", "b")
-	if err := waitStopped(t, b); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "another DB") {
-		t.Fatalf("the second DB: %v", err)
-	}
+	wantFenced(t, b, "the second DB", "another DB")
 	if s, _ := b.ReplicaStatus(); !errors.Is(s.Stopped, ErrFenced) || !errors.Is(s.Err, ErrFenced) {
 		t.Fatalf("status: %+v", s)
 	}
@@ -43,9 +41,7 @@ func TestSecondDBIsFenced(t *testing.T) {
 	// Reopened, it is fenced again (its lineage was kept).
 	b = openRepl(t, bfs, st, Options{})
 	defer b.Close()
-	if err := waitStopped(t, b); !errors.Is(err, ErrFenced) {
-		t.Fatalf("reopened: %v", err)
-	}
+	wantFenced(t, b, "reopened", "")
 }
 
 // A DB restored from the owner takes the location over as a new lineage;
@@ -75,9 +71,7 @@ func TestRestoredTakesOver(t *testing.T) {
 	waitShipped(t, b, 3)
 	// The old owner is fenced at its next snapshot.
 	commit(t, a, "who", "a-late")
-	if err := waitStopped(t, a); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "took the location over") {
-		t.Fatalf("the old owner: %v", err)
-	}
+	wantFenced(t, a, "the old owner", "took the location over")
 	// The timeline: a's 1 (and 2, unless b shipped its own 2 first),
 	// then b's 3.
 	snaps, err := ReplicaSnapshots(context.Background(), st)
@@ -118,9 +112,7 @@ func TestRestoredTakesOver(t *testing.T) {
 	c := openRepl(t, m2, st, Options{})
 	defer c.Close()
 	commit(t, c, "who", "c")
-	if err := waitStopped(t, c); !errors.Is(err, ErrFenced) {
-		t.Fatalf("a second restore of the old owner: %v", err)
-	}
+	wantFenced(t, c, "a second restore of the old owner", "")
 }
 
 // Two processes with copies of one DB directory: of their snapshots with
@@ -141,9 +133,7 @@ func TestCopiesOfOneDirectory(t *testing.T) {
 	commit(t, a, "who", "a2")
 	waitShipped(t, a, 2)
 	commit(t, b, "who", "b2")
-	if err := waitStopped(t, b); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "copy of this DB's directory") {
-		t.Fatalf("the copy: %v", err)
-	}
+	wantFenced(t, b, "the copy", "copy of this DB's directory")
 	r, _, _ := restoreTo(t, st, RestoreOptions{})
 	defer r.Close()
 	if got := contents(t, r, 0)["who"]; got != "a2" {
@@ -153,9 +143,7 @@ func TestCopiesOfOneDirectory(t *testing.T) {
 	b.Close()
 	b = openRepl(t, twin, st, Options{})
 	defer b.Close()
-	if err := waitStopped(t, b); !errors.Is(err, ErrFenced) {
-		t.Fatalf("the copy reopened: %v", err)
-	}
+	wantFenced(t, b, "the copy reopened", "")
 }
 
 // A DB that fell back to an older snapshot than it shipped replicates on

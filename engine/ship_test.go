@@ -54,6 +54,15 @@ func waitStopped(t *testing.T, e *Engine) error {
 	return err
 }
 
+// wantFenced waits until e's shipping stops, and fails the test (saying
+// what e is) unless it stopped fenced, with why in the message.
+func wantFenced(t *testing.T, e *Engine, what, why string) {
+	t.Helper()
+	if err := waitStopped(t, e); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), why) {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
 // restoreTo restores from st into a new in-memory machine and opens the
 // result as any DB directory is opened.
 func restoreTo(t *testing.T, st replica.Store, o RestoreOptions) (*Engine, *vfs.MemFS, Snapshot) {
