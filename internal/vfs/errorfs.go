@@ -6,6 +6,8 @@ import (
 	"io"
 	"sync"
 	"syscall"
+
+	"github.com/instadump/instadump/internal/flags"
 )
 
 // OpKind is a kind of filesystem operation, as a bit so that several can
@@ -36,19 +38,7 @@ const (
 var opNames = []string{"create", "open", "read", "write", "sync", "rename", "remove", "list", "mkdir", "syncdir", "lock", "close"}
 
 func (k OpKind) String() string {
-	s := ""
-	for i, n := range opNames {
-		if k&(1<<i) != 0 {
-			if s != "" {
-				s += "|"
-			}
-			s += n
-		}
-	}
-	if s == "" {
-		return "none"
-	}
-	return s
+	return flags.Names(k, opNames)
 }
 
 // Op describes one operation.

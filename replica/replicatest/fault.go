@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/instadump/instadump/internal/flags"
 	"github.com/instadump/instadump/replica"
 )
 
@@ -36,19 +37,7 @@ const numOps = 5
 var opNames = [numOps]string{"put", "create", "get", "list", "delete"}
 
 func (o Op) String() string {
-	s := ""
-	for i, n := range opNames {
-		if o&(1<<i) != 0 {
-			if s != "" {
-				s += "|"
-			}
-			s += n
-		}
-	}
-	if s == "" {
-		return "none"
-	}
-	return s
+	return flags.Names(o, opNames[:])
 }
 
 // Injected errors. Every error a FaultStore injects also wraps ErrInjected.
