@@ -245,24 +245,12 @@ func (b *builder) fill(c *codec) {
 // dec are nil).
 func (b *builder) kind(c *codec) (enc encFunc, dec decFunc, bad error) {
 	t := c.typ
+	if basicKind(t.Kind()) {
+		k := basicCodecs[t.Kind()]
+		c.empty = k.empty
+		return k.enc, k.dec, nil
+	}
 	switch t.Kind() {
-	case reflect.Bool:
-		c.empty = func(p unsafe.Pointer) bool { return !*(*bool)(p) }
-		return encBool, decBool, nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		c.empty = emptyInt(t.Kind())
-		enc, dec = intCodec(t.Kind())
-		return enc, dec, nil
-	case reflect.Float32:
-		c.empty = func(p unsafe.Pointer) bool { return *(*float32)(p) == 0 }
-		return encFloat32, decFloat32, nil
-	case reflect.Float64:
-		c.empty = func(p unsafe.Pointer) bool { return *(*float64)(p) == 0 }
-		return encFloat64, decFloat64, nil
-	case reflect.String:
-		c.empty = func(p unsafe.Pointer) bool { return len(*(*string)(p)) == 0 }
-		return encString, decString, nil
 	case reflect.Slice:
 		c.empty = func(p unsafe.Pointer) bool { return (*sliceHeader)(p).len == 0 }
 		if t.Elem().Kind() == reflect.Uint8 {
@@ -450,14 +438,10 @@ func check(t reflect.Type, seen map[reflect.Type]bool, path string) string {
 		return ""
 	}
 	seen[t] = true
-	if t == timeType || customDec(t) {
+	if t == timeType || customDec(t) || basicKind(t.Kind()) {
 		return ""
 	}
 	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64, reflect.String:
-		return ""
 	case reflect.Slice, reflect.Array:
 		return check(t.Elem(), seen, path+"[]")
 	case reflect.Pointer:

@@ -144,15 +144,10 @@ func overwrites(t reflect.Type) bool {
 	if t == timeType || customDec(t) {
 		return t == timeType
 	}
-	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64, reflect.String:
-		return true
-	case reflect.Interface:
+	if t.Kind() == reflect.Interface {
 		return t.NumMethod() == 0
 	}
-	return false
+	return basicKind(t.Kind())
 }
 
 // hasInterface reports whether a value of t may hold an interface.

@@ -66,134 +66,113 @@ func encFloat64(e *encoder, p unsafe.Pointer) error {
 	return nil
 }
 
-func emptyInt(k reflect.Kind) func(unsafe.Pointer) bool {
-	switch k {
-	case reflect.Int8, reflect.Uint8:
-		return func(p unsafe.Pointer) bool { return *(*uint8)(p) == 0 }
-	case reflect.Int16, reflect.Uint16:
-		return func(p unsafe.Pointer) bool { return *(*uint16)(p) == 0 }
-	case reflect.Int32, reflect.Uint32:
-		return func(p unsafe.Pointer) bool { return *(*uint32)(p) == 0 }
-	}
-	return func(p unsafe.Pointer) bool { return *(*uint64)(p) == 0 }
+// kindCodec is the encoder, decoder and omitempty rule of a basic kind.
+type kindCodec struct {
+	enc   encFunc
+	dec   decFunc
+	empty func(unsafe.Pointer) bool
 }
 
-// intCodec compiles the integer kinds. Decoding is strict: a value that
-// does not fit the kind exactly is ErrMismatch (see num).
-func intCodec(k reflect.Kind) (encFunc, decFunc) {
-	switch k {
+// basicCodecs holds the codecs of the basic kinds, by kind; a named type
+// has the memory layout of its kind.
+var basicCodecs = [...]kindCodec{
+	reflect.Bool:    {encBool, decBool, func(p unsafe.Pointer) bool { return !*(*bool)(p) }},
+	reflect.Int:     intCodec[int](),
+	reflect.Int8:    intCodec[int8](),
+	reflect.Int16:   intCodec[int16](),
+	reflect.Int32:   intCodec[int32](),
+	reflect.Int64:   intCodec[int64](),
+	reflect.Uint:    intCodec[uint](),
+	reflect.Uint8:   intCodec[uint8](),
+	reflect.Uint16:  intCodec[uint16](),
+	reflect.Uint32:  intCodec[uint32](),
+	reflect.Uint64:  intCodec[uint64](),
+	reflect.Float32: {encFloat32, decFloat32, func(p unsafe.Pointer) bool { return *(*float32)(p) == 0 }},
+	reflect.Float64: {encFloat64, decFloat64, func(p unsafe.Pointer) bool { return *(*float64)(p) == 0 }},
+	reflect.String:  {encString, decString, func(p unsafe.Pointer) bool { return len(*(*string)(p)) == 0 }},
+}
+
+// basicKind reports whether k is one of the kinds of basicCodecs.
+func basicKind(k reflect.Kind) bool {
+	return int(k) < len(basicCodecs) && basicCodecs[k].enc != nil
+}
+
+// integer is the integer kinds.
+type integer interface {
+	~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64
+}
+
+// intCodec compiles the integer type T: int and uint in their smallest
+// form, the sized kinds at their own width. Decoding is strict: a value
+// that does not fit T exactly is ErrMismatch (see integer).
+func intCodec[T integer]() kindCodec {
+	t := reflect.TypeFor[T]()
+	var enc encFunc
+	switch t.Kind() {
 	case reflect.Int:
-		return func(e *encoder, p unsafe.Pointer) error {
-				e.buf = appendInt(e.buf, int64(*(*int)(p)))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.signed(math.MinInt, math.MaxInt, "int")
-				*(*int)(p) = int(v)
-				return err
-			}
-	case reflect.Int8:
-		return func(e *encoder, p unsafe.Pointer) error {
-				e.buf = append(e.buf, 0xd0, *(*byte)(p))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.signed(math.MinInt8, math.MaxInt8, "int8")
-				*(*int8)(p) = int8(v)
-				return err
-			}
-	case reflect.Int16:
-		return func(e *encoder, p unsafe.Pointer) error {
-				n := *(*uint16)(p)
-				e.buf = append(e.buf, 0xd1, byte(n>>8), byte(n))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.signed(math.MinInt16, math.MaxInt16, "int16")
-				*(*int16)(p) = int16(v)
-				return err
-			}
-	case reflect.Int32:
-		return func(e *encoder, p unsafe.Pointer) error {
-				n := *(*uint32)(p)
-				e.buf = append(e.buf, 0xd2, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.signed(math.MinInt32, math.MaxInt32, "int32")
-				*(*int32)(p) = int32(v)
-				return err
-			}
-	case reflect.Int64:
-		return func(e *encoder, p unsafe.Pointer) error {
-				e.buf = appendU64(e.buf, 0xd3, *(*uint64)(p))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.signed(math.MinInt64, math.MaxInt64, "int64")
-				*(*int64)(p) = v
-				return err
-			}
-	case reflect.Uint:
-		return func(e *encoder, p unsafe.Pointer) error {
-				e.buf = appendUint(e.buf, uint64(*(*uint)(p)))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.unsigned(math.MaxUint, "uint")
-				*(*uint)(p) = uint(v)
-				return err
-			}
-	case reflect.Uint8:
-		return func(e *encoder, p unsafe.Pointer) error {
-				e.buf = append(e.buf, 0xcc, *(*byte)(p))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.unsigned(math.MaxUint8, "uint8")
-				*(*uint8)(p) = uint8(v)
-				return err
-			}
-	case reflect.Uint16:
-		return func(e *encoder, p unsafe.Pointer) error {
-				n := *(*uint16)(p)
-				e.buf = append(e.buf, 0xcd, byte(n>>8), byte(n))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.unsigned(math.MaxUint16, "uint16")
-				*(*uint16)(p) = uint16(v)
-				return err
-			}
-	case reflect.Uint32:
-		return func(e *encoder, p unsafe.Pointer) error {
-				n := *(*uint32)(p)
-				e.buf = append(e.buf, 0xce, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-				return nil
-			}, func(d *decoder, p unsafe.Pointer) error {
-				v, err := d.unsigned(math.MaxUint32, "uint32")
-				*(*uint32)(p) = uint32(v)
-				return err
-			}
-	}
-	return func(e *encoder, p unsafe.Pointer) error {
-			e.buf = appendU64(e.buf, 0xcf, *(*uint64)(p))
+		enc = func(e *encoder, p unsafe.Pointer) error {
+			e.buf = appendInt(e.buf, int64(*(*T)(p)))
 			return nil
-		}, func(d *decoder, p unsafe.Pointer) error {
-			v, err := d.unsigned(math.MaxUint64, "uint64")
-			*(*uint64)(p) = v
-			return err
 		}
+	case reflect.Uint:
+		enc = func(e *encoder, p unsafe.Pointer) error {
+			e.buf = appendUint(e.buf, uint64(*(*T)(p)))
+			return nil
+		}
+	default:
+		enc = func(e *encoder, p unsafe.Pointer) error {
+			// int8..int64 as d0..d3, uint8..uint64 as cc..cf, then the
+			// value, big-endian. The size and sign of T are constants
+			// in each instantiation: one branch is compiled.
+			u := uint64(*(*T)(p))
+			code := byte(0xcc)
+			if ^T(0) < 0 {
+				code = 0xd0
+			}
+			switch unsafe.Sizeof(*(*T)(p)) {
+			case 1:
+				e.buf = append(e.buf, code, byte(u))
+			case 2:
+				e.buf = append(e.buf, code+1, byte(u>>8), byte(u))
+			case 4:
+				e.buf = append(e.buf, code+2, byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+			default:
+				e.buf = appendU64(e.buf, code+3, u)
+			}
+			return nil
+		}
+	}
+	// The range of T: [lo, hi].
+	bits := 8 * t.Size()
+	lo, hi := int64(0), ^uint64(0)>>(64-bits)
+	if ^T(0) < 0 {
+		hi >>= 1
+		lo = -int64(hi) - 1
+	}
+	wanted := t.String()
+	dec := func(d *decoder, p unsafe.Pointer) error {
+		v, err := d.integer(lo, hi, wanted)
+		*(*T)(p) = T(v)
+		return err
+	}
+	return kindCodec{enc, dec, func(p unsafe.Pointer) bool { return *(*T)(p) == 0 }}
 }
 
 // numClass is the kind of a msgpack number read by num.
 type numClass uint8
 
 const (
-	numNil   numClass = iota
-	numUint           // u holds the value
-	numNeg            // int64(u) holds the value, which is negative
-	numFloat          // f holds the value (from a float32 or a float64)
-	numNone           // not a number: d.pos is unchanged
+	numUint  numClass = iota // u holds the value
+	numNeg                   // int64(u) holds the value, which is negative
+	numFloat                 // f holds the value (from a float32 or a float64)
 )
 
-// num reads a msgpack number or nil. msgpack/v5 reads nil as 0 for
-// every numeric kind, so nil is a number here.
-func (d *decoder) num() (cls numClass, u uint64, f float64, err error) {
+// num reads a msgpack number for a value of the Go type named wanted;
+// msgpack/v5 reads nil as 0 for every numeric kind, so nil is the number
+// 0 here. Anything else is ErrMismatch.
+func (d *decoder) num(wanted string) (cls numClass, u uint64, f float64, err error) {
 	if d.pos >= len(d.data) {
-		return numNone, 0, 0, errTruncated(d.pos)
+		return 0, 0, 0, errTruncated(d.pos)
 	}
 	c := d.data[d.pos]
 	if c <= 0x7f {
@@ -208,7 +187,7 @@ func (d *decoder) num() (cls numClass, u uint64, f float64, err error) {
 	switch c {
 	case 0xc0:
 		d.pos++
-		return numNil, 0, 0, nil
+		return numUint, 0, 0, nil
 	case 0xcc, 0xd0:
 		size = 1
 	case 0xcd, 0xd1:
@@ -218,10 +197,10 @@ func (d *decoder) num() (cls numClass, u uint64, f float64, err error) {
 	case 0xcf, 0xd3, 0xcb:
 		size = 8
 	default:
-		return numNone, 0, 0, nil
+		return 0, 0, 0, d.mismatchName(d.pos, wanted)
 	}
 	if err := d.need(1 + size); err != nil {
-		return numNone, 0, 0, err
+		return 0, 0, 0, err
 	}
 	d.pos++
 	switch c {
@@ -254,47 +233,18 @@ func (d *decoder) num() (cls numClass, u uint64, f float64, err error) {
 	return numUint, u, 0, nil
 }
 
-// signed decodes an integer in [lo, hi]. A float is accepted only if it
-// is integral and in range; anything else is ErrMismatch.
-func (d *decoder) signed(lo, hi int64, wanted string) (int64, error) {
-	// Fast path: a positive fixint.
-	if d.pos < len(d.data) {
-		if c := d.data[d.pos]; c <= 0x7f {
-			d.pos++
-			return int64(c), nil
-		}
-	}
-	start := d.pos
-	cls, u, f, err := d.num()
-	if err != nil {
-		return 0, err
-	}
-	switch cls {
-	case numNil:
-		return 0, nil
-	case numUint:
-		if u <= uint64(hi) {
-			return int64(u), nil
-		}
-	case numNeg:
-		if int64(u) >= lo {
-			return int64(u), nil
-		}
-	case numFloat:
-		// -2^63 <= f < 2^63 holds every int64; lo and hi are exact
-		// as floats for the smaller kinds.
-		if f == math.Trunc(f) && f >= float64(lo) && f < -float64(math.MinInt64) && (hi == math.MaxInt64 || f <= float64(hi)) {
-			return int64(f), nil
-		}
-	case numNone:
-		return 0, d.mismatchName(start, wanted)
-	}
+// refuse reports that the number read from start does not fit the Go
+// type named wanted, and moves back to start.
+func (d *decoder) refuse(start int, wanted string) error {
 	d.pos = start
-	return 0, d.mismatchName(start, wanted)
+	return d.mismatchName(start, wanted)
 }
 
-// unsigned decodes an integer in [0, hi], strictly as signed does.
-func (d *decoder) unsigned(hi uint64, wanted string) (uint64, error) {
+// integer decodes an integer in [lo, hi] (lo <= 0), returning its bits
+// (two's complement for a negative one). A float is accepted only if it
+// is integral and in range; anything else is ErrMismatch.
+func (d *decoder) integer(lo int64, hi uint64, wanted string) (uint64, error) {
+	// Fast path: a positive fixint.
 	if d.pos < len(d.data) {
 		if c := d.data[d.pos]; c <= 0x7f {
 			d.pos++
@@ -302,24 +252,22 @@ func (d *decoder) unsigned(hi uint64, wanted string) (uint64, error) {
 		}
 	}
 	start := d.pos
-	cls, u, f, err := d.num()
+	cls, u, f, err := d.num(wanted)
 	if err != nil {
 		return 0, err
 	}
-	switch cls {
-	case numNil:
-		return 0, nil
-	case numUint:
-		if u <= hi {
-			return u, nil
-		}
-	case numFloat:
-		if f == math.Trunc(f) && f >= 0 && f < 18446744073709551616.0 && (hi == math.MaxUint64 || f <= float64(hi)) {
-			return uint64(f), nil
-		}
+	if cls == numUint && u <= hi || cls == numNeg && int64(u) >= lo {
+		return u, nil
 	}
-	d.pos = start
-	return 0, d.mismatchName(start, wanted)
+	// float64(hi)+1 is exact for the smaller kinds, and rounds to 2^63
+	// or 2^64 for the largest: the first integer out of range.
+	if cls == numFloat && f == math.Trunc(f) && f >= float64(lo) && f < float64(hi)+1 {
+		if f < 0 {
+			return uint64(int64(f)), nil
+		}
+		return uint64(f), nil
+	}
+	return 0, d.refuse(start, wanted)
 }
 
 // float64Exact converts an integer to float64, reporting whether the
@@ -335,54 +283,44 @@ func float64Exact(cls numClass, u uint64) (float64, bool) {
 	return f, f < 18446744073709551616.0 && uint64(f) == u
 }
 
-func decFloat64(d *decoder, p unsafe.Pointer) error {
+// float decodes a float, or an integer float64 holds exactly; anything
+// else is ErrMismatch.
+func (d *decoder) float(wanted string) (float64, error) {
 	start := d.pos
-	cls, u, f, err := d.num()
+	cls, u, f, err := d.num(wanted)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	switch cls {
-	case numNil:
-		*(*float64)(p) = 0
-		return nil
-	case numFloat:
-		*(*float64)(p) = f
-		return nil
-	case numUint, numNeg:
-		if v, ok := float64Exact(cls, u); ok {
-			*(*float64)(p) = v
-			return nil
-		}
+	if cls == numFloat {
+		return f, nil
 	}
-	d.pos = start
-	return d.mismatchName(start, "float64")
+	if v, ok := float64Exact(cls, u); ok {
+		return v, nil
+	}
+	return 0, d.refuse(start, wanted)
 }
 
-func decFloat32(d *decoder, p unsafe.Pointer) error {
-	start := d.pos
-	cls, u, f, err := d.num()
+func decFloat64(d *decoder, p unsafe.Pointer) error {
+	f, err := d.float("float64")
 	if err != nil {
 		return err
 	}
-	switch cls {
-	case numNil:
-		*(*float32)(p) = 0
-		return nil
-	case numFloat:
-		// A float64 is accepted when float32 holds it exactly; NaN and
-		// the infinities carry over.
-		if g := float32(f); float64(g) == f || f != f {
-			*(*float32)(p) = g
-			return nil
-		}
-	case numUint, numNeg:
-		if v, ok := float64Exact(cls, u); ok {
-			if g := float32(v); float64(g) == v {
-				*(*float32)(p) = g
-				return nil
-			}
-		}
+	*(*float64)(p) = f
+	return nil
+}
+
+// decFloat32 accepts what float32 holds exactly; NaN and the infinities
+// carry over.
+func decFloat32(d *decoder, p unsafe.Pointer) error {
+	start := d.pos
+	f, err := d.float("float32")
+	if err != nil {
+		return err
 	}
-	d.pos = start
-	return d.mismatchName(start, "float32")
+	g := float32(f)
+	if float64(g) != f && f == f {
+		return d.refuse(start, "float32")
+	}
+	*(*float32)(p) = g
+	return nil
 }
