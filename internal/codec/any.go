@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"math"
 	"reflect"
 	"sync"
 	"time"
@@ -198,38 +199,31 @@ func (d *decoder) readAny() (any, error) {
 	case 0xde, 0xdf:
 		return d.readAnyMap()
 	case 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3:
-		size := [...]int{4, 8, 1, 2, 4, 8, 1, 2, 4, 8}[c-0xca]
-		if err := d.need(1 + size); err != nil {
+		u, err := d.sized(numSizes[c-0xca])
+		if err != nil {
 			return nil, err
 		}
-		d.pos++
 		switch c {
 		case 0xca:
-			var f float32
-			*(*uint32)(unsafe.Pointer(&f)) = d.u32()
-			return f, nil
+			return math.Float32frombits(uint32(u)), nil
 		case 0xcb:
-			var f float64
-			*(*uint64)(unsafe.Pointer(&f)) = d.u64()
-			return f, nil
+			return math.Float64frombits(u), nil
 		case 0xcc:
-			d.pos++
-			return d.data[d.pos-1], nil
+			return uint8(u), nil
 		case 0xcd:
-			return d.u16(), nil
+			return uint16(u), nil
 		case 0xce:
-			return d.u32(), nil
+			return uint32(u), nil
 		case 0xcf:
-			return d.u64(), nil
+			return u, nil
 		case 0xd0:
-			d.pos++
-			return int8(d.data[d.pos-1]), nil
+			return int8(u), nil
 		case 0xd1:
-			return int16(d.u16()), nil
+			return int16(u), nil
 		case 0xd2:
-			return int32(d.u32()), nil
+			return int32(u), nil
 		default:
-			return int64(d.u64()), nil
+			return int64(u), nil
 		}
 	}
 	// An ext value.
@@ -247,7 +241,7 @@ func (d *decoder) readAny() (any, error) {
 }
 
 func (d *decoder) readAnySlice() (any, error) {
-	n, _, err := d.arrayLen()
+	n, err := d.readLen(&arrayLens, "[]interface {}")
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +262,7 @@ func (d *decoder) readAnySlice() (any, error) {
 }
 
 func (d *decoder) readAnyMap() (any, error) {
-	n, _, err := d.mapLen()
+	n, err := d.readLen(&mapLens, "map[string]interface {}")
 	if err != nil {
 		return nil, err
 	}
@@ -280,19 +274,11 @@ func (d *decoder) readAnyMap() (any, error) {
 		return nil, err
 	}
 	for i := 0; i < n; i++ {
-		var k string
-		kstart := d.pos
-		kn, ok, err := d.strLen()
+		key, err := d.readKey("string map key")
 		if err != nil {
 			return nil, err
 		}
-		if !ok {
-			return nil, at(d.mismatchName(kstart, "string map key"), "{key}")
-		}
-		if kn > 0 {
-			k = string(d.data[d.pos : d.pos+kn])
-			d.pos += kn
-		}
+		k := string(key)
 		v, err := d.readAny()
 		if err != nil {
 			return nil, at(err, keySeg(reflect.ValueOf(k)))

@@ -2,7 +2,6 @@ package codec
 
 import (
 	"encoding/binary"
-	"reflect"
 	"unsafe"
 )
 
@@ -30,16 +29,9 @@ func (d *decoder) enter() error {
 	return nil
 }
 
-// mismatch reports that the value at start does not fit wanted.
-func (d *decoder) mismatch(start int, wanted reflect.Type) error {
-	if start < len(d.data) && d.data[start] == 0xc1 {
-		return errMalformed(start, "unused code 0xc1")
-	}
-	return errMismatch(start, describe(d.data, start), wanted.String())
-}
-
-// mismatchName is mismatch with a type named by a string.
-func (d *decoder) mismatchName(start int, wanted string) error {
+// mismatch reports that the value at start does not fit the Go type
+// named wanted.
+func (d *decoder) mismatch(start int, wanted string) error {
 	if start < len(d.data) && d.data[start] == 0xc1 {
 		return errMalformed(start, "unused code 0xc1")
 	}
@@ -54,127 +46,107 @@ func (d *decoder) need(n int) error {
 	return nil
 }
 
-func (d *decoder) u16() uint16 { v := binary.BigEndian.Uint16(d.data[d.pos:]); d.pos += 2; return v }
-func (d *decoder) u32() uint32 { v := binary.BigEndian.Uint32(d.data[d.pos:]); d.pos += 4; return v }
-func (d *decoder) u64() uint64 { v := binary.BigEndian.Uint64(d.data[d.pos:]); d.pos += 8; return v }
-
-// strLen reads a str or bin header (msgpack/v5 accepts either for
-// strings and byte slices). It returns -1 for nil. ok is false, with
-// d.pos unchanged, if the value is neither.
-func (d *decoder) strLen() (n int, ok bool, err error) {
-	if d.pos >= len(d.data) {
-		return 0, false, errTruncated(d.pos)
+// sized moves past the code at d.pos and reads the big-endian unsigned
+// integer of size bytes (1, 2, 4 or 8) that follows it, if the input
+// holds them.
+func (d *decoder) sized(size int) (uint64, error) {
+	if 1+size > len(d.data)-d.pos {
+		return 0, errTruncated(d.pos)
 	}
-	start := d.pos
-	c := d.data[start]
-	switch {
-	case c >= 0xa0 && c <= 0xbf:
-		d.pos++
-		n = int(c & 0x1f)
-	case c == 0xc0:
-		d.pos++
-		return -1, true, nil
-	case c == 0xd9 || c == 0xc4:
-		if err := d.need(2); err != nil {
-			return 0, false, err
-		}
-		n = int(d.data[start+1])
-		d.pos += 2
-	case c == 0xda || c == 0xc5:
-		if err := d.need(3); err != nil {
-			return 0, false, err
-		}
-		d.pos++
-		n = int(d.u16())
-	case c == 0xdb || c == 0xc6:
-		if err := d.need(5); err != nil {
-			return 0, false, err
-		}
-		d.pos++
-		n = int(d.u32())
-	default:
-		return 0, false, nil
+	b := d.data[d.pos+1:]
+	d.pos += 1 + size
+	switch size {
+	case 1:
+		return uint64(b[0]), nil
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b)), nil
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b)), nil
 	}
-	if n > len(d.data)-d.pos {
-		d.pos = start
-		return 0, false, errTruncated(start)
-	}
-	return n, true, nil
+	return binary.BigEndian.Uint64(b), nil
 }
 
-// arrayLen reads an array header; -1 for nil. ok is false, with d.pos
-// unchanged, if the value is not an array or nil. n never exceeds the
-// bytes remaining (one per element at least).
-func (d *decoder) arrayLen() (n int, ok bool, err error) {
-	if d.pos >= len(d.data) {
-		return 0, false, errTruncated(d.pos)
-	}
-	start := d.pos
-	c := d.data[start]
-	switch {
-	case c >= 0x90 && c <= 0x9f:
-		d.pos++
-		n = int(c & 0x0f)
-	case c == 0xc0:
-		d.pos++
-		return -1, true, nil
-	case c == 0xdc:
-		if err := d.need(3); err != nil {
-			return 0, false, err
-		}
-		d.pos++
-		n = int(d.u16())
-	case c == 0xdd:
-		if err := d.need(5); err != nil {
-			return 0, false, err
-		}
-		d.pos++
-		n = int(d.u32())
-	default:
-		return 0, false, nil
-	}
-	if n > len(d.data)-d.pos {
-		d.pos = start
-		return 0, false, errTruncated(start)
-	}
-	return n, true, nil
+// A lenKind is the headers of one kind of value with a length: strings
+// (msgpack/v5 accepts str and bin alike for strings and byte slices),
+// arrays or maps.
+type lenKind struct {
+	fix, fixMask byte // the codes fix..fix|fixMask hold the length in their low bits
+	// sized[c-0xc0] is the size of the length that follows code c (1,
+	// 2 or 4 bytes), or 0 if c is not a header of the kind.
+	sized [0x20]uint8
+	shift uint // each element takes 1<<shift input bytes at least
 }
 
-// mapLen reads a map header; -1 for nil. n never exceeds half the bytes
-// remaining (two per entry at least).
-func (d *decoder) mapLen() (n int, ok bool, err error) {
+var (
+	strLens = lenKind{fix: 0xa0, fixMask: 0x1f, sized: [0x20]uint8{
+		0xd9 - 0xc0: 1, 0xda - 0xc0: 2, 0xdb - 0xc0: 4, // str8/16/32
+		0xc4 - 0xc0: 1, 0xc5 - 0xc0: 2, 0xc6 - 0xc0: 4, // bin8/16/32
+	}}
+	arrayLens = lenKind{fix: 0x90, fixMask: 0x0f, sized: [0x20]uint8{0xdc - 0xc0: 2, 0xdd - 0xc0: 4}}
+	mapLens   = lenKind{fix: 0x80, fixMask: 0x0f, sized: [0x20]uint8{0xde - 0xc0: 2, 0xdf - 0xc0: 4}, shift: 1}
+)
+
+// starts reports whether code c starts a value of kind k other than nil.
+func (k *lenKind) starts(c byte) bool {
+	return c&^k.fixMask == k.fix || c >= 0xc0 && c <= 0xdf && k.sized[c-0xc0] != 0
+}
+
+// readLen reads a header of kind k for a value of the Go type named
+// wanted; -1 for nil. A value of another kind is a mismatch. n never
+// exceeds what the bytes remaining can hold: a byte per string byte or
+// array element, two per map entry. On error, d.pos is unchanged.
+func (d *decoder) readLen(k *lenKind, wanted string) (n int, err error) {
 	if d.pos >= len(d.data) {
-		return 0, false, errTruncated(d.pos)
+		return 0, errTruncated(d.pos)
 	}
 	start := d.pos
 	c := d.data[start]
 	switch {
-	case c >= 0x80 && c <= 0x8f:
+	case c&^k.fixMask == k.fix:
 		d.pos++
-		n = int(c & 0x0f)
+		n = int(c & k.fixMask)
 	case c == 0xc0:
 		d.pos++
-		return -1, true, nil
-	case c == 0xde:
-		if err := d.need(3); err != nil {
-			return 0, false, err
-		}
-		d.pos++
-		n = int(d.u16())
-	case c == 0xdf:
-		if err := d.need(5); err != nil {
-			return 0, false, err
-		}
-		d.pos++
-		n = int(d.u32())
+		return -1, nil
+	case !k.starts(c):
+		return 0, d.mismatch(start, wanted)
 	default:
-		return 0, false, nil
+		u, err := d.sized(int(k.sized[c-0xc0]))
+		if err != nil {
+			return 0, err
+		}
+		n = int(u)
 	}
-	if n > (len(d.data)-d.pos)/2 {
+	if n > (len(d.data)-d.pos)>>k.shift {
 		d.pos = start
-		return 0, false, errTruncated(start)
+		return 0, errTruncated(start)
 	}
-	return n, true, nil
+	return n, nil
+}
+
+// readKey reads a map key that must be a string (a field name, a key of
+// map[string]interface{}): its bytes, aliasing the input, nil for nil.
+func (d *decoder) readKey(wanted string) ([]byte, error) {
+	if d.pos < len(d.data) {
+		c := d.data[d.pos]
+		// Fast path: a short name.
+		if c >= 0xa0 && c <= 0xbf {
+			start := d.pos + 1
+			if end := start + int(c&0x1f); end <= len(d.data) {
+				d.pos = end
+				return d.data[start:end], nil
+			}
+		}
+		if c != 0xc0 && !strLens.starts(c) {
+			return nil, at(d.mismatch(d.pos, wanted), "{key}")
+		}
+	}
+	n, err := d.readLen(&strLens, wanted)
+	if err != nil || n <= 0 {
+		return nil, err
+	}
+	d.pos += n
+	return d.data[d.pos-n : d.pos], nil
 }
 
 // skip moves past one value.
@@ -199,7 +171,7 @@ func decBool(d *decoder, p unsafe.Pointer) error {
 	case 0xc3:
 		*(*bool)(p) = true
 	default:
-		return d.mismatchName(d.pos, "bool")
+		return d.mismatch(d.pos, "bool")
 	}
 	d.pos++
 	return nil
@@ -218,13 +190,9 @@ func decString(d *decoder, p unsafe.Pointer) error {
 			}
 		}
 	}
-	start := d.pos
-	n, ok, err := d.strLen()
+	n, err := d.readLen(&strLens, "string")
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return d.mismatchName(start, "string")
 	}
 	if n <= 0 {
 		*(*string)(p) = ""
@@ -238,13 +206,9 @@ func decString(d *decoder, p unsafe.Pointer) error {
 // decBytes decodes a []byte-kind slice: nil for nil, a new slice (never
 // aliasing the input) otherwise, empty but not nil for a zero length.
 func decBytes(d *decoder, p unsafe.Pointer) error {
-	start := d.pos
-	n, ok, err := d.strLen()
+	n, err := d.readLen(&strLens, "[]byte")
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return d.mismatchName(start, "[]byte")
 	}
 	h := (*sliceHeader)(p)
 	if n < 0 {
@@ -269,12 +233,9 @@ func byteArrayCodec(n int) (encFunc, decFunc) {
 	}
 	dec := func(d *decoder, p unsafe.Pointer) error {
 		start := d.pos
-		m, ok, err := d.strLen()
+		m, err := d.readLen(&strLens, "byte array")
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return d.mismatchName(start, "byte array")
 		}
 		if m < 0 {
 			return nil

@@ -27,6 +27,7 @@ type mapSlots struct {
 
 type mapCodec struct {
 	t              reflect.Type
+	wanted         string // t.String()
 	key, elem      *codec
 	keyEnc, valEnc encFunc
 	keyDec, valDec decFunc
@@ -99,7 +100,7 @@ func touchFor(t reflect.Type) func(unsafe.Pointer) uintptr {
 func (b *builder) mapCodec(c *codec) (encFunc, decFunc) {
 	t := c.typ
 	m := &mapCodec{
-		t: t, key: c.key, elem: c.elem,
+		t: t, wanted: t.String(), key: c.key, elem: c.elem,
 		keyEnc: c.key.encoder(), valEnc: c.elem.encoder(),
 		keyDec: c.key.decoder(), valDec: c.elem.decoder(),
 		fresh:      t.Key() == stringType && t.Elem() == anyType,
@@ -319,12 +320,9 @@ func (m *mapCodec) presize(n, remaining int) int {
 
 func (m *mapCodec) decode(d *decoder, p unsafe.Pointer) error {
 	start := d.pos
-	n, ok, err := d.mapLen()
+	n, err := d.readLen(&mapLens, m.wanted)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return d.mismatch(start, m.t)
 	}
 	if n < 0 {
 		*(*unsafe.Pointer)(p) = nil

@@ -87,8 +87,8 @@ var basicCodecs = [...]kindCodec{
 	reflect.Uint16:  intCodec[uint16](),
 	reflect.Uint32:  intCodec[uint32](),
 	reflect.Uint64:  intCodec[uint64](),
-	reflect.Float32: {encFloat32, decFloat32, func(p unsafe.Pointer) bool { return *(*float32)(p) == 0 }},
-	reflect.Float64: {encFloat64, decFloat64, func(p unsafe.Pointer) bool { return *(*float64)(p) == 0 }},
+	reflect.Float32: {encFloat32, decFloat[float32](), func(p unsafe.Pointer) bool { return *(*float32)(p) == 0 }},
+	reflect.Float64: {encFloat64, decFloat[float64](), func(p unsafe.Pointer) bool { return *(*float64)(p) == 0 }},
 	reflect.String:  {encString, decString, func(p unsafe.Pointer) bool { return len(*(*string)(p)) == 0 }},
 }
 
@@ -167,6 +167,10 @@ const (
 	numFloat                 // f holds the value (from a float32 or a float64)
 )
 
+// numSizes[c-0xca] is the size of the value after the number code c:
+// float32, float64, uint8..uint64, int8..int64.
+var numSizes = [...]int{4, 8, 1, 2, 4, 8, 1, 2, 4, 8}
+
 // num reads a msgpack number for a value of the Go type named wanted;
 // msgpack/v5 reads nil as 0 for every numeric kind, so nil is the number
 // 0 here. Anything else is ErrMismatch.
@@ -183,49 +187,27 @@ func (d *decoder) num(wanted string) (cls numClass, u uint64, f float64, err err
 		d.pos++
 		return numNeg, uint64(int64(int8(c))), 0, nil
 	}
-	var size int
-	switch c {
-	case 0xc0:
+	if c == 0xc0 {
 		d.pos++
 		return numUint, 0, 0, nil
-	case 0xcc, 0xd0:
-		size = 1
-	case 0xcd, 0xd1:
-		size = 2
-	case 0xce, 0xd2, 0xca:
-		size = 4
-	case 0xcf, 0xd3, 0xcb:
-		size = 8
-	default:
-		return 0, 0, 0, d.mismatchName(d.pos, wanted)
 	}
-	if err := d.need(1 + size); err != nil {
+	if c < 0xca || c > 0xd3 {
+		return 0, 0, 0, d.mismatch(d.pos, wanted)
+	}
+	if u, err = d.sized(numSizes[c-0xca]); err != nil {
 		return 0, 0, 0, err
 	}
-	d.pos++
 	switch c {
-	case 0xcc:
-		u = uint64(d.data[d.pos])
-		d.pos++
-	case 0xcd:
-		u = uint64(d.u16())
-	case 0xce:
-		u = uint64(d.u32())
-	case 0xcf:
-		u = d.u64()
 	case 0xd0:
-		u = uint64(int64(int8(d.data[d.pos])))
-		d.pos++
+		u = uint64(int64(int8(u)))
 	case 0xd1:
-		u = uint64(int64(int16(d.u16())))
+		u = uint64(int64(int16(u)))
 	case 0xd2:
-		u = uint64(int64(int32(d.u32())))
-	case 0xd3:
-		u = d.u64()
+		u = uint64(int64(int32(u)))
 	case 0xca:
-		return numFloat, 0, float64(math.Float32frombits(d.u32())), nil
+		return numFloat, 0, float64(math.Float32frombits(uint32(u))), nil
 	case 0xcb:
-		return numFloat, 0, math.Float64frombits(d.u64()), nil
+		return numFloat, 0, math.Float64frombits(u), nil
 	}
 	if c >= 0xd0 && int64(u) < 0 {
 		return numNeg, u, 0, nil
@@ -237,7 +219,7 @@ func (d *decoder) num(wanted string) (cls numClass, u uint64, f float64, err err
 // type named wanted, and moves back to start.
 func (d *decoder) refuse(start int, wanted string) error {
 	d.pos = start
-	return d.mismatchName(start, wanted)
+	return d.mismatch(start, wanted)
 }
 
 // integer decodes an integer in [lo, hi] (lo <= 0), returning its bits
@@ -283,44 +265,28 @@ func float64Exact(cls numClass, u uint64) (float64, bool) {
 	return f, f < 18446744073709551616.0 && uint64(f) == u
 }
 
-// float decodes a float, or an integer float64 holds exactly; anything
-// else is ErrMismatch.
-func (d *decoder) float(wanted string) (float64, error) {
-	start := d.pos
-	cls, u, f, err := d.num(wanted)
-	if err != nil {
-		return 0, err
+// decFloat decodes a float, or an integer float64 holds exactly, into a
+// T that holds it exactly (NaN and the infinities carry over to float32);
+// anything else is ErrMismatch.
+func decFloat[T float32 | float64]() decFunc {
+	wanted := reflect.TypeFor[T]().String()
+	return func(d *decoder, p unsafe.Pointer) error {
+		start := d.pos
+		cls, u, f, err := d.num(wanted)
+		if err != nil {
+			return err
+		}
+		if cls != numFloat {
+			var ok bool
+			if f, ok = float64Exact(cls, u); !ok {
+				return d.refuse(start, wanted)
+			}
+		}
+		g := T(f)
+		if float64(g) != f && f == f {
+			return d.refuse(start, wanted)
+		}
+		*(*T)(p) = g
+		return nil
 	}
-	if cls == numFloat {
-		return f, nil
-	}
-	if v, ok := float64Exact(cls, u); ok {
-		return v, nil
-	}
-	return 0, d.refuse(start, wanted)
-}
-
-func decFloat64(d *decoder, p unsafe.Pointer) error {
-	f, err := d.float("float64")
-	if err != nil {
-		return err
-	}
-	*(*float64)(p) = f
-	return nil
-}
-
-// decFloat32 accepts what float32 holds exactly; NaN and the infinities
-// carry over.
-func decFloat32(d *decoder, p unsafe.Pointer) error {
-	start := d.pos
-	f, err := d.float("float32")
-	if err != nil {
-		return err
-	}
-	g := float32(f)
-	if float64(g) != f && f == f {
-		return d.refuse(start, "float32")
-	}
-	*(*float32)(p) = g
-	return nil
 }

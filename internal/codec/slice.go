@@ -23,6 +23,7 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 	// msgpack/v5 decodes []string with its own code, which leaves the
 	// slice as it is on nil.
 	keepOnNil := t.Elem() == stringType
+	wanted := t.String()
 	emptyData := reflect.MakeSlice(t, 0, 0).UnsafePointer()
 	alloc := allocator(t.Elem())
 	touch := touchFor(t.Elem())
@@ -65,13 +66,9 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 		return nil
 	}
 	dec := func(d *decoder, p unsafe.Pointer) error {
-		start := d.pos
-		n, ok, err := d.arrayLen()
+		n, err := d.readLen(&arrayLens, wanted)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return d.mismatch(start, t)
 		}
 		h := (*sliceHeader)(p)
 		if n < 0 {
@@ -184,6 +181,7 @@ func (b *builder) array(c *codec) (encFunc, decFunc) {
 	elemEnc := c.elem.encoder()
 	elemDec := c.elem.decoder()
 	header := appendArrayLen(nil, n)
+	wanted := t.String()
 	enc := func(e *encoder, p unsafe.Pointer) error {
 		e.buf = append(e.buf, header...)
 		for i := 0; i < n; i++ {
@@ -197,18 +195,15 @@ func (b *builder) array(c *codec) (encFunc, decFunc) {
 	// as it is; a longer one is an error (msgpack/v5 does the same).
 	dec := func(d *decoder, p unsafe.Pointer) error {
 		start := d.pos
-		m, ok, err := d.arrayLen()
+		m, err := d.readLen(&arrayLens, wanted)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return d.mismatch(start, t)
 		}
 		if m < 0 {
 			return nil
 		}
 		if m > n {
-			return &Error{Kind: ErrMismatch, Offset: start, Stored: describe(d.data, start), Wanted: t.String(),
+			return &Error{Kind: ErrMismatch, Offset: start, Stored: describe(d.data, start), Wanted: wanted,
 				Msg: "more elements than the array holds"}
 		}
 		if err := d.enter(); err != nil {

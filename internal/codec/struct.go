@@ -246,6 +246,7 @@ func (f *field) ptrAlloc(p unsafe.Pointer) unsafe.Pointer {
 
 type structCodec struct {
 	t            reflect.Type
+	wanted       string // t.String()
 	list         []*field
 	byName       map[string]*field
 	asArray      bool
@@ -259,7 +260,7 @@ func (b *builder) structCodec(c *codec) (encFunc, decFunc, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	sc := &structCodec{t: t, asArray: spec.asArray, hasOmitEmpty: spec.hasOmitEmpty, byName: make(map[string]*field)}
+	sc := &structCodec{t: t, wanted: t.String(), asArray: spec.asArray, hasOmitEmpty: spec.hasOmitEmpty, byName: make(map[string]*field)}
 	compiled := make(map[*fieldSpec]*field)
 	for _, fs := range spec.all {
 		fc := b.build(fs.typ)
@@ -380,36 +381,12 @@ func (sc *structCodec) encodeField(e *encoder, f *field, p unsafe.Pointer) error
 // fields in order; its length must be that of the list). nil and the
 // empty array zero the struct, as in msgpack/v5.
 func (sc *structCodec) decode(d *decoder, p unsafe.Pointer) error {
-	start := d.pos
-	n, ok, err := d.mapLen()
+	if d.pos < len(d.data) && arrayLens.starts(d.data[d.pos]) {
+		return sc.decodeArray(d, p)
+	}
+	n, err := d.readLen(&mapLens, sc.wanted)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		if n, ok, err = d.arrayLen(); err != nil {
-			return err
-		}
-		if !ok {
-			return d.mismatch(start, sc.t)
-		}
-		if n == 0 {
-			reflect.NewAt(sc.t, p).Elem().SetZero()
-			return nil
-		}
-		if n != len(sc.list) {
-			return &Error{Kind: ErrMismatch, Offset: start, Stored: describe(d.data, start), Wanted: sc.t.String(),
-				Msg: fmt.Sprintf("an array-encoded struct needs %d fields", len(sc.list))}
-		}
-		if err := d.enter(); err != nil {
-			return err
-		}
-		for _, f := range sc.list {
-			if err := f.dec(d, f.ptrAlloc(p)); err != nil {
-				return at(err, f.seg)
-			}
-		}
-		d.depth--
-		return nil
 	}
 	if n < 0 {
 		reflect.NewAt(sc.t, p).Elem().SetZero()
@@ -420,18 +397,9 @@ func (sc *structCodec) decode(d *decoder, p unsafe.Pointer) error {
 	}
 	next := 0 // the field expected next, for input in list order
 	for i := 0; i < n; i++ {
-		kstart := d.pos
-		kn, ok, err := d.strLen()
+		key, err := d.readKey("field name (string)")
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return at(d.mismatchName(kstart, "field name (string)"), "{key}")
-		}
-		var key []byte
-		if kn > 0 {
-			key = d.data[d.pos : d.pos+kn]
-			d.pos += kn
 		}
 		var f *field
 		if next < len(sc.list) && sc.list[next].canon && sc.list[next].name == string(key) {
@@ -446,6 +414,33 @@ func (sc *structCodec) decode(d *decoder, p unsafe.Pointer) error {
 			}
 			continue
 		}
+		if err := f.dec(d, f.ptrAlloc(p)); err != nil {
+			return at(err, f.seg)
+		}
+	}
+	d.depth--
+	return nil
+}
+
+// decodeArray reads the fields in order from an array.
+func (sc *structCodec) decodeArray(d *decoder, p unsafe.Pointer) error {
+	start := d.pos
+	n, err := d.readLen(&arrayLens, sc.wanted)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		reflect.NewAt(sc.t, p).Elem().SetZero()
+		return nil
+	}
+	if n != len(sc.list) {
+		return &Error{Kind: ErrMismatch, Offset: start, Stored: describe(d.data, start), Wanted: sc.wanted,
+			Msg: fmt.Sprintf("an array-encoded struct needs %d fields", len(sc.list))}
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	for _, f := range sc.list {
 		if err := f.dec(d, f.ptrAlloc(p)); err != nil {
 			return at(err, f.seg)
 		}

@@ -96,7 +96,7 @@ func decTime(d *decoder, p unsafe.Pointer) error {
 		return err
 	}
 	if !ok {
-		return d.mismatchName(start, "time.Time")
+		return d.mismatch(start, "time.Time")
 	}
 	*(*time.Time)(p) = t
 	return nil
