@@ -49,16 +49,16 @@ func (e *encoder) flush() error {
 	return nil
 }
 
+// The headers of strings, bin, arrays and maps take the smallest form
+// that holds their length: the fix form (strings of up to 31 bytes,
+// arrays and maps of up to 15 elements) or a code and the length in 1
+// (strings and bin only), 2 or 4 bytes.
+
 func appendStrLen(b []byte, n int) []byte {
-	switch {
-	case n < 32:
+	if n < 32 {
 		return append(b, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		return append(b, 0xda, byte(n>>8), byte(n))
 	}
-	return append(b, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return appendLen(b, n, 0xda, true) // str8/16/32: d9 da db
 }
 
 func appendString(b []byte, s string) []byte {
@@ -66,33 +66,33 @@ func appendString(b []byte, s string) []byte {
 }
 
 func appendBinLen(b []byte, n int) []byte {
-	switch {
-	case n <= math.MaxUint8:
-		return append(b, 0xc4, byte(n))
-	case n <= math.MaxUint16:
-		return append(b, 0xc5, byte(n>>8), byte(n))
-	}
-	return append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return appendLen(b, n, 0xc5, true) // bin8/16/32: c4 c5 c6
 }
 
 func appendArrayLen(b []byte, n int) []byte {
-	switch {
-	case n < 16:
+	if n < 16 {
 		return append(b, 0x90|byte(n))
-	case n <= math.MaxUint16:
-		return append(b, 0xdc, byte(n>>8), byte(n))
 	}
-	return append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return appendLen(b, n, 0xdc, false) // array16/32: dc dd
 }
 
 func appendMapLen(b []byte, n int) []byte {
-	switch {
-	case n < 16:
+	if n < 16 {
 		return append(b, 0x80|byte(n))
-	case n <= math.MaxUint16:
-		return append(b, 0xde, byte(n>>8), byte(n))
 	}
-	return append(b, 0xdf, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return appendLen(b, n, 0xde, false) // map16/32: de df
+}
+
+// appendLen appends a sized header for length n: code16-1 and one byte
+// (if has8), code16 and two bytes, or code16+1 and four bytes.
+func appendLen(b []byte, n int, code16 byte, has8 bool) []byte {
+	switch {
+	case has8 && n <= math.MaxUint8:
+		return append(b, code16-1, byte(n))
+	case n <= math.MaxUint16:
+		return append(b, code16, byte(n>>8), byte(n))
+	}
+	return append(b, code16+1, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 func encString(e *encoder, p unsafe.Pointer) error {
