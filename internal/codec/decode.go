@@ -53,17 +53,22 @@ func (d *decoder) sized(size int) (uint64, error) {
 	if 1+size > len(d.data)-d.pos {
 		return 0, errTruncated(d.pos)
 	}
-	b := d.data[d.pos+1:]
 	d.pos += 1 + size
+	return beUint(d.data[d.pos-size:], size), nil
+}
+
+// beUint reads the big-endian unsigned integer of size bytes (1, 2, 4 or
+// 8) that b starts with.
+func beUint(b []byte, size int) uint64 {
 	switch size {
 	case 1:
-		return uint64(b[0]), nil
+		return uint64(b[0])
 	case 2:
-		return uint64(binary.BigEndian.Uint16(b)), nil
+		return uint64(binary.BigEndian.Uint16(b))
 	case 4:
-		return uint64(binary.BigEndian.Uint32(b)), nil
+		return uint64(binary.BigEndian.Uint32(b))
 	}
-	return binary.BigEndian.Uint64(b), nil
+	return binary.BigEndian.Uint64(b)
 }
 
 // A lenKind is the headers of one kind of value with a length: strings

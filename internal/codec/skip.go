@@ -1,7 +1,6 @@
 package codec
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 )
@@ -57,97 +56,69 @@ func Skip(data []byte) (n int, err error) {
 	return pos, nil
 }
 
+// A skipHeader describes the value a code of 0xc0..0xdf starts: body
+// bytes follow the code, after a length of size bytes if size is not 0.
+// The length counts elems values each (1 for an array element, 2 for a
+// map entry), or if elems is 0, more bytes of body (str, bin, ext).
+// valid is false for the unused code 0xc1.
+type skipHeader struct {
+	body, size, elems uint8
+	valid             bool
+}
+
+// skipHeaders is indexed by the code.
+var skipHeaders = [0x100]skipHeader{
+	0xc0: {valid: true},          // nil
+	0xc2: {valid: true},          // false
+	0xc3: {valid: true},          // true
+	0xc4: {size: 1, valid: true}, // bin8, bin16, bin32
+	0xc5: {size: 2, valid: true},
+	0xc6: {size: 4, valid: true},
+	0xc7: {body: 1, size: 1, valid: true}, // ext8, ext16, ext32: type, data
+	0xc8: {body: 1, size: 2, valid: true},
+	0xc9: {body: 1, size: 4, valid: true},
+	0xca: {body: 4, valid: true}, // float32, float64
+	0xcb: {body: 8, valid: true},
+	0xcc: {body: 1, valid: true}, // uint8..uint64
+	0xcd: {body: 2, valid: true},
+	0xce: {body: 4, valid: true},
+	0xcf: {body: 8, valid: true},
+	0xd0: {body: 1, valid: true}, // int8..int64
+	0xd1: {body: 2, valid: true},
+	0xd2: {body: 4, valid: true},
+	0xd3: {body: 8, valid: true},
+	0xd4: {body: 2, valid: true}, // fixext1..fixext16: type, data
+	0xd5: {body: 3, valid: true},
+	0xd6: {body: 5, valid: true},
+	0xd7: {body: 9, valid: true},
+	0xd8: {body: 17, valid: true},
+	0xd9: {size: 1, valid: true}, // str8, str16, str32
+	0xda: {size: 2, valid: true},
+	0xdb: {size: 4, valid: true},
+	0xdc: {size: 2, elems: 1, valid: true}, // array16, array32
+	0xdd: {size: 4, elems: 1, valid: true},
+	0xde: {size: 2, elems: 2, valid: true}, // map16, map32
+	0xdf: {size: 4, elems: 2, valid: true},
+}
+
 // skipCode decodes the header of the value whose code c (0xc0..0xdf) was
 // read before *pos: the payload bytes that follow and the number of
 // values it contains. ok is false for 0xc1 or a truncated header.
 func skipCode(data []byte, pos *int, c byte) (body, elems int, ok bool) {
-	p := *pos
-	rest := len(data) - p
-	switch c {
-	case 0xc0, 0xc2, 0xc3: // nil, false, true
-		return 0, 0, true
-	case 0xc1:
-		return 0, 0, false
-	case 0xcc, 0xd0:
-		return 1, 0, true
-	case 0xcd, 0xd1:
-		return 2, 0, true
-	case 0xce, 0xd2, 0xca:
-		return 4, 0, true
-	case 0xcf, 0xd3, 0xcb:
-		return 8, 0, true
-	case 0xd4:
-		return 2, 0, true
-	case 0xd5:
-		return 3, 0, true
-	case 0xd6:
-		return 5, 0, true
-	case 0xd7:
-		return 9, 0, true
-	case 0xd8:
-		return 17, 0, true
-	case 0xc4, 0xd9: // bin8, str8
-		if rest < 1 {
-			return 0, 0, false
-		}
-		*pos = p + 1
-		return int(data[p]), 0, true
-	case 0xc5, 0xda:
-		if rest < 2 {
-			return 0, 0, false
-		}
-		*pos = p + 2
-		return int(binary.BigEndian.Uint16(data[p:])), 0, true
-	case 0xc6, 0xdb:
-		if rest < 4 {
-			return 0, 0, false
-		}
-		*pos = p + 4
-		return int(binary.BigEndian.Uint32(data[p:])), 0, true
-	case 0xc7: // ext8: len, type, data
-		if rest < 1 {
-			return 0, 0, false
-		}
-		*pos = p + 1
-		return int(data[p]) + 1, 0, true
-	case 0xc8:
-		if rest < 2 {
-			return 0, 0, false
-		}
-		*pos = p + 2
-		return int(binary.BigEndian.Uint16(data[p:])) + 1, 0, true
-	case 0xc9:
-		if rest < 4 {
-			return 0, 0, false
-		}
-		*pos = p + 4
-		return int(binary.BigEndian.Uint32(data[p:])) + 1, 0, true
-	case 0xdc:
-		if rest < 2 {
-			return 0, 0, false
-		}
-		*pos = p + 2
-		return 0, int(binary.BigEndian.Uint16(data[p:])), true
-	case 0xdd:
-		if rest < 4 {
-			return 0, 0, false
-		}
-		*pos = p + 4
-		return 0, int(binary.BigEndian.Uint32(data[p:])), true
-	case 0xde:
-		if rest < 2 {
-			return 0, 0, false
-		}
-		*pos = p + 2
-		return 0, 2 * int(binary.BigEndian.Uint16(data[p:])), true
-	case 0xdf:
-		if rest < 4 {
-			return 0, 0, false
-		}
-		*pos = p + 4
-		return 0, 2 * int(binary.BigEndian.Uint32(data[p:])), true
+	h := skipHeaders[c]
+	if h.size == 0 {
+		return int(h.body), 0, h.valid
 	}
-	return 0, 0, false
+	p := *pos
+	if len(data)-p < int(h.size) {
+		return 0, 0, false
+	}
+	*pos = p + int(h.size)
+	n := int(beUint(data[p:], int(h.size)))
+	if h.elems != 0 {
+		return int(h.body), int(h.elems) * n, true
+	}
+	return int(h.body) + n, 0, true
 }
 
 // describe names the msgpack value starting at data[pos] for error
@@ -198,22 +169,8 @@ func describe(data []byte, pos int) string {
 		return "msgpack code 0xc1"
 	case 0xc2, 0xc3:
 		return "msgpack bool"
-	case 0xcc:
-		return num(1, false)
-	case 0xcd:
-		return num(2, false)
-	case 0xce:
-		return num(4, false)
-	case 0xcf:
-		return num(8, false)
-	case 0xd0:
-		return num(1, true)
-	case 0xd1:
-		return num(2, true)
-	case 0xd2:
-		return num(4, true)
-	case 0xd3:
-		return num(8, true)
+	case 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3:
+		return num(numSizes[c-0xca], c >= 0xd0)
 	case 0xca:
 		if v, ok := be(4); ok {
 			return fmt.Sprintf("msgpack float32 %v", math.Float32frombits(uint32(v)))
