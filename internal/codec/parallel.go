@@ -327,15 +327,17 @@ type bounds struct {
 	offs  []int           // offs[i]: start of batch i; offs[nb]: the end
 	ready []chan struct{} // ready[i] is closed once offs[i+1] is set, or failAt <= i
 	// failAt is the first batch whose end Skip could not find (nb if
-	// none); set before the ready channels from it on are closed.
-	failAt int
+	// none); set before the ready channels from it on are closed. It is
+	// atomic: a worker of an earlier batch may read it as it is set.
+	failAt atomic.Int64
 	stop   atomic.Bool
 	done   chan struct{}
 }
 
 func findBounds(d *decoder, n, per int) *bounds {
 	nb := (n + parBatch - 1) / parBatch
-	b := &bounds{offs: make([]int, nb+1), ready: make([]chan struct{}, nb), failAt: nb, done: make(chan struct{})}
+	b := &bounds{offs: make([]int, nb+1), ready: make([]chan struct{}, nb), done: make(chan struct{})}
+	b.failAt.Store(int64(nb))
 	for i := range b.ready {
 		b.ready[i] = make(chan struct{})
 	}
@@ -357,7 +359,7 @@ func findBounds(d *decoder, n, per int) *bounds {
 				}
 			}
 			if !ok {
-				b.failAt = i
+				b.failAt.Store(int64(i))
 				for ; i < nb; i++ {
 					close(b.ready[i])
 				}
@@ -373,7 +375,7 @@ func findBounds(d *decoder, n, per int) *bounds {
 // batch waits for batch i's bounds; ok is false if they cannot be found.
 func (b *bounds) batch(i int) (from, to int, ok bool) {
 	<-b.ready[i]
-	if i >= b.failAt {
+	if int64(i) >= b.failAt.Load() {
 		return 0, 0, false
 	}
 	return b.offs[i], b.offs[i+1], true
