@@ -93,40 +93,35 @@ var (
 	stringType = reflect.TypeFor[string]()
 	errorType  = reflect.TypeFor[error]()
 
-	customEncoderType   = reflect.TypeFor[msgpack.CustomEncoder]()
-	customDecoderType   = reflect.TypeFor[msgpack.CustomDecoder]()
-	marshalerType       = reflect.TypeFor[msgpack.Marshaler]()
-	unmarshalerType     = reflect.TypeFor[msgpack.Unmarshaler]()
-	binMarshalerType    = reflect.TypeFor[encoding.BinaryMarshaler]()
-	binUnmarshalerType  = reflect.TypeFor[encoding.BinaryUnmarshaler]()
-	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
-	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	// The interfaces msgpack/v5's _getEncoder and _getDecoder check, in
+	// its order.
+	encodeMethods = []reflect.Type{
+		reflect.TypeFor[msgpack.CustomEncoder](), reflect.TypeFor[msgpack.Marshaler](),
+		reflect.TypeFor[encoding.BinaryMarshaler](), reflect.TypeFor[encoding.TextMarshaler](),
+	}
+	decodeMethods = []reflect.Type{
+		reflect.TypeFor[msgpack.CustomDecoder](), reflect.TypeFor[msgpack.Unmarshaler](),
+		reflect.TypeFor[encoding.BinaryUnmarshaler](), reflect.TypeFor[encoding.TextUnmarshaler](),
+	}
 )
 
 // customEnc reports whether msgpack/v5 encodes t with a method of t or
 // *t (its _getEncoder checks these four interfaces on t, then on *t).
 // Pointers are compiled (nil, then the element), which is what
 // msgpack/v5's ptrEncoderFunc or encodeCustomValue do for them.
-func customEnc(t reflect.Type) bool {
-	if t == timeType || t.Kind() == reflect.Pointer {
-		return false
-	}
-	pt := reflect.PointerTo(t)
-	for _, i := range [...]reflect.Type{customEncoderType, marshalerType, binMarshalerType, textMarshalerType} {
-		if t.Implements(i) || pt.Implements(i) {
-			return true
-		}
-	}
-	return false
-}
+func customEnc(t reflect.Type) bool { return implementsOne(t, encodeMethods) }
 
 // customDec is customEnc for decoding.
-func customDec(t reflect.Type) bool {
+func customDec(t reflect.Type) bool { return implementsOne(t, decodeMethods) }
+
+// implementsOne reports whether t or *t implements one of ifaces, for a
+// type other than time.Time and pointers.
+func implementsOne(t reflect.Type, ifaces []reflect.Type) bool {
 	if t == timeType || t.Kind() == reflect.Pointer {
 		return false
 	}
 	pt := reflect.PointerTo(t)
-	for _, i := range [...]reflect.Type{customDecoderType, unmarshalerType, binUnmarshalerType, textUnmarshalerType} {
+	for _, i := range ifaces {
 		if t.Implements(i) || pt.Implements(i) {
 			return true
 		}
@@ -137,27 +132,21 @@ func customDec(t reflect.Type) bool {
 // encoder returns a function calling c's encoder: c.enc itself when c is
 // complete, else a closure reading c.enc at each call (c is still being
 // built: a recursive type). decoder and emptyFunc are the same.
-func (c *codec) encoder() encFunc {
-	if c.done {
-		return c.enc
-	}
-	return func(e *encoder, p unsafe.Pointer) error {
-		if c.enc == nil {
-			return errPending
-		}
-		return c.enc(e, p)
-	}
-}
+func (c *codec) encoder() encFunc { return lateFunc(c, &c.enc) }
 
-func (c *codec) decoder() decFunc {
+func (c *codec) decoder() decFunc { return lateFunc(c, &c.dec) }
+
+// lateFunc returns *f, c's encoder or decoder, when c is complete, else a
+// closure calling *f (see encoder).
+func lateFunc[S any, F ~func(S, unsafe.Pointer) error](c *codec, f *F) F {
 	if c.done {
-		return c.dec
+		return *f
 	}
-	return func(d *decoder, p unsafe.Pointer) error {
-		if c.dec == nil {
+	return func(s S, p unsafe.Pointer) error {
+		if *f == nil {
 			return errPending
 		}
-		return c.dec(d, p)
+		return (*f)(s, p)
 	}
 }
 

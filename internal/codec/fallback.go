@@ -105,12 +105,9 @@ func checkOutput(out []byte, several bool) string {
 // TextUnmarshaler that t implements, then that *t does.
 func decodesFromStream(t reflect.Type) bool {
 	for _, u := range [...]reflect.Type{t, reflect.PointerTo(t)} {
-		if u.Implements(customDecoderType) {
-			return true
-		}
-		for _, i := range [...]reflect.Type{unmarshalerType, binUnmarshalerType, textUnmarshalerType} {
+		for _, i := range decodeMethods {
 			if u.Implements(i) {
-				return false
+				return i == decodeMethods[0] // CustomDecoder
 			}
 		}
 		if t.Kind() == reflect.Pointer {
