@@ -306,7 +306,7 @@ func (b *builder) probe(c *codec) (complete bool) {
 	// Pointer types are not probed, nor types that reach a pointer to
 	// itself: msgpack/v5 recurses forever on `type P *P`.
 	if t.Name() == "" && t.Kind() != reflect.Struct || t.Kind() == reflect.Pointer ||
-		pointerLoop(t, map[reflect.Type]bool{}) {
+		pointerLoop(t) {
 		return true
 	}
 	zero := reflect.New(t)
@@ -351,33 +351,61 @@ func (b *builder) probe(c *codec) (complete bool) {
 
 // pointerLoop reports whether a pointer type reachable from t points to
 // itself through pointers only (type P *P).
-func pointerLoop(t reflect.Type, seen map[reflect.Type]bool) bool {
-	if seen[t] {
-		return false
-	}
-	seen[t] = true
-	switch t.Kind() {
-	case reflect.Pointer:
+func pointerLoop(t reflect.Type) bool {
+	return findType(t, func(t reflect.Type) (bool, []reflect.Type) {
 		chain := map[reflect.Type]bool{}
 		for u := t; u.Kind() == reflect.Pointer; u = u.Elem() {
 			if chain[u] {
-				return true
+				return true, nil
 			}
 			chain[u] = true
 		}
-		return pointerLoop(t.Elem(), seen)
-	case reflect.Slice, reflect.Array:
-		return pointerLoop(t.Elem(), seen)
-	case reflect.Map:
-		return pointerLoop(t.Key(), seen) || pointerLoop(t.Elem(), seen)
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if pointerLoop(t.Field(i).Type, seen) {
+		return false, parts(t)
+	})
+}
+
+// findType reports whether visit finds what it looks for in t or in a
+// type reached from it, visiting each type once: visit returns found, or
+// the types to visit next (usually parts).
+func findType(t reflect.Type, visit func(reflect.Type) (found bool, next []reflect.Type)) bool {
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type) bool
+	walk = func(t reflect.Type) bool {
+		if seen[t] {
+			return false
+		}
+		seen[t] = true
+		found, next := visit(t)
+		if found {
+			return true
+		}
+		for _, u := range next {
+			if walk(u) {
 				return true
 			}
 		}
+		return false
 	}
-	return false
+	return walk(t)
+}
+
+// parts returns the types a value of t holds directly: the element of a
+// pointer, slice or array, the key and element of a map, the fields of a
+// struct (all of them, whatever their tags).
+func parts(t reflect.Type) []reflect.Type {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return []reflect.Type{t.Elem()}
+	case reflect.Map:
+		return []reflect.Type{t.Key(), t.Elem()}
+	case reflect.Struct:
+		ts := make([]reflect.Type, t.NumField())
+		for i := range ts {
+			ts[i] = t.Field(i).Type
+		}
+		return ts
+	}
+	return nil
 }
 
 // safeDec runs dec, turning a panic into an error.

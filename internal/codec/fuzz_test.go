@@ -583,7 +583,7 @@ func differential(t *testing.T, typ reflect.Type, v reflect.Value, multiMap bool
 	x3, e3 := codecUnmarshal(got, typ)
 	x4, e4 := v5Unmarshal(got, typ)
 	if e1 != nil {
-		if e2 == nil && !v5Refusal(e1) && !repeatsIntoInterface(typ, map[reflect.Type]bool{}) {
+		if e2 == nil && !v5Refusal(e1) && !repeatsIntoInterface(typ) {
 			t.Fatalf("%v: msgpack/v5 fails to decode %x (%v), the codec gives %#v", typ, want, e1, x2)
 		}
 		return
@@ -601,7 +601,7 @@ func differential(t *testing.T, typ reflect.Type, v reflect.Value, multiMap bool
 	if !deepEqual(x3.Interface(), x4.Interface()) {
 		t.Fatalf("%v: decoding the codec's bytes %x:\ncodec %#v\n   v5 %#v", typ, got, x3, x4)
 	}
-	if !dupKeys(want) && !interfaceKeys(typ, map[reflect.Type]bool{}) && !deepEqual(x3.Interface(), x2.Interface()) {
+	if !dupKeys(want) && !interfaceKeys(typ) && !deepEqual(x3.Interface(), x2.Interface()) {
 		t.Fatalf("%v: the two encodings decode differently:\ncodec bytes %x: %#v / %#v\n   v5 bytes %x: %#v / %#v", typ, got, x3, x4, want, x2, x1)
 	}
 }
@@ -618,7 +618,7 @@ func crossDecode(t *testing.T, typ reflect.Type, v reflect.Value, alt reflect.Ty
 	switch {
 	case e1 != nil && e2 != nil:
 	case e1 != nil:
-		if !v5Refusal(e1) && !repeatsIntoInterface(alt, map[reflect.Type]bool{}) {
+		if !v5Refusal(e1) && !repeatsIntoInterface(alt) {
 			t.Fatalf("%v as %v: msgpack/v5 fails (%v), the codec gives %#v", typ, alt, e1, x2)
 		}
 	case e2 != nil:
@@ -788,60 +788,41 @@ func v5Refusal(err error) bool {
 // encoded names decode into one field holding interfaces: msgpack/v5
 // decodes the second value into the first one's dynamic value, and fails
 // or panics, where the codec replaces it.
-func repeatsIntoInterface(t reflect.Type, seen map[reflect.Type]bool) bool {
-	if seen[t] {
-		return false
-	}
-	seen[t] = true
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Array:
-		return repeatsIntoInterface(t.Elem(), seen)
-	case reflect.Map:
-		return repeatsIntoInterface(t.Key(), seen) || repeatsIntoInterface(t.Elem(), seen)
-	case reflect.Struct:
+func repeatsIntoInterface(t reflect.Type) bool {
+	return findType(t, func(t reflect.Type) (bool, []reflect.Type) {
+		if t.Kind() != reflect.Struct {
+			return false, parts(t)
+		}
 		spec, err := (&builder{}).fields(t)
 		if err != nil {
-			return false
+			return false, nil
 		}
 		hits := map[*fieldSpec]int{}
 		for _, f := range spec.list {
 			if g := spec.byName[f.name]; g != nil {
 				hits[g]++
-				if hits[g] > 1 && mergesInterface(g.typ, map[reflect.Type]bool{}) {
-					return true
+				if hits[g] > 1 && mergesInterface(g.typ) {
+					return true, nil
 				}
 			}
 		}
-		for _, f := range spec.all {
-			if repeatsIntoInterface(f.typ, seen) {
-				return true
-			}
-		}
-	}
-	return false
+		return false, spec.types()
+	})
 }
 
 // mergesInterface reports whether decoding twice into a value of t may
 // decode into an interface already set (through slices, arrays,
 // pointers and structs; map entries are new values).
-func mergesInterface(t reflect.Type, seen map[reflect.Type]bool) bool {
-	if seen[t] {
-		return false
-	}
-	seen[t] = true
-	switch t.Kind() {
-	case reflect.Interface:
-		return true
-	case reflect.Pointer, reflect.Slice, reflect.Array:
-		return mergesInterface(t.Elem(), seen)
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if mergesInterface(t.Field(i).Type, seen) {
-				return true
-			}
+func mergesInterface(t reflect.Type) bool {
+	return findType(t, func(t reflect.Type) (bool, []reflect.Type) {
+		switch t.Kind() {
+		case reflect.Interface:
+			return true, nil
+		case reflect.Map:
+			return false, nil
 		}
-	}
-	return false
+		return false, parts(t)
+	})
 }
 
 // checkRefusal requires err to be the codec refusing, by the strict
@@ -944,24 +925,13 @@ func dupKeys(b []byte) bool {
 // interfaceKeys reports whether t holds a map whose keys hold
 // interfaces: distinct keys (int8(-1), int(-1)) can decode alike there,
 // and which one is kept depends on the map's order.
-func interfaceKeys(t reflect.Type, seen map[reflect.Type]bool) bool {
-	if seen[t] {
-		return false
-	}
-	seen[t] = true
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Array:
-		return interfaceKeys(t.Elem(), seen)
-	case reflect.Map:
-		return hasInterface(t.Key()) || interfaceKeys(t.Elem(), seen)
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if interfaceKeys(t.Field(i).Type, seen) {
-				return true
-			}
+func interfaceKeys(t reflect.Type) bool {
+	return findType(t, func(t reflect.Type) (bool, []reflect.Type) {
+		if t.Kind() == reflect.Map {
+			return hasInterface(t.Key()), []reflect.Type{t.Elem()}
 		}
-	}
-	return false
+		return false, parts(t)
+	})
 }
 
 func canon(b []byte, dup *bool) (out, rest []byte) {

@@ -151,21 +151,18 @@ func overwrites(t reflect.Type) bool {
 	return basicKind(t.Kind())
 }
 
-// hasInterface reports whether a value of t may hold an interface.
+// hasInterface reports whether a value of t may hold an interface (in
+// itself, not behind a pointer, slice or map).
 func hasInterface(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Interface:
-		return true
-	case reflect.Array:
-		return hasInterface(t.Elem())
-	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			if hasInterface(t.Field(i).Type) {
-				return true
-			}
+	return findType(t, func(t reflect.Type) (bool, []reflect.Type) {
+		switch t.Kind() {
+		case reflect.Interface:
+			return true, nil
+		case reflect.Array, reflect.Struct:
+			return false, parts(t)
 		}
-	}
-	return false
+		return false, nil
+	})
 }
 
 func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {

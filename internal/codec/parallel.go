@@ -46,36 +46,23 @@ func delimited(t reflect.Type) bool {
 	if v, ok := delimitedCache.Load(t); ok {
 		return v.(bool)
 	}
-	ok := delimitedWalk(t, map[reflect.Type]bool{})
+	ok := !findType(t, func(t reflect.Type) (bool, []reflect.Type) {
+		switch {
+		case t == timeType:
+			return false, nil
+		case codecOf(t).decFallback:
+			return true, nil
+		case t.Kind() == reflect.Struct:
+			spec, err := (&builder{}).fields(t)
+			if err != nil {
+				return true, nil
+			}
+			return false, spec.types()
+		}
+		return false, parts(t)
+	})
 	delimitedCache.Store(t, ok)
 	return ok
-}
-
-func delimitedWalk(t reflect.Type, seen map[reflect.Type]bool) bool {
-	if seen[t] || t == timeType {
-		return true
-	}
-	seen[t] = true
-	if codecOf(t).decFallback {
-		return false
-	}
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Array:
-		return delimitedWalk(t.Elem(), seen)
-	case reflect.Map:
-		return delimitedWalk(t.Key(), seen) && delimitedWalk(t.Elem(), seen)
-	case reflect.Struct:
-		spec, err := (&builder{}).fields(t)
-		if err != nil {
-			return false
-		}
-		for _, f := range spec.all {
-			if !delimitedWalk(f.typ, seen) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}

@@ -48,6 +48,15 @@ func (s *structSpec) add(f *fieldSpec) {
 	}
 }
 
+// types returns the types of every field of s.
+func (s *structSpec) types() []reflect.Type {
+	ts := make([]reflect.Type, len(s.all))
+	for i, f := range s.all {
+		ts[i] = f.typ
+	}
+	return ts
+}
+
 var errSelfEmbed = errors.New("a struct that embeds itself cannot be encoded")
 
 // fields lists the fields of struct type t as msgpack/v5 does.
