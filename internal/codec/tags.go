@@ -117,47 +117,25 @@ func (p *tagParser) parseValue() {
 		return
 	}
 	var b []byte
+	open := 0 // parentheses open: a comma inside them is part of the value
 	for p.valid() {
 		c := p.read()
-		switch c {
-		case '\\':
-			b = append(b, p.read())
-		case '(':
-			b = append(b, c)
-			b = p.readBrackets(b)
-		case ',':
+		switch {
+		case c == '\\':
+			c = p.read()
+		case c == '(':
+			open++
+		case c == ')' && open > 0:
+			open--
+		case c == ',' && open == 0:
 			p.skip(' ')
 			p.set(p.key, string(b))
 			p.parseKey()
 			return
-		default:
-			b = append(b, c)
 		}
+		b = append(b, c)
 	}
 	p.set(p.key, string(b))
-}
-
-func (p *tagParser) readBrackets(b []byte) []byte {
-	lvl := 0
-	for p.valid() {
-		c := p.read()
-		switch c {
-		case '\\':
-			b = append(b, p.read())
-		case '(':
-			b = append(b, c)
-			lvl++
-		case ')':
-			b = append(b, c)
-			lvl--
-			if lvl < 0 {
-				return b
-			}
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
 }
 
 func (p *tagParser) parseQuoted() {
