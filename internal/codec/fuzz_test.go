@@ -663,52 +663,24 @@ func numEqual(a, b reflect.Value, loose ...reflect.Value) bool {
 	if a.Type() == b.Type() {
 		return deepEqual(a.Interface(), b.Interface())
 	}
-	switch a.Kind() {
-	case reflect.Pointer:
-		if a.IsNil() || b.IsNil() {
-			return a.IsNil() == b.IsNil()
-		}
-		return numEqual(a.Elem(), b.Elem())
-	case reflect.Slice:
-		if a.IsNil() != b.IsNil() {
-			return false
-		}
-		fallthrough
-	case reflect.Array:
-		if a.Len() != b.Len() {
-			return false
-		}
-		for i := range a.Len() {
-			if !numEqual(a.Index(i), b.Index(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Struct:
-		for i := range a.NumField() {
-			if !numEqual(a.Field(i), b.Field(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Map:
-		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
-			return false
-		}
-		it := b.MapRange()
-	entries:
-		for it.Next() {
-			ia := a.MapRange()
-			for ia.Next() {
-				if numEqual(ia.Key(), it.Key()) && numEqual(ia.Value(), it.Value()) {
-					continue entries
-				}
-			}
-			return false
-		}
-		return true
+	if equal, ok := eachPart(a, b, func(x, y reflect.Value) bool { return numEqual(x, y) }); ok {
+		return equal
 	}
-	return false
+	if a.Kind() != reflect.Map || a.IsNil() != b.IsNil() || a.Len() != b.Len() {
+		return false
+	}
+	it := b.MapRange()
+entries:
+	for it.Next() {
+		ia := a.MapRange()
+		for ia.Next() {
+			if numEqual(ia.Key(), it.Key()) && numEqual(ia.Value(), it.Value()) {
+				continue entries
+			}
+		}
+		return false
+	}
+	return true
 }
 
 // sameBut compares a and b, of one type, except their numbers.
@@ -716,35 +688,10 @@ func sameBut(a, b reflect.Value) bool {
 	if exact(a) != nil || isNaN(a) {
 		return true
 	}
-	switch a.Kind() {
-	case reflect.Pointer:
-		if a.IsNil() || b.IsNil() {
-			return a.IsNil() == b.IsNil()
-		}
-		return sameBut(a.Elem(), b.Elem())
-	case reflect.Slice:
-		if a.IsNil() != b.IsNil() {
-			return false
-		}
-		fallthrough
-	case reflect.Array:
-		if a.Len() != b.Len() {
-			return false
-		}
-		for i := range a.Len() {
-			if !sameBut(a.Index(i), b.Index(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Struct:
-		for i := range a.NumField() {
-			if !sameBut(a.Field(i), b.Field(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Map:
+	if equal, ok := eachPart(a, b, sameBut); ok {
+		return equal
+	}
+	if a.Kind() == reflect.Map {
 		return a.IsNil() == b.IsNil() && a.Len() == b.Len()
 	}
 	return deepEqual(a.Interface(), b.Interface())

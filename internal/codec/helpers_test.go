@@ -123,39 +123,18 @@ func valueEqual(a, b reflect.Value, depth int) bool {
 	if depth > 200 {
 		return true
 	}
+	if equal, ok := eachPart(a, b, func(x, y reflect.Value) bool { return valueEqual(x, y, depth+1) }); ok {
+		return equal
+	}
 	switch a.Kind() {
 	case reflect.Float32, reflect.Float64:
 		x, y := a.Float(), b.Float()
 		return x == y || (x != x && y != y)
-	case reflect.Pointer:
-		if a.IsNil() || b.IsNil() || a.Pointer() == b.Pointer() {
-			return a.IsNil() == b.IsNil()
-		}
-		return valueEqual(a.Elem(), b.Elem(), depth+1)
 	case reflect.Interface:
 		if a.IsNil() || b.IsNil() {
 			return a.IsNil() == b.IsNil()
 		}
 		return valueEqual(a.Elem(), b.Elem(), depth+1)
-	case reflect.Slice:
-		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
-			return false
-		}
-		fallthrough
-	case reflect.Array:
-		for i := 0; i < a.Len(); i++ {
-			if !valueEqual(a.Index(i), b.Index(i), depth+1) {
-				return false
-			}
-		}
-		return true
-	case reflect.Struct:
-		for i := 0; i < a.NumField(); i++ {
-			if !valueEqual(a.Field(i), b.Field(i), depth+1) {
-				return false
-			}
-		}
-		return true
 	case reflect.Map:
 		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
 			return false
@@ -187,6 +166,43 @@ func valueEqual(a, b reflect.Value, depth int) bool {
 		return a.Complex() == b.Complex()
 	}
 	return a.IsNil() == b.IsNil() // chan, func, unsafe.Pointer: nil or not
+}
+
+// eachPart compares a and b, of the same kind, part by part with eq when
+// they are pointers (nil or not, then what they point to), slices (nil
+// or not, then their elements), arrays or structs; ok is false for the
+// other kinds.
+func eachPart(a, b reflect.Value, eq func(a, b reflect.Value) bool) (equal, ok bool) {
+	switch a.Kind() {
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() || a.Pointer() == b.Pointer() {
+			return a.IsNil() == b.IsNil(), true
+		}
+		return eq(a.Elem(), b.Elem()), true
+	case reflect.Slice:
+		if a.IsNil() != b.IsNil() {
+			return false, true
+		}
+		fallthrough
+	case reflect.Array:
+		if a.Len() != b.Len() {
+			return false, true
+		}
+		for i := range a.Len() {
+			if !eq(a.Index(i), b.Index(i)) {
+				return false, true
+			}
+		}
+		return true, true
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !eq(a.Field(i), b.Field(i)) {
+				return false, true
+			}
+		}
+		return true, true
+	}
+	return false, false
 }
 
 func hasNaN(v reflect.Value) bool {
