@@ -39,44 +39,57 @@ func newRecord(r *rand.Rand) Record {
 	}
 }
 
+// A benchSet is the values of one benchmark and their msgpack/v5
+// encodings.
+type benchSet[T any] struct {
+	vals []T
+	encs [][]byte
+}
+
+// add adds v and its msgpack/v5 encoding to s.
+func (s *benchSet[T]) add(v T) {
+	e, err := msgpack.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	s.vals = append(s.vals, v)
+	s.encs = append(s.encs, e)
+}
+
+// bytes is the size of the encodings.
+func (s *benchSet[T]) bytes() (n int64) {
+	for _, e := range s.encs {
+		n += int64(len(e))
+	}
+	return n
+}
+
 var (
-	benchA    map[string]Record
-	benchAEnc []byte
-	benchC    []Record // A's records as one slice: the parallel slice paths
-	benchCEnc []byte
-	benchB    [][]Record
-	benchBEnc [][]byte
+	benchA    benchSet[map[string]Record]
+	benchB    benchSet[[]Record]
+	benchC    benchSet[[]Record] // A's records as one slice: the parallel slice paths
 	benchOnce sync.Once
 )
 
 func benchData(b *testing.B) {
 	benchOnce.Do(func() {
 		r := rand.New(rand.NewPCG(1, 2))
-		benchA = make(map[string]Record, 1_000_000)
+		a := make(map[string]Record, 1_000_000)
 		for i := range 1_000_000 {
-			benchA[fmt.Sprintf("key-%08d", i)] = newRecord(r)
+			a[fmt.Sprintf("key-%08d", i)] = newRecord(r)
 		}
-		var err error
-		if benchAEnc, err = msgpack.Marshal(benchA); err != nil {
-			panic(err)
+		benchA.add(a)
+		var c []Record
+		for _, v := range a {
+			c = append(c, v)
 		}
-		for _, v := range benchA {
-			benchC = append(benchC, v)
-		}
-		if benchCEnc, err = msgpack.Marshal(benchC); err != nil {
-			panic(err)
-		}
-		benchB = make([][]Record, 1000)
-		benchBEnc = make([][]byte, 1000)
-		for i := range benchB {
+		benchC.add(c)
+		for range 1000 {
 			s := make([]Record, 1333)
 			for j := range s {
 				s[j] = newRecord(r)
 			}
-			benchB[i] = s
-			if benchBEnc[i], err = msgpack.Marshal(s); err != nil {
-				panic(err)
-			}
+			benchB.add(s)
 		}
 	})
 	b.ResetTimer()
@@ -94,146 +107,55 @@ func modes(b *testing.B, v5 func(b *testing.B), codec func(b *testing.B)) {
 	b.Run("parallel", func(b *testing.B) { benchData(b); codec(b) })
 }
 
-func BenchmarkEncodeA(b *testing.B) {
+// benchEncode measures encoding each value of s, in the three modes.
+func benchEncode[T any](b *testing.B, s *benchSet[T]) {
 	modes(b, func(b *testing.B) {
 		bw := bufio.NewWriterSize(io.Discard, 64<<10)
 		enc := msgpack.NewEncoder(bw)
-		for b.Loop() {
-			if err := enc.Encode(benchA); err != nil {
-				b.Fatal(err)
-			}
+		benchEach(b, s, s.vals, func(v *T) error {
+			err := enc.Encode(*v)
 			bw.Flush()
-		}
-		b.SetBytes(int64(len(benchAEnc)))
+			return err
+		})
 	}, func(b *testing.B) {
-		c, _ := For[map[string]Record]()
-		for b.Loop() {
-			if err := c.Encode(io.Discard, &benchA); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.SetBytes(int64(len(benchAEnc)))
+		c, _ := For[T]()
+		benchEach(b, s, s.vals, func(v *T) error { return c.Encode(io.Discard, v) })
 	})
 }
 
-func BenchmarkDecodeA(b *testing.B) {
+// benchDecode measures decoding each encoding of s into a new T, in the
+// three modes.
+func benchDecode[T any](b *testing.B, s *benchSet[T]) {
 	modes(b, func(b *testing.B) {
-		for b.Loop() {
-			var m map[string]Record
-			if err := msgpack.Unmarshal(benchAEnc, &m); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.SetBytes(int64(len(benchAEnc)))
+		benchEach(b, s, s.encs, func(e *[]byte) error {
+			var v T
+			return msgpack.Unmarshal(*e, &v)
+		})
 	}, func(b *testing.B) {
-		c, _ := For[map[string]Record]()
-		for b.Loop() {
-			var m map[string]Record
-			if err := c.Decode(benchAEnc, &m); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.SetBytes(int64(len(benchAEnc)))
+		c, _ := For[T]()
+		benchEach(b, s, s.encs, func(e *[]byte) error {
+			var v T
+			return c.Decode(*e, &v)
+		})
 	})
 }
 
-func benchBBytes() (n int64) {
-	for _, e := range benchBEnc {
-		n += int64(len(e))
+// benchEach calls f on each of items (values or encodings of s), once per
+// iteration.
+func benchEach[T, I any](b *testing.B, s *benchSet[T], items []I, f func(*I) error) {
+	for b.Loop() {
+		for i := range items {
+			if err := f(&items[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
-	return n
+	b.SetBytes(s.bytes())
 }
 
-func BenchmarkEncodeB(b *testing.B) {
-	modes(b, func(b *testing.B) {
-		bw := bufio.NewWriterSize(io.Discard, 64<<10)
-		enc := msgpack.NewEncoder(bw)
-		for b.Loop() {
-			for i := range benchB {
-				if err := enc.Encode(benchB[i]); err != nil {
-					b.Fatal(err)
-				}
-				bw.Flush()
-			}
-		}
-		b.SetBytes(benchBBytes())
-	}, func(b *testing.B) {
-		c, _ := For[[]Record]()
-		for b.Loop() {
-			for i := range benchB {
-				if err := c.Encode(io.Discard, &benchB[i]); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		b.SetBytes(benchBBytes())
-	})
-}
-
-func BenchmarkDecodeB(b *testing.B) {
-	modes(b, func(b *testing.B) {
-		for b.Loop() {
-			for _, e := range benchBEnc {
-				var s []Record
-				if err := msgpack.Unmarshal(e, &s); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		b.SetBytes(benchBBytes())
-	}, func(b *testing.B) {
-		c, _ := For[[]Record]()
-		for b.Loop() {
-			for _, e := range benchBEnc {
-				var s []Record
-				if err := c.Decode(e, &s); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		b.SetBytes(benchBBytes())
-	})
-}
-
-func BenchmarkEncodeC(b *testing.B) {
-	modes(b, func(b *testing.B) {
-		bw := bufio.NewWriterSize(io.Discard, 64<<10)
-		enc := msgpack.NewEncoder(bw)
-		for b.Loop() {
-			if err := enc.Encode(benchC); err != nil {
-				b.Fatal(err)
-			}
-			bw.Flush()
-		}
-		b.SetBytes(int64(len(benchCEnc)))
-	}, func(b *testing.B) {
-		c, _ := For[[]Record]()
-		for b.Loop() {
-			if err := c.Encode(io.Discard, &benchC); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.SetBytes(int64(len(benchCEnc)))
-	})
-}
-
-func BenchmarkDecodeC(b *testing.B) {
-	modes(b, func(b *testing.B) {
-		for b.Loop() {
-			var s []Record
-			if err := msgpack.Unmarshal(benchCEnc, &s); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.SetBytes(int64(len(benchCEnc)))
-	}, func(b *testing.B) {
-		c, _ := For[[]Record]()
-		for b.Loop() {
-			var s []Record
-			if err := c.Decode(benchCEnc, &s); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.SetBytes(int64(len(benchCEnc)))
-	})
-}
+func BenchmarkEncodeA(b *testing.B) { benchEncode(b, &benchA) }
+func BenchmarkDecodeA(b *testing.B) { benchDecode(b, &benchA) }
+func BenchmarkEncodeB(b *testing.B) { benchEncode(b, &benchB) }
+func BenchmarkDecodeB(b *testing.B) { benchDecode(b, &benchB) }
+func BenchmarkEncodeC(b *testing.B) { benchEncode(b, &benchC) }
+func BenchmarkDecodeC(b *testing.B) { benchDecode(b, &benchC) }
