@@ -315,7 +315,7 @@ func (b *builder) probe(c *codec) (complete bool) {
 		return true // msgpack/v5 cannot encode it at all: nothing to follow
 	}
 	e := &encoder{}
-	err = safeEnc(c.enc, e, zero.UnsafePointer())
+	err = safeCall(c.enc, e, zero.UnsafePointer())
 	if errors.Is(err, errPending) {
 		return false
 	}
@@ -332,7 +332,7 @@ func (b *builder) probe(c *codec) (complete bool) {
 		v5got, ours := reflect.New(t), reflect.New(t)
 		v5err := v5Decode(want, v5got.Elem())
 		d := &decoder{data: want}
-		err := safeDec(c.dec, d, ours.UnsafePointer())
+		err := safeCall(c.dec, d, ours.UnsafePointer())
 		if errors.Is(err, errPending) {
 			return false
 		}
@@ -408,24 +408,15 @@ func parts(t reflect.Type) []reflect.Type {
 	return nil
 }
 
-// safeDec runs dec, turning a panic into an error.
-func safeDec(dec decFunc, d *decoder, p unsafe.Pointer) (err error) {
+// safeCall runs f, an encoder or a decoder, turning a panic into an
+// error.
+func safeCall[S any, F ~func(S, unsafe.Pointer) error](f F, s S, p unsafe.Pointer) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	return dec(d, p)
-}
-
-// safeEnc runs enc, turning a panic into an error.
-func safeEnc(enc encFunc, e *encoder, p unsafe.Pointer) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	return enc(e, p)
+	return f(s, p)
 }
 
 // Check reports whether values of type t can be saved and loaded. It

@@ -438,7 +438,7 @@ func (m *mapCodec) checkKey(kp unsafe.Pointer, enc []byte) error {
 		}
 	}
 	back := reflect.New(m.t.Key())
-	err := safeDec(m.keyDec, &decoder{data: enc}, back.UnsafePointer())
+	err := safeCall(m.keyDec, &decoder{data: enc}, back.UnsafePointer())
 	var why string
 	switch {
 	case err != nil:
