@@ -323,30 +323,28 @@ func (g *gen) time() time.Time {
 	return time.Unix(sec, nsec).In(locs[g.s.intn(3)])
 }
 
+// dynamicInts are the integer types dynamic draws, by draw: each holds
+// g.u64() converted (cut to its width).
+var dynamicInts = map[int]reflect.Type{
+	2: reflect.TypeFor[int](), 3: reflect.TypeFor[int8](), 4: reflect.TypeFor[int16](),
+	5: reflect.TypeFor[int32](), 6: reflect.TypeFor[int64](), 7: reflect.TypeFor[uint8](),
+	8: reflect.TypeFor[uint64](), 19: reflect.TypeFor[uint16](),
+}
+
 // dynamic draws a value for an interface.
 func (g *gen) dynamic(depth int) any {
 	if depth > 4 {
 		return nil
 	}
-	switch g.s.intn(20) {
+	draw := g.s.intn(20)
+	if t, ok := dynamicInts[draw]; ok {
+		return reflect.ValueOf(g.u64()).Convert(t).Interface()
+	}
+	switch draw {
 	case 0:
 		return nil
 	case 1:
 		return g.s.intn(2) == 0
-	case 2:
-		return int(g.u64())
-	case 3:
-		return int8(g.u64())
-	case 4:
-		return int16(g.u64())
-	case 5:
-		return int32(g.u64())
-	case 6:
-		return int64(g.u64())
-	case 7:
-		return uint8(g.u64())
-	case 8:
-		return uint64(g.u64())
 	case 9:
 		return float32(g.float())
 	case 10:
@@ -381,10 +379,8 @@ func (g *gen) dynamic(depth int) any {
 		return Base{ID: int(g.u64()), Name: g.str()}
 	case 17:
 		return &Base{ID: 1}
-	case 18:
-		return []string{g.str()}
 	}
-	return uint16(g.u64())
+	return []string{g.str()} // 18
 }
 
 // value draws a value of t.
