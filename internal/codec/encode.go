@@ -35,6 +35,15 @@ func (e *encoder) enter() error {
 	return nil
 }
 
+// flushFull is called between the elements of a container: a streaming
+// encoder writes out its buffer once it holds flushSize bytes.
+func (e *encoder) flushFull() error {
+	if e.w != nil && len(e.buf) >= flushSize {
+		return e.flush()
+	}
+	return nil
+}
+
 func (e *encoder) flush() error {
 	if e.werr != nil {
 		return e.werr

@@ -210,15 +210,12 @@ func (m *mapCodec) encode(e *encoder, p unsafe.Pointer) error {
 			return at(err, keySeg(s.k))
 		}
 		written++
-		if e.w != nil && len(e.buf) >= flushSize {
-			if err := e.flush(); err != nil {
-				return err
-			}
+		if err := e.flushFull(); err != nil {
+			return err
 		}
 	}
 	if written != n {
-		return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
-			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written) + changedAdvice}
+		return m.changed(fmt.Sprintf(" (%d entries, then %d)", n, written))
 	}
 	e.depth--
 	return nil
@@ -248,8 +245,7 @@ func (m *mapCodec) encodeGrouped(e *encoder, mv reflect.Value, n int) error {
 				break
 			}
 			if written+cnt == n {
-				return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
-					Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then more)", n) + changedAdvice}
+				return m.changed(fmt.Sprintf(" (%d entries, then more)", n))
 			}
 			g.ks[cnt].SetIterKey(&g.it)
 			g.vs[cnt].SetIterValue(&g.it)
@@ -266,15 +262,12 @@ func (m *mapCodec) encodeGrouped(e *encoder, mv reflect.Value, n int) error {
 			}
 		}
 		written += cnt
-		if e.w != nil && len(e.buf) >= flushSize {
-			if err := e.flush(); err != nil {
-				return err
-			}
+		if err := e.flushFull(); err != nil {
+			return err
 		}
 	}
 	if written != n {
-		return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
-			Msg: fmt.Sprintf("the map changed while it was encoded (%d entries, then %d)", n, written) + changedAdvice}
+		return m.changed(fmt.Sprintf(" (%d entries, then %d)", n, written))
 	}
 	return nil
 }
@@ -392,9 +385,12 @@ func (m *mapCodec) decodeEntry(d *decoder, s *mapSlots) error {
 	return nil
 }
 
-// changedAdvice follows the error of a map that changed while it was
-// encoded: the program wrote it during the encoding.
-const changedAdvice = ": it was written during the encoding; do not change a value in place once it is handed over to be saved, build a new one"
+// changed is the error of a map that changed while it was encoded (how,
+// if detail is not ""): the program wrote it during the encoding.
+func (m *mapCodec) changed(detail string) error {
+	return &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(),
+		Msg: "the map changed while it was encoded" + detail + ": it was written during the encoding; do not change a value in place once it is handed over to be saved, build a new one"}
+}
 
 // encodeKey encodes the key at kp and checks it (checkKey) on the bytes
 // it wrote. Those bytes must all be in e.buf: a key may hold a long slice

@@ -275,7 +275,7 @@ func (m *mapCodec) encodeParallel(e *encoder, mv reflect.Value, n int) error {
 		b.vals.SetZero()
 	}
 	if err == nil && written != n {
-		err = &Error{Kind: ErrUnsupported, Offset: -1, Wanted: m.t.String(), Msg: "the map changed while it was encoded" + changedAdvice}
+		err = m.changed("")
 	}
 	return err
 }

@@ -56,10 +56,8 @@ func (b *builder) slice(c *codec) (encFunc, decFunc) {
 			if err := elemEnc(e, unsafe.Add(h.data, uintptr(i)*size)); err != nil {
 				return at(err, indexSeg(i))
 			}
-			if e.w != nil && len(e.buf) >= flushSize {
-				if err := e.flush(); err != nil {
-					return err
-				}
+			if err := e.flushFull(); err != nil {
+				return err
 			}
 		}
 		e.depth--
