@@ -1021,26 +1021,15 @@ func unloadableKeys(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		return !v.IsNil() && unloadableKeys(v.Elem())
-	case reflect.Slice, reflect.Array:
-		for i := range v.Len() {
-			if unloadableKeys(v.Index(i)) {
-				return true
-			}
-		}
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if encodedField(v.Type().Field(i)) && unloadableKeys(v.Field(i)) {
-				return true
-			}
-		}
 	case reflect.Map:
 		for it := v.MapRange(); it.Next(); {
 			if badKey(it.Key()) || unloadableKeys(it.Key()) || unloadableKeys(it.Value()) {
 				return true
 			}
 		}
+		return false
 	}
-	return false
+	return anyElem(v, true, unloadableKeys)
 }
 
 func encodedField(f reflect.StructField) bool {
@@ -1052,18 +1041,8 @@ func badKey(k reflect.Value) bool {
 	switch k.Kind() {
 	case reflect.Interface:
 		return !k.IsNil() && !loadsAsScalar(k.Elem())
-	case reflect.Array:
-		for i := range k.Len() {
-			if badKey(k.Index(i)) {
-				return true
-			}
-		}
-	case reflect.Struct:
-		for i := range k.NumField() {
-			if encodedField(k.Type().Field(i)) && badKey(k.Field(i)) {
-				return true
-			}
-		}
+	case reflect.Array, reflect.Struct:
+		return anyElem(k, true, badKey)
 	}
 	return false
 }

@@ -211,15 +211,26 @@ func hasNaN(v reflect.Value) bool {
 		return v.Float() != v.Float()
 	case reflect.Interface, reflect.Pointer:
 		return !v.IsNil() && hasNaN(v.Elem())
-	case reflect.Array:
+	case reflect.Array, reflect.Struct:
+		return anyElem(v, false, hasNaN)
+	}
+	return false
+}
+
+// anyElem reports whether has holds for an element of v, if v is an
+// array or a slice, or for a field of v, if v is a struct (only a field
+// msgpack encodes, if encodedOnly); it is false for the other kinds.
+func anyElem(v reflect.Value, encodedOnly bool, has func(reflect.Value) bool) bool {
+	switch v.Kind() {
+	case reflect.Slice, reflect.Array:
 		for i := range v.Len() {
-			if hasNaN(v.Index(i)) {
+			if has(v.Index(i)) {
 				return true
 			}
 		}
 	case reflect.Struct:
 		for i := range v.NumField() {
-			if hasNaN(v.Field(i)) {
+			if (!encodedOnly || encodedField(v.Type().Field(i))) && has(v.Field(i)) {
 				return true
 			}
 		}
