@@ -35,8 +35,7 @@ func replayed(t *testing.T, fsys FS, name string) *manifest.Log {
 // of the snapshots past the damage (which may hold the only copy of
 // intact values) are moved aside, never deleted, and the report says so.
 func TestFallbackMiddleRecordKeepsSegments(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Retain: 4})
+	m, e := openMem(t, Options{Retain: 4})
 	for i := range 4 {
 		commit(t, e, fmt.Sprint("s", i), fmt.Sprint(i)) // snapshot i+1 writes segment i+1
 	}
@@ -80,8 +79,7 @@ func TestInterruptedSaveSegmentRemoved(t *testing.T) {
 // uses, not every segment the snapshot it loads does not use: a segment
 // only an older retained snapshot uses stays, and that snapshot reads.
 func TestFallbackKeepsOlderRetainedSegments(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Retain: 4})
+	m, e := openMem(t, Options{Retain: 4})
 	commit(t, e, "a", "1") // segment 1: only snapshot 1 uses it
 	commit(t, e, "a", "2") // segment 2
 	commit(t, e, "a", "3") // segment 3, damaged below
@@ -108,8 +106,7 @@ func TestFallbackKeepsOlderRetainedSegments(t *testing.T) {
 // (FellBack, UsedID) and moves aside the segments only that record may
 // name and the manifest holding it, never deleting them.
 func TestDamagedLastRecord(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	commit(t, e, "a", "1")
 	commit(t, e, "b", "2") // only snapshot 2 uses segment 2
 	man := manifest.FileName(e.manNum)
@@ -186,8 +183,7 @@ func TestDamagedLastRecord(t *testing.T) {
 // to fall back to: Open fails even with Fallback, never starting empty,
 // with CURRENT or without it.
 func TestDamagedOnlyRecord(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	commit(t, e, "a", "1")
 	man := manifest.FileName(e.manNum)
 	e.Close()

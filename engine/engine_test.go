@@ -27,6 +27,13 @@ func open(t *testing.T, fsys FS, o Options) *Engine {
 	return e
 }
 
+// openMem opens an engine with options o on a new MemFS.
+func openMem(t *testing.T, o Options) (*vfs.MemFS, *Engine) {
+	t.Helper()
+	m := vfs.NewMem()
+	return m, open(t, m, o)
+}
+
 // bytesTo is a value to write.
 type bytesTo []byte
 
@@ -56,8 +63,7 @@ func commit(t *testing.T, e *Engine, kv ...string) Snapshot {
 // for each of vals, in order: snapshot i+1 holds vals[i].
 func savedA(t *testing.T, vals ...string) *vfs.MemFS {
 	t.Helper()
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	for _, v := range vals {
 		commit(t, e, "a", v)
 	}
@@ -153,8 +159,7 @@ func flipAt(off int64) func([]byte) []byte {
 }
 
 func TestCommitReopen(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	if _, ok := e.Current(); ok {
 		t.Fatal("a new DB has a snapshot")
 	}
@@ -215,8 +220,7 @@ func TestBadCommits(t *testing.T) {
 }
 
 func TestLocked(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	defer e.Close()
 	if _, err := Open(dir, Options{FS: m}); !errors.Is(err, errs.ErrLocked) {
 		t.Fatalf("second open: %v", err)
@@ -283,8 +287,7 @@ func (panicky) WriteTo(io.Writer) (int64, error) { panic("encoder bug") }
 // A panic while a value is written leaves no segment, no goroutine and
 // no lock behind: the next commit works.
 func TestPanicInValueLeavesNothing(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	defer e.Close()
 	commit(t, e, "a", "1")
 	before := files(t, m)
@@ -305,8 +308,7 @@ func TestPanicInValueLeavesNothing(t *testing.T) {
 // The manifest cut at every byte of its last record recovers the
 // snapshot before it.
 func TestTornManifestTail(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	commit(t, e, "a", "1")
 	commit(t, e, "a", "2")
 	manName := manifest.FileName(e.manNum)

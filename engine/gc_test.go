@@ -14,8 +14,7 @@ import (
 )
 
 func TestRetentionAndGC(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Retain: 2})
+	m, e := openMem(t, Options{Retain: 2})
 	for i := 0; i < 6; i++ {
 		commit(t, e, "a", fmt.Sprint(i), fmt.Sprintf("s%d", i), "x")
 	}
@@ -38,8 +37,7 @@ func TestRetentionAndGC(t *testing.T) {
 // Drops remove a state from the new snapshot only; a commit of drops
 // alone makes a snapshot.
 func TestDrop(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	commit(t, e, "a", "1", "b", "2")
 	s, err := e.Commit(nil, []string{"a"})
 	if err != nil || s.ID != 2 || s.States != 1 {
@@ -83,8 +81,7 @@ func TestOrphansRemoved(t *testing.T) {
 }
 
 func TestManifestRollover(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{ManifestLimit: 1})
+	m, e := openMem(t, Options{ManifestLimit: 1})
 	start := e.manNum
 	for i := 0; i < 40; i++ {
 		commit(t, e, "a", fmt.Sprint(i))
@@ -124,8 +121,7 @@ func segmentBytes(t *testing.T, fsys FS) int64 {
 }
 
 func TestCompactionBoundsSpace(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Level: segment.LevelNone})
+	m, e := openMem(t, Options{Level: segment.LevelNone})
 	big := strings.Repeat("x", 1000)
 	var kv []string
 	for i := 0; i < 100; i++ {
@@ -169,8 +165,7 @@ func TestCompactionBoundsSpace(t *testing.T) {
 // A value read while a commit drops the last snapshot using its segment
 // still reads: Hold keeps the segment open.
 func TestHoldOutlivesCollection(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Retain: 1})
+	m, e := openMem(t, Options{Retain: 1})
 	defer e.Close()
 	commit(t, e, "a", "old")
 	refs, release, ok, err := e.Hold(0, []string{"a", "missing"})

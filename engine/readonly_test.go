@@ -13,8 +13,7 @@ import (
 
 // The tools see the retention the writer used, not a default.
 func TestReadersTakeRetentionFromTheManifest(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Retain: 10})
+	m, e := openMem(t, Options{Retain: 10})
 	for i := range 12 {
 		commit(t, e, "a", fmt.Sprint(i), fmt.Sprint("s", i), "x")
 	}
@@ -41,8 +40,7 @@ func TestReadersTakeRetentionFromTheManifest(t *testing.T) {
 // A read-only open works while another engine keeps saving, rolling its
 // manifest over and deleting segments.
 func TestReadOnlyWhileSaving(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{ManifestLimit: 1, Retain: 1})
+	m, e := openMem(t, Options{ManifestLimit: 1, Retain: 1})
 	defer e.Close()
 	commit(t, e, "a", "0")
 	done := make(chan struct{})
@@ -81,8 +79,7 @@ func TestReadOnlyWhileSaving(t *testing.T) {
 // Reopening with a larger retention does not resurrect snapshots whose
 // segments were deleted under the smaller one.
 func TestRetentionGrowsAfterReopen(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Retain: 1})
+	m, e := openMem(t, Options{Retain: 1})
 	for i := 0; i < 5; i++ {
 		commit(t, e, "a", fmt.Sprint(i), fmt.Sprintf("s%d", i), "x")
 	}
@@ -109,8 +106,7 @@ func TestLongManifestReplaysInLittleMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("makes 20k commits")
 	}
-	m := vfs.NewMem()
-	e := open(t, m, Options{ManifestLimit: 1 << 40, Level: segment.LevelNone, Retain: 2})
+	m, e := openMem(t, Options{ManifestLimit: 1 << 40, Level: segment.LevelNone, Retain: 2})
 	var kv []string
 	for i := range 1000 {
 		kv = append(kv, fmt.Sprintf("state-%04d", i), "x")

@@ -15,8 +15,7 @@ import (
 )
 
 func TestDamagedSegment(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	commit(t, e, "a", "1", "b", "1")
 	commit(t, e, "a", "2")
 	a, _ := e.Lookup(0, "a")
@@ -64,8 +63,7 @@ func TestDamagedSegment(t *testing.T) {
 // segment 2 (state a, damaged) and segment 3 (state b, intact, only
 // there); falling back to snapshot 1 moves both aside.
 func TestFallbackNeverDeletes(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	commit(t, e, "a", "1", "b", "1")
 	commit(t, e, "a", "2")
 	commit(t, e, "b", "3")
@@ -145,8 +143,7 @@ func TestDamagedCurrent(t *testing.T) {
 // A manifest damaged in its middle: strict opens fail; fallback uses the
 // records before the damage.
 func TestDamagedManifestMiddle(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	for i := range 4 {
 		commit(t, e, "a", fmt.Sprint(i))
 	}
@@ -197,8 +194,7 @@ func mapWrite(name string, delta bool, entries int64, parts ...string) Write {
 // A map is a base and a chain of deltas; each retained snapshot keeps
 // the chain it had, GC keeps what they use, compaction carries chains.
 func TestMapChains(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Retain: 3, Level: segment.LevelNone})
+	m, e := openMem(t, Options{Retain: 3, Level: segment.LevelNone})
 	mustCommit := func(ws ...Write) Snapshot {
 		s, err := e.Commit(ws, nil)
 		if err != nil {
@@ -267,8 +263,7 @@ func TestMapChains(t *testing.T) {
 
 // Compaction of a map whose chain is longer than its base carries both.
 func TestCompactionCarriesChains(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{Retain: 1})
+	_, e := openMem(t, Options{Retain: 1})
 	defer e.Close()
 	ws := []Write{mapWrite("m", false, 1, "b")}
 	if _, err := e.Commit(ws, nil); err != nil {

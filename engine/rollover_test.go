@@ -26,8 +26,7 @@ func withSuffix(t *testing.T, fsys FS, suffix string) []string {
 // After a fallback open, the damaged manifest is moved aside once; later
 // rollovers of the healthy one remove the old manifest as usual.
 func TestRolloverAfterFallback(t *testing.T) {
-	m := vfs.NewMem()
-	e := open(t, m, Options{})
+	m, e := openMem(t, Options{})
 	commit(t, e, "a", "1", "b", "1")
 	commit(t, e, "a", "2")
 	e.Close()
