@@ -42,11 +42,11 @@ func (w *Writer) Append(rec Record) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	w.buf = frame[:0]
 	payload := frame[FrameHeaderSize:]
 	if len(payload) > MaxRecordSize {
 		return 0, fmt.Errorf("manifest: record of snapshot %d is %d bytes, over the limit of %d", rec.Snapshot, len(payload), MaxRecordSize)
 	}
+	w.buf = frame[:0] // kept for the next record, unless refused
 	putFrameHeader(frame[:FrameHeaderSize], payload)
 	off := w.off
 	n, err := w.f.Write(frame)

@@ -237,3 +237,48 @@ func anyElem(v reflect.Value, encodedOnly bool, has func(reflect.Value) bool) bo
 	}
 	return false
 }
+
+// The oracle's allowance for msgpack/v5's sign error where a field
+// shadows another is that error alone: any other difference fails.
+func TestSameDecodingIsNarrow(t *testing.T) {
+	type shadow struct {
+		X  int               `msgpack:"a"`
+		Y  int               `msgpack:"a"`
+		F  float32           `msgpack:"f"`
+		D  any               `msgpack:"d"`
+		M  map[string]string `msgpack:"m"`
+		N  uint64            `msgpack:"n"`
+		Fs []float64         `msgpack:"fs"`
+	}
+	typ := reflect.TypeFor[shadow]()
+	base := func() shadow {
+		return shadow{F: 1 << 63, D: float64(1 << 63), M: map[string]string{"k": "right"}, N: 1, Fs: []float64{1 << 63, 2}}
+	}
+	flipped := base()
+	flipped.F, flipped.D, flipped.Fs = -(1 << 63), -float64(1<<63), []float64{-(1 << 63), 2}
+	for _, c := range []struct {
+		what string
+		v5   func(*shadow)
+		same bool
+	}{
+		{"equal", func(*shadow) {}, true},
+		{"msgpack/v5's sign error", func(s *shadow) { *s = flipped }, true},
+		{"a map value", func(s *shadow) { s.M = map[string]string{"k": "WRONG"} }, false},
+		{"an integer", func(s *shadow) { s.N = 99 }, false},
+		{"a float off by one step", func(s *shadow) { s.F = 1<<63 + 1<<40 }, false},
+		{"a small float's sign", func(s *shadow) { s.Fs = []float64{1 << 63, -2} }, false},
+		{"an interface's type", func(s *shadow) { s.D = float32(1 << 63) }, false},
+	} {
+		v5 := base()
+		c.v5(&v5)
+		codec := base()
+		if got := sameDecoding(typ, reflect.ValueOf(codec), reflect.ValueOf(v5)); got != c.same {
+			t.Errorf("%s: sameDecoding %v, want %v", c.what, got, c.same)
+		}
+	}
+	// Without a shadowed field, only equal values agree.
+	type plain struct{ F float32 }
+	if sameDecoding(reflect.TypeFor[plain](), reflect.ValueOf(plain{1 << 63}), reflect.ValueOf(plain{-(1 << 63)})) {
+		t.Error("a sign error without a shadowed field is accepted")
+	}
+}
