@@ -87,10 +87,11 @@ func (db *DB) WaitReplicated(ctx context.Context, id uint64) error {
 }
 
 // ReplicationStatus says how shipping to the replica goes: which
-// snapshot the replica holds, how far behind it is, the last failure, and
-// whether shipping has stopped for good (Stopped; Fenced when another DB
-// owns the location).
-type ReplicationStatus = engine.ReplicaStatus
+// snapshot the replica holds (Shipped), how far behind it is (Pending,
+// Behind, Lag), the last failure (Err), and whether shipping has stopped
+// for good (Stopped; Fenced when another DB owns the location). Its
+// fields are documented at replica.Status.
+type ReplicationStatus = replica.Status
 
 // ReplicationStatus returns the state of shipping to the replica; the
 // zero ReplicationStatus if the DB does not replicate.

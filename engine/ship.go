@@ -99,8 +99,8 @@ type shipper struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu      sync.Mutex    // guards what follows, up to the goroutine's own
-	status  ReplicaStatus // but Current, Pending, Behind and Lag
+	mu      sync.Mutex     // guards what follows, up to the goroutine's own
+	status  replica.Status // but Current, Pending, Behind, Lag and Fenced
 	present map[uint64]bool
 	changed chan struct{} // closed and replaced when Shipped or Stopped change
 
@@ -153,7 +153,7 @@ func (e *Engine) startShipper() error {
 	s := &shipper{e: e, st: o.Store, o: o, lin: lin, log: e.log.With("replica", o.Store.String()),
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 		present: map[uint64]bool{}, changed: make(chan struct{}), tags: map[uint64]uint64{}}
-	s.status = ReplicaStatus{Store: o.Store.String(), Lineage: lin.ID.String()}
+	s.status = replica.Status{Store: o.Store.String(), Lineage: lin.ID.String()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	e.ship = s
 	go s.run()

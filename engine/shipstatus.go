@@ -8,40 +8,8 @@ import (
 	"time"
 
 	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/replica"
 )
-
-// ReplicaStatus says how shipping to the replica goes.
-type ReplicaStatus struct {
-	// Store describes the replica (its String, never with a secret);
-	// empty when the DB does not replicate. Lineage is this DB's history
-	// in it.
-	Store   string
-	Lineage string
-	// Shipped is the newest snapshot in the replica (0: none yet), saved
-	// at ShippedTime and in the replica since ShippedAt.
-	Shipped     uint64
-	ShippedTime time.Time
-	ShippedAt   time.Time
-	// How far behind the replica is: Current is the newest local
-	// snapshot, Pending how many local snapshots are newer than Shipped,
-	// Behind the bytes the replica lacks to hold Current, and Lag how long
-	// ago the oldest retained snapshot not yet shipped was saved (0 when
-	// up to date).
-	Current uint64
-	Pending int
-	Behind  int64
-	Lag     time.Duration
-	// Err is the last failure, at ErrTime; nil once shipping succeeds
-	// again.
-	Err     error
-	ErrTime time.Time
-	// Stopped is non-nil once shipping has stopped for good: fenced,
-	// refused by the store (replica.ErrMisconfigured), or the DB closed.
-	// Fenced is set when that is because another DB owns the location
-	// (ErrFenced).
-	Stopped error
-	Fenced  bool
-}
 
 // lastShipped is what the shipper knows of the newest commit object it
 // wrote or found.
@@ -99,10 +67,10 @@ func (s *shipper) shipped(last *lastShipped) {
 
 // ReplicaStatus returns the shipper's status; false if the engine does
 // not replicate.
-func (e *Engine) ReplicaStatus() (ReplicaStatus, bool) {
+func (e *Engine) ReplicaStatus() (replica.Status, bool) {
 	s := e.ship
 	if s == nil {
-		return ReplicaStatus{}, false
+		return replica.Status{}, false
 	}
 	s.mu.Lock()
 	st := s.status
