@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -201,5 +202,36 @@ func TestEmptyCommitDoesNotCompact(t *testing.T) {
 	}
 	if got := commit(t, e, "b", "2"); got.ID != s.ID+1 || e.compactedAt != got.ID {
 		t.Fatalf("the next commit: %+v, compacted at %d", got, e.compactedAt)
+	}
+}
+
+// The segments the retained snapshots use, found from the undo entries,
+// are those of every retained snapshot's states, rebuilt one by one.
+func TestRetainedSegments(t *testing.T) {
+	_, e := openMem(t, Options{Retain: 4})
+	defer e.Close()
+	for i := range 9 {
+		switch i % 3 {
+		case 0:
+			commit(t, e, "a", fmt.Sprint(i), fmt.Sprint("s", i), "x")
+		case 1:
+			commit(t, e, "b", fmt.Sprint(i))
+		default:
+			if _, err := e.Commit(nil, []string{fmt.Sprint("s", i-2)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.mu.Lock()
+		want := map[uint64]bool{}
+		for k := range e.snaps {
+			for _, id := range SegmentsOf(e.statesAt(k)) {
+				want[id] = true
+			}
+		}
+		got := e.retainedSegments()
+		e.mu.Unlock()
+		if !slices.Equal(got, slices.Sorted(maps.Keys(want))) {
+			t.Fatalf("after commit %d: %v, want %v", i, got, slices.Sorted(maps.Keys(want)))
+		}
 	}
 }

@@ -121,14 +121,12 @@ func (e *Engine) recover() error {
 func (e *Engine) holdRetained() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for i := range e.snaps {
-		for _, id := range SegmentsOf(e.statesAt(i)) {
-			if e.readers[id] != nil {
-				continue
-			}
-			if _, err := e.acquire(id); errors.Is(err, errs.ErrMissing) && !e.tolerateMissing {
-				return err
-			}
+	for _, id := range e.retainedSegments() {
+		if e.readers[id] != nil {
+			continue
+		}
+		if _, err := e.acquire(id); errors.Is(err, errs.ErrMissing) && !e.tolerateMissing {
+			return err
 		}
 	}
 	return nil

@@ -167,6 +167,26 @@ func (e *Engine) statesAt(i int) map[string]Ref {
 	return states
 }
 
+// retainedSegments returns the segments some retained snapshot uses, in
+// order, without rebuilding each snapshot's states: a state of an older
+// snapshot is either current or what a later snapshot replaced or
+// removed (its undo entry). Call with e.mu held.
+func (e *Engine) retainedSegments() []uint64 {
+	used := map[uint64]bool{}
+	add := func(l *Loc) { used[l.Segment] = true }
+	for _, r := range e.cur {
+		locs(&r, add)
+	}
+	for _, s := range e.snaps[min(1, len(e.snaps)):] {
+		for _, u := range s.undo {
+			if u.had {
+				locs(&u.prev, add)
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(used))
+}
+
 // refsAt returns the states of retained snapshot i sorted by name, in a
 // slice of their number; the current snapshot's without a copy of its
 // map. Call with e.mu held.
