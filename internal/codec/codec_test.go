@@ -2,6 +2,7 @@ package codec
 
 import (
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -251,3 +252,30 @@ func TestSameAsV5(t *testing.T) {
 }
 
 type uint8x uint8
+
+// LostField looks into embedded structs the way the codec inlines them,
+// through pointers too.
+func TestLostFieldThroughEmbeddedPointer(t *testing.T) {
+	type Base struct{ A, B int }
+	type Hidden struct {
+		A int
+		B int `msgpack:"-"`
+	}
+	type Twice struct{ *Hidden }
+	for _, c := range []struct {
+		typ  reflect.Type
+		want string
+	}{
+		{reflect.TypeFor[struct{ Base }](), ""},
+		{reflect.TypeFor[struct {
+			*Base
+			C int
+		}](), ""},
+		{reflect.TypeFor[struct{ *Hidden }](), "B"},
+		{reflect.TypeFor[struct{ *Twice }](), "B"},
+	} {
+		if got, err := LostField(c.typ); err != nil || got != c.want {
+			t.Errorf("LostField(%v) = %q, %v; want %q", c.typ, got, err, c.want)
+		}
+	}
+}

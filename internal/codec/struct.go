@@ -493,8 +493,12 @@ func LostField(t reflect.Type) (string, error) {
 			if covered[fmt.Sprint(index)] {
 				continue
 			}
-			if sf.Anonymous && sf.Type.Kind() == reflect.Struct { // inlined, if not listed whole
-				if lost := walk(sf.Type, index); lost != "" {
+			ft := sf.Type
+			for ft.Kind() == reflect.Pointer { // inlined through pointers too (autoInline)
+				ft = ft.Elem()
+			}
+			if sf.Anonymous && ft.Kind() == reflect.Struct { // inlined, if not listed whole
+				if lost := walk(ft, index); lost != "" {
 					return lost
 				}
 				continue
