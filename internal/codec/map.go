@@ -417,12 +417,13 @@ func (m *mapCodec) encodeKey(e *encoder, kp unsafe.Pointer) error {
 // []interface{}, a map[string]interface{} or a []byte (an array, a
 // struct, a pointer to one, a [N]byte), which cannot be hashed. Such a
 // map saves, but no decoder (the codec's or msgpack/v5's) can load it
-// again, so it is an ErrUnsupported error naming the key's type. Keys
-// without interfaces are not checked; an interface key whose encoding
-// is a scalar is hashable as decoded; others are decoded here, as a load
-// would, and hashed. The bytes written are not changed.
+// again, so it is an ErrUnsupported error (ErrNeverLoads) naming the
+// key's type. Only keys that hold interfaces come here (encodeKey); an
+// interface key whose encoding is a scalar is hashable as decoded;
+// others are decoded here, as a load would, and hashed. The bytes
+// written are not changed.
 func (m *mapCodec) checkKey(kp unsafe.Pointer, enc []byte) error {
-	if !m.hashPanics || len(enc) == 0 {
+	if len(enc) == 0 {
 		return nil
 	}
 	if m.t.Key().Kind() == reflect.Interface {

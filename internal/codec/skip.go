@@ -133,11 +133,7 @@ func describe(data []byte, pos int) string {
 		if len(rest) < n {
 			return 0, false
 		}
-		var v uint64
-		for _, b := range rest[:n] {
-			v = v<<8 | uint64(b)
-		}
-		return v, true
+		return beUint(rest, n), true
 	}
 	num := func(n int, signed bool) string {
 		v, ok := be(n)

@@ -55,9 +55,7 @@ func (d *decoder) readTime() (t time.Time, ok bool, err error) {
 		if err := d.need(hdr); err != nil {
 			return t, false, err
 		}
-		for _, b := range d.data[d.pos+1 : d.pos+hdr] {
-			n = n<<8 | int(b)
-		}
+		n = int(beUint(d.data[d.pos+1:], hdr-1))
 	default:
 		return t, false, nil
 	}
