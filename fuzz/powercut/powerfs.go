@@ -157,13 +157,18 @@ func (f *FS) limboPath(id uint64) string {
 	return filepath.Join(f.back, "limbo", strconv.FormatUint(id, 10))
 }
 
-// applyDurable makes e durable in the backing tree.
+// applyDurable makes e durable in the backing tree: the durable names
+// change by the crash model's rule (NameEffect.Apply), and the backing
+// files follow, a node no longer named going to limbo.
 func (f *FS) applyDurable(e effect) error {
 	names := f.durable[e.Dir]
 	if names == nil {
 		names = map[string]uint64{}
 		f.durable[e.Dir] = names
 	}
+	old, had := names[e.Name]
+	e.Apply(names)
+	now, has := names[e.Name]
 	move := func(id uint64, to *loc) error {
 		src := f.hostPath(id)
 		delete(f.where, id)
@@ -172,18 +177,13 @@ func (f *FS) applyDurable(e effect) error {
 		}
 		return os.Rename(src, f.hostPath(id))
 	}
-	if e.To != 0 {
-		if old, ok := names[e.Name]; ok && old != e.To {
-			if err := move(old, nil); err != nil {
-				return err
-			}
+	if had && (!has || now != old) {
+		if err := move(old, nil); err != nil {
+			return err
 		}
-		names[e.Name] = e.To
-		return move(e.To, &loc{e.Dir, e.Name})
 	}
-	if e.Was != 0 && names[e.Name] == e.Was {
-		delete(names, e.Name)
-		return move(e.Was, nil)
+	if has && (!had || now != old) {
+		return move(now, &loc{e.Dir, e.Name})
 	}
 	return nil
 }
