@@ -11,7 +11,7 @@ import (
 
 // Tmpfs mounts a tmpfs of the given size (a mount option such as "1m") on
 // a new temporary directory, returns the directory, and unmounts it when
-// the test ends. It skips the test, saying why, where that is not
+// the test ends (failing the test if it cannot). It skips the test, saying why, where that is not
 // possible: without root, or where the kernel refuses the mount.
 func Tmpfs(t testing.TB, size string) string {
 	t.Helper()
@@ -22,6 +22,10 @@ func Tmpfs(t testing.TB, size string) string {
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size="+size); err != nil {
 		t.Skipf("cannot mount a tmpfs here: %v", err)
 	}
-	t.Cleanup(func() { syscall.Unmount(mnt, 0) })
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmounting the tmpfs on %s (is a file on it still open?): %v", mnt, err)
+		}
+	})
 	return mnt
 }

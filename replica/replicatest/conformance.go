@@ -25,7 +25,7 @@ const BigSize = 12<<20 + 5
 // TestStore runs, as subtests of t, the tests every replica.Store must
 // pass: round trips of empty to multi-MiB objects from plain and seekable
 // readers, replacement, Create exactly once (16 goroutines racing, 20
-// rounds, then 4 with objects of BigSize), ErrExists and ErrNotFound,
+// rounds, then 4 with objects of about BigSize), ErrExists and ErrNotFound,
 // List's order and prefixes, Delete's idempotence, keys of many segments,
 // invalid keys, readers that fail or end early, and ctx cancellation.
 //
@@ -230,9 +230,10 @@ func (c *conf) create(t *testing.T) {
 }
 
 // createRace has 16 goroutines Create one key at once, 20 times, and 4
-// goroutines with objects of BigSize (sent in parts by a store that has
-// them) once: exactly one must win each time, the others get ErrExists,
-// and the object is the winner's.
+// goroutines with objects of about BigSize (each a byte shorter than the
+// one before, so the winner's is told apart; sent in parts by a store
+// that has them) once: exactly one must win each time, the others get
+// ErrExists, and the object is the winner's.
 func (c *conf) createRace(t *testing.T) {
 	const racers, rounds = 16, 20
 	for round := range rounds {
