@@ -34,6 +34,11 @@ func Create(f File, num uint64) (*Writer, error) {
 	return &Writer{f: f, off: HeaderSize}, nil
 }
 
+// maxKeptBuffer is the largest buffer a Writer keeps between records: a
+// large record (a first save of many states) is rare, and its buffer
+// would stay pinned for nothing.
+const maxKeptBuffer = 1 << 20
+
 // Append writes rec (not durable until Sync) and returns the offset of
 // its frame.
 func (w *Writer) Append(rec Record) (int64, error) {
@@ -46,7 +51,11 @@ func (w *Writer) Append(rec Record) (int64, error) {
 	if len(payload) > MaxRecordSize {
 		return 0, fmt.Errorf("manifest: record of snapshot %d is %d bytes, over the limit of %d", rec.Snapshot, len(payload), MaxRecordSize)
 	}
-	w.buf = frame[:0] // kept for the next record, unless refused
+	if cap(frame) <= maxKeptBuffer { // kept for the next record, unless refused or large
+		w.buf = frame[:0]
+	} else {
+		w.buf = nil
+	}
 	putFrameHeader(frame[:FrameHeaderSize], payload)
 	off := w.off
 	n, err := w.f.Write(frame)

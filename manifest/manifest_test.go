@@ -132,6 +132,30 @@ func TestWriterRefusesBadRecords(t *testing.T) {
 	}
 }
 
+// The Writer reuses its buffer for records of small size, and keeps none
+// after a large record: a first save of many states writes one, and
+// the records after it are small.
+func TestWriterKeepsNoLargeBuffer(t *testing.T) {
+	w, _ := Create(&memFile{}, 1)
+	small := sampleRecords()[0]
+	if _, err := w.Append(small); err != nil {
+		t.Fatal(err)
+	}
+	if cap(w.buf) == 0 {
+		t.Fatal("no buffer kept after a small record")
+	}
+	big := Record{Kind: Full, Snapshot: 1, Time: small.Time}
+	for i := range 50_000 {
+		big.States = append(big.States, ref(fmt.Sprintf("state-%06d", i), 1, int64(i)*64, 1))
+	}
+	if _, err := w.Append(big); err != nil {
+		t.Fatal(err)
+	}
+	if cap(w.buf) > maxKeptBuffer {
+		t.Fatalf("a buffer of %d bytes kept after a large record, want at most %d", cap(w.buf), maxKeptBuffer)
+	}
+}
+
 // requireCorrupt requires err to be corruption naming the manifest.
 func requireCorrupt(t *testing.T, err error, what string) {
 	t.Helper()
