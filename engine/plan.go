@@ -10,6 +10,7 @@ import (
 // A plan is what a commit writes: values, in the order they go into the
 // segment, and the states they make.
 type plan struct {
+	id         uint64 // the snapshot the commit makes
 	values     []value
 	states     []planned
 	compacting bool
@@ -23,28 +24,30 @@ type value struct {
 	from *Loc
 }
 
-// planned is a state the commit writes: its Ref, whose locations are
-// filled in from the entries the segment ends up with.
+// planned is a state the commit writes, from its write or, carried by a
+// compaction, as the current snapshot has it. Its values are
+// values[first:first+base+deltas]: the value, or the map's base parts,
+// then its deltas. Its locations are filled in from the entries the
+// segment ends up with.
 type planned struct {
-	ref    Ref
-	base   []string // entries of the value, or of the map's base parts
-	deltas []string // entries of the map's deltas: all of them, or with add the new one
-	add    bool     // a delta appended to the chain ref already has
+	w           *Write // nil: carried as it is
+	prev        *Ref   // the state in the current snapshot, for a delta or one carried
+	first       int
+	base, delta int
+	add         bool // a delta appended to the chain prev has
 }
 
 // plan checks writes and drops against the current snapshot and lays out
 // the segment. With compaction due, every other state is carried into it,
 // and so is the chain of a map written as a delta (else the delta's
-// chain would keep the old, mostly dead, segments alive).
+// chain would keep the old, mostly dead, segments alive). A state costs
+// the plan no copy of its Ref unless it is a map's delta or carried.
 // Call with e.mu held.
 func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) {
-	p := &plan{values: make([]value, 0, len(writes)), states: make([]planned, 0, len(writes))}
+	p := &plan{id: id, values: make([]value, 0, len(writes)), states: make([]planned, 0, len(writes))}
 	seen := make(map[string]bool, len(writes)+len(drops))
-	entry := func(names *[]string, n string, v value) {
-		*names = append(*names, n)
-		p.values = append(p.values, v)
-	}
-	for _, w := range writes {
+	for i := range writes {
+		w := &writes[i]
 		if seen[w.Name] {
 			return nil, fmt.Errorf("instadump: state %q written twice in one commit", w.Name)
 		}
@@ -58,24 +61,23 @@ func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) 
 		case w.Delta && (!had || prev.Kind != MapState):
 			return nil, fmt.Errorf("instadump: a delta for state %q, which the current snapshot does not hold as a map", w.Name)
 		}
-		ps := planned{ref: Ref{Name: w.Name, Kind: w.Kind, Entries: w.Entries, Since: id, Schema: w.Schema}}
-		if w.Delta && e.compact { // the chain moves into the fresh segment too
-			for i := range prev.Base {
-				entry(&ps.base, prev.Base[i].Name, value{name: prev.Base[i].Name, from: &prev.Base[i]})
-			}
-			for i := range prev.Deltas {
-				entry(&ps.deltas, prev.Deltas[i].Name, value{name: prev.Deltas[i].Name, from: &prev.Deltas[i]})
+		ps := planned{w: w, first: len(p.values)}
+		if w.Delta {
+			ps.prev = &prev
+			if e.compact { // the chain moves into the fresh segment too
+				ps.base = p.carry(prev.Base)
+				ps.delta = p.carry(prev.Deltas)
+			} else {
+				ps.add = true
 			}
 		}
 		for i, part := range w.Parts {
 			n := entryName(w.Name, w.Kind, w.Delta, i, id)
+			p.values = append(p.values, value{name: n, wt: part})
 			if w.Delta {
-				if !e.compact {
-					ps.ref.Base, ps.ref.Deltas, ps.add = prev.Base, prev.Deltas, true
-				}
-				entry(&ps.deltas, n, value{name: n, wt: part})
+				ps.delta++
 			} else {
-				entry(&ps.base, n, value{name: n, wt: part})
+				ps.base++
 			}
 		}
 		p.states = append(p.states, ps)
@@ -94,22 +96,27 @@ func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) 
 		if seen[name] {
 			continue
 		}
-		ps := planned{ref: e.cur[name]}
-		if ps.ref.Kind == ValueState {
-			entry(&ps.base, name, value{name: name, from: &ps.ref.Value})
+		prev := e.cur[name]
+		ps := planned{prev: &prev, first: len(p.values)}
+		if prev.Kind == ValueState {
+			p.values = append(p.values, value{name: name, from: &prev.Value})
+			ps.base = 1
 		}
-		for i := range ps.ref.Base {
-			l := &ps.ref.Base[i]
-			entry(&ps.base, l.Name, value{name: l.Name, from: l})
-		}
-		for i := range ps.ref.Deltas {
-			l := &ps.ref.Deltas[i]
-			entry(&ps.deltas, l.Name, value{name: l.Name, from: l})
-		}
+		ps.base += p.carry(prev.Base)
+		ps.delta = p.carry(prev.Deltas)
 		p.states = append(p.states, ps)
 	}
 	e.log.Info("instadump: compacting: rewriting every live value into one segment", "snapshot", id, "values", len(p.values))
 	return p, nil
+}
+
+// carry adds the stored values locs to the segment, copied as they are,
+// and returns how many.
+func (p *plan) carry(locs []Loc) int {
+	for i := range locs {
+		p.values = append(p.values, value{name: locs[i].Name, from: &locs[i]})
+	}
+	return len(locs)
 }
 
 // refs returns the states the plan makes, located in segment r, by name.
@@ -124,26 +131,33 @@ func (p *plan) refs(r *segReader) []Ref {
 		}
 		return Loc{Segment: r.ID(), Name: en.Name, Offset: en.Offset, StoredLen: en.StoredLen, RawLen: en.RawLen, StoredSum: en.StoredSum, RawSum: en.RawSum}
 	}
-	located := func(names []string) []Loc {
-		out := make([]Loc, len(names))
-		for i, n := range names {
-			out[i] = at(n)
+	located := func(vals []value) []Loc {
+		if len(vals) == 0 {
+			return nil
+		}
+		out := make([]Loc, len(vals))
+		for i := range vals {
+			out[i] = at(vals[i].name)
 		}
 		return out
 	}
 	out := make([]Ref, 0, len(p.states))
 	for _, ps := range p.states {
-		ref := ps.ref
+		var ref Ref
+		if w := ps.w; w != nil {
+			ref = Ref{Name: w.Name, Kind: w.Kind, Entries: w.Entries, Since: p.id, Schema: w.Schema}
+		} else {
+			ref = *ps.prev
+		}
+		vals := p.values[ps.first : ps.first+ps.base+ps.delta]
 		switch {
 		case ref.Kind == ValueState:
-			ref.Value = at(ps.base[0])
+			ref.Value = at(vals[0].name)
 		case ps.add:
-			ref.Deltas = append(slices.Clip(ref.Deltas), located(ps.deltas)...)
+			ref.Base = ps.prev.Base
+			ref.Deltas = append(slices.Clip(ps.prev.Deltas), at(vals[0].name))
 		default:
-			ref.Base, ref.Deltas = located(ps.base), nil
-			if len(ps.deltas) > 0 {
-				ref.Deltas = located(ps.deltas)
-			}
+			ref.Base, ref.Deltas = located(vals[:ps.base]), located(vals[ps.base:])
 		}
 		out = append(out, ref)
 	}
