@@ -122,19 +122,24 @@ func (e *Engine) Commit(writes []Write, drops []string) (Snapshot, error) {
 		return Snapshot{}, e.fail(fmt.Errorf("instadump: syncing manifest %s for snapshot %d: %w", e.path(manifest.FileName(e.manNum)), next.ID, err))
 	}
 
+	if rec.Kind == manifest.Full {
+		// The manifest holds what a rollover would write: it rolls over
+		// once it is four times this, as after a rollover.
+		e.manLimit = max(e.opts.ManifestLimit, 4*e.man.Size())
+	}
+
 	// 3. Install.
 	e.mu.Lock()
-	e.cur = next.apply(e.cur)
+	e.cur = next.apply(e.cur, func(prev *Ref, had bool, nr *Ref, has bool) {
+		e.live.change(next.ID, prev, had, nr, has)
+	})
 	next.States = len(e.cur)
-	for _, u := range next.undo {
-		nr, has := e.cur[u.name]
-		e.live.change(next.ID, &u.prev, u.had, &nr, has)
-	}
 	if r != nil {
 		e.live.sized(r.ID(), r.Size())
 	}
 	e.snaps = append(e.snaps, next)
 	e.snaps = e.snaps[len(e.snaps)-keep:]
+	e.snaps[0].forget()
 	garbage := e.live.age(e.snaps[0].ID)
 	if plan.compacting {
 		e.compactedAt = next.ID

@@ -120,7 +120,8 @@ func (e *Engine) account() {
 			if has {
 				next = s.changed[i]
 			}
-			e.live.change(s.ID, &u.prev, u.had, &next, has)
+			prev, had := s.before(u)
+			e.live.change(s.ID, prev, had, &next, has)
 		}
 	}
 }

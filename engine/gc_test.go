@@ -235,3 +235,52 @@ func TestRetainedSegments(t *testing.T) {
 		}
 	}
 }
+
+// A first commit's full record, however large, is what a rollover would
+// write: the manifest does not roll over right after it, and rolls over
+// once it has grown four times past it.
+func TestFirstCommitDoesNotRollOver(t *testing.T) {
+	_, e := openMem(t, Options{ManifestLimit: 1})
+	defer e.Close()
+	start := e.manNum
+	var kv []string
+	for i := range 100 {
+		kv = append(kv, fmt.Sprintf("state-%03d", i), "v")
+	}
+	commit(t, e, kv...)
+	if e.manNum != start {
+		t.Fatalf("manifest %d after the first commit: want %d, not rolled over", e.manNum, start)
+	}
+	full := e.man.Size()
+	for i := 0; e.manNum == start; i++ {
+		if e.man.Size() > 4*full {
+			t.Fatalf("manifest of %d bytes, four times its full record of %d, did not roll over", e.man.Size(), full)
+		}
+		commit(t, e, "state-000", fmt.Sprint(i))
+	}
+}
+
+// The oldest retained snapshot keeps no delta against the one before it,
+// which nothing rebuilds, after a commit and after recovery; the others
+// keep theirs, and every retained snapshot reads back.
+func TestOldestSnapshotKeepsNoDelta(t *testing.T) {
+	m, e := openMem(t, Options{Retain: 2})
+	for i := range 5 {
+		commit(t, e, "a", fmt.Sprint(i), fmt.Sprintf("b%d", i), "x")
+	}
+	for round := range 2 {
+		oldest, newest := e.snaps[0], e.snaps[1]
+		if oldest.changed != nil || oldest.undo != nil || oldest.prevs != nil {
+			t.Fatalf("round %d: the oldest retained snapshot keeps %d changed, %d undo, %d prior states", round, len(oldest.changed), len(oldest.undo), len(oldest.prevs))
+		}
+		if len(newest.changed) != 2 || len(newest.undo) != 2 || len(newest.prevs) != 1 {
+			t.Fatalf("round %d: the newest snapshot keeps %d changed, %d undo, %d prior states; want 2, 2, 1", round, len(newest.changed), len(newest.undo), len(newest.prevs))
+		}
+		if got := contents(t, e, 4); got["a"] != "3" || got["b3"] != "x" || len(got) != 5 || got["b4"] != "" {
+			t.Fatalf("round %d: snapshot 4 reads %v", round, got)
+		}
+		e.Close()
+		e = open(t, m, Options{Retain: 2})
+	}
+	e.Close()
+}

@@ -321,12 +321,15 @@ func (e *Engine) fold(log *manifest.Log, file string) error {
 			sortRefs(s.changed)
 			s.removed = slices.Sorted(slices.Values(rec.Removed))
 		}
-		states = s.apply(states)
+		states = s.apply(states, nil)
 		s.States = len(states)
 		if i >= first {
 			e.snaps = append(e.snaps, s)
 		}
 	}
 	e.cur = states
+	if len(e.snaps) > 0 {
+		e.snaps[0].forget()
+	}
 	return nil
 }

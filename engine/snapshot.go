@@ -39,21 +39,31 @@ type Snapshot struct {
 // snap is a retained snapshot as the engine keeps it: what changed
 // against the snapshot before, and what those states were there, so that
 // a commit costs what it changed and any retained snapshot can be
-// rebuilt from the current one.
+// rebuilt from the current one. The oldest retained snapshot keeps
+// neither (forget): nothing rebuilds the snapshot before it.
 type snap struct {
 	Snapshot
 	nextSeg  uint64
 	retained uint64   // the oldest snapshot retained with it
 	changed  []Ref    // states written or moved, by name
 	removed  []string // states dropped, sorted
-	undo     []undo   // the states changed or removed, as they were before, by name
+	undo     []undo   // the states changed or removed, by name
+	prevs    []Ref    // what the snapshot before had of them, for those it had
 }
 
-// undo is one state as the snapshot before had it.
+// undo is one state changed or removed by a snapshot.
 type undo struct {
 	name string
-	prev Ref
-	had  bool // false: the snapshot before did not have it
+	prev int // its index in prevs, or -1: the snapshot before did not have it
+}
+
+// before returns how the snapshot before s had the state of u, and
+// whether it had it.
+func (s *snap) before(u undo) (*Ref, bool) {
+	if u.prev < 0 {
+		return nil, false
+	}
+	return &s.prevs[u.prev], true
 }
 
 // record returns the delta record of s.
@@ -61,6 +71,11 @@ func (s *snap) record() manifest.Record {
 	return manifest.Record{Kind: manifest.Delta, Snapshot: s.ID, Time: s.Time, NextSegment: s.nextSeg,
 		Written: s.Written, Retained: s.retained, States: s.changed, Removed: s.removed}
 }
+
+// forget drops what s changed and undoes, once s is the oldest retained
+// snapshot: it is never rebuilt from the one after, nor written as a
+// delta (a rollover writes it in full).
+func (s *snap) forget() { s.changed, s.undo, s.prevs = nil, nil, nil }
 
 // undoOf returns how s's predecessor had name, and whether s changed it.
 func (s *snap) undoOf(name string) (undo, bool) {
@@ -74,33 +89,52 @@ func (s *snap) undoOf(name string) (undo, bool) {
 // apply changes states (the snapshot before s) into s, fills s.undo and
 // returns states: the same map, or a larger copy when s changes more
 // states than it holds (a first save of many states grows the map once,
-// not by doubling).
-func (s *snap) apply(states map[string]Ref) map[string]Ref {
+// not by doubling). It calls change, if not nil, for every state s
+// changes or removes, by name.
+func (s *snap) apply(states map[string]Ref, change func(prev *Ref, had bool, next *Ref, has bool)) map[string]Ref {
 	if len(s.changed) > len(states) {
 		grown := make(map[string]Ref, len(states)+len(s.changed))
 		maps.Copy(grown, states)
 		states = grown
 	}
 	s.undo = make([]undo, 0, len(s.changed)+len(s.removed))
-	for _, r := range s.changed {
-		prev, had := states[r.Name]
-		s.undo = append(s.undo, undo{name: r.Name, prev: prev, had: had})
-		states[r.Name] = r
+	s.prevs = make([]Ref, 0, min(len(states), len(s.changed))+len(s.removed)) // at most those it had
+	step := func(name string, next *Ref) {
+		u := undo{name: name, prev: -1}
+		if prev, had := states[name]; had {
+			u.prev = len(s.prevs)
+			s.prevs = append(s.prevs, prev)
+		}
+		s.undo = append(s.undo, u)
+		if next != nil {
+			states[name] = *next
+		} else {
+			delete(states, name)
+		}
+		if change != nil {
+			prev, had := s.before(u)
+			change(prev, had, next, next != nil)
+		}
 	}
-	for _, n := range s.removed {
-		prev := states[n]
-		s.undo = append(s.undo, undo{name: n, prev: prev, had: true})
-		delete(states, n)
+	// In name order: changed and removed are sorted, and disjoint.
+	c, r := 0, 0
+	for c < len(s.changed) || r < len(s.removed) {
+		if r == len(s.removed) || c < len(s.changed) && s.changed[c].Name < s.removed[r] {
+			step(s.changed[c].Name, &s.changed[c])
+			c++
+		} else {
+			step(s.removed[r], nil)
+			r++
+		}
 	}
-	slices.SortFunc(s.undo, func(a, b undo) int { return strings.Compare(a.name, b.name) })
 	return states
 }
 
 // revert turns states (snapshot s) back into the snapshot before s.
 func (s *snap) revert(states map[string]Ref) {
 	for _, u := range s.undo {
-		if u.had {
-			states[u.name] = u.prev
+		if prev, had := s.before(u); had {
+			states[u.name] = *prev
 		} else {
 			delete(states, u.name)
 		}
@@ -178,10 +212,8 @@ func (e *Engine) retainedSegments() []uint64 {
 		locs(&r, add)
 	}
 	for _, s := range e.snaps[min(1, len(e.snaps)):] {
-		for _, u := range s.undo {
-			if u.had {
-				locs(&u.prev, add)
-			}
+		for i := range s.prevs {
+			locs(&s.prevs[i], add)
 		}
 	}
 	return slices.Sorted(maps.Keys(used))
@@ -209,7 +241,12 @@ func (e *Engine) lookupAt(i int, name string) (Ref, bool) {
 	r, ok := e.cur[name]
 	for k := len(e.snaps) - 1; k > i; k-- {
 		if u, changed := e.snaps[k].undoOf(name); changed {
-			r, ok = u.prev, u.had
+			var prev *Ref
+			prev, ok = e.snaps[k].before(u)
+			r = Ref{}
+			if ok {
+				r = *prev
+			}
 		}
 	}
 	return r, ok
