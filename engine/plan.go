@@ -63,6 +63,7 @@ func (e *Engine) plan(id uint64, writes []Write, drops []string) (*plan, error) 
 		}
 		ps := planned{w: w, first: len(p.values)}
 		if w.Delta {
+			prev := prev // on the heap for a delta alone
 			ps.prev = &prev
 			if e.compact { // the chain moves into the fresh segment too
 				ps.base = p.carry(prev.Base)
