@@ -186,7 +186,7 @@ func (e *Engine) writeSegment(id uint64, values []value) (_ *segReader, err erro
 	// Chunks compress on every core: the encoding that feeds them is the
 	// smaller part of a save (workload B: 426 against 719 ms with one
 	// core left to the encoder).
-	if w, err = segment.NewWriter(f, id, segment.Options{Level: e.opts.Level}); err != nil {
+	if w, err = segment.NewWriter(f, id, segment.Options{Level: e.opts.Level, Values: len(values)}); err != nil {
 		return fail(err)
 	}
 	for _, v := range values {

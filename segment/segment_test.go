@@ -3,6 +3,7 @@ package segment
 import (
 	"bytes"
 	"errors"
+	"math"
 	"math/rand"
 	"runtime"
 	"strings"
@@ -105,6 +106,11 @@ func TestRoundTrip(t *testing.T) {
 		{"one worker", Options{Workers: 1, ChunkSize: 10_000}},
 		{"none", Options{Level: LevelNone, ChunkSize: 50_000}},
 		{"best", Options{Level: LevelBest}},
+		// Values is a hint: a wrong one, or one past reason, changes nothing.
+		{"values hinted", Options{Values: 7}},
+		{"values hinted too few", Options{Values: 2}},
+		{"values hinted negative", Options{Values: -1}},
+		{"values hinted huge", Options{Values: math.MaxInt}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vals := append(smallValues(t), value{"compressible", compressible}, value{"random", random})

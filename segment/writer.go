@@ -20,7 +20,14 @@ type Options struct {
 	Level     Level // compression level; LevelFastest by default
 	Workers   int   // goroutines compressing chunks at once; GOMAXPROCS by default
 	ChunkSize int   // raw bytes per chunk; DefaultChunkSize by default, at most MaxChunk
+	// Values is how many values the segment will hold, if known: the
+	// Writer sizes its index for them at once (for at most maxSized)
+	// instead of growing it as they come.
+	Values int
 }
+
+// maxSized bounds the index a Writer sizes ahead for Options.Values.
+const maxSized = 1 << 20
 
 // Info describes a finished segment.
 type Info struct {
@@ -114,12 +121,13 @@ func NewWriter(w io.Writer, id uint64, opts Options) (*Writer, error) {
 		id:    id,
 		opts:  opts,
 		bw:    bw,
-		names: map[string]bool{},
+		names: make(map[string]bool, min(max(opts.Values, 0), maxSized)),
 		sem:   make(chan struct{}, opts.Workers),
 		order: make(chan *job, 2*opts.Workers),
 		done:  make(chan struct{}),
 		off:   HeaderSize,
 	}
+	sw.entries = make([]Entry, 0, min(max(opts.Values, 0), maxSized))
 	go sw.writeLoop()
 	return sw, nil
 }
