@@ -152,8 +152,16 @@ func startEncodeAhead(jobs []*job) *encodeAhead {
 	return a
 }
 
-// part returns job i as the engine writes it.
-func (a *encodeAhead) part(i int) io.WriterTo { return aheadPart{a, i} }
+// parts returns the jobs as the engine writes them, in order.
+func (a *encodeAhead) parts() []io.WriterTo {
+	ps := make([]aheadPart, len(a.jobs))
+	out := make([]io.WriterTo, len(a.jobs))
+	for i := range ps {
+		ps[i] = aheadPart{a, i}
+		out[i] = &ps[i]
+	}
+	return out
+}
 
 type aheadPart struct {
 	a *encodeAhead

@@ -41,7 +41,7 @@ type member interface {
 	lockW() *locks
 	// With the DB's cut lock held:
 	dirty() bool
-	capture(eng *engine.Engine) *capture
+	capture(eng *engine.Engine, w *engine.Write) *capture // fills in w
 	settle(c *capture, committed bool)
 	changedInPlace() bool
 	install(v any, clean bool, schema uint64)
@@ -51,13 +51,14 @@ type member interface {
 	load(eng *engine.Engine, ref engine.Ref) (any, error)
 }
 
-// capture is what a Save writes for one state.
+// capture is what a Save writes for one state: its engine.Write, whose
+// Parts are the jobs', and what settles it.
 type capture struct {
 	m       member
-	write   engine.Write // its Parts are the jobs'
 	jobs    []*job
-	version uint64 // a State's version captured
-	extra   any    // a Map's own
+	one     [1]*job // a State's one job, without a slice of its own
+	version uint64  // a State's version captured
+	extra   any     // a Map's own
 }
 
 // Snapshot describes a saved snapshot.

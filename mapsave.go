@@ -44,7 +44,7 @@ func (m *Map[K, V]) changedInPlace() bool { return false }
 // capture cuts what a Save writes for the map: its changed keys, or the
 // whole map when it has no base on disk yet or its chain is too long.
 // Call with the cut lock held.
-func (m *Map[K, V]) capture(eng *engine.Engine) *capture {
+func (m *Map[K, V]) capture(eng *engine.Engine, w *engine.Write) *capture {
 	if !m.dirty() {
 		return nil
 	}
@@ -52,7 +52,8 @@ func (m *Map[K, V]) capture(eng *engine.Engine) *capture {
 	full := m.needBase || !has || cur.Kind != engine.MapState || chainTooLong(cur)
 	f := m.cut(full, true)
 	m.changed, m.needBase, m.pending = 0, false, f
-	c := &capture{write: engine.Write{Name: m.name, Kind: engine.MapState, Delta: !full, Entries: f.count}, extra: f}
+	*w = engine.Write{Name: m.name, Kind: engine.MapState, Delta: !full, Entries: f.count}
+	c := &capture{extra: f}
 	if !full {
 		c.jobs = []*job{newJob(m.name, func(w io.Writer) error { return m.writeDelta(w, f) })}
 		return c

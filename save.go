@@ -39,18 +39,19 @@ func (db *DB) save() (Snapshot, error) {
 	// The cut: what each changed state holds now.
 	db.cmu.Lock()
 	caps := make([]*capture, 0, len(db.dirty))
+	writes := make([]engine.Write, 0, len(db.dirty)) // writes[i] is caps[i]'s
 	dirty := make([]member, 0, len(db.dirty))
 	for m := range db.dirty {
 		dirty = append(dirty, m)
 	}
 	slices.SortFunc(dirty, func(a, b member) int { return strings.Compare(a.memberName(), b.memberName()) })
-	written := make(map[string]bool, len(dirty))
 	for _, m := range dirty {
-		if c := m.capture(db.eng); c != nil {
+		writes = append(writes, engine.Write{})
+		if c := m.capture(db.eng, &writes[len(writes)-1]); c != nil {
 			c.m = m
 			caps = append(caps, c)
-			written[m.memberName()] = true
 		} else {
+			writes = writes[:len(writes)-1]
 			delete(db.dirty, m) // changed, then set back as it was saved
 		}
 	}
@@ -60,7 +61,8 @@ func (db *DB) save() (Snapshot, error) {
 	consumed := maps.Clone(db.drops)
 	drops := make([]string, 0, len(db.drops))
 	for n := range db.drops {
-		if _, onDisk := db.eng.Lookup(0, n); onDisk && !written[n] {
+		_, written := slices.BinarySearchFunc(writes, n, func(w engine.Write, n string) int { return strings.Compare(w.Name, n) })
+		if _, onDisk := db.eng.Lookup(0, n); onDisk && !written {
 			drops = append(drops, n)
 		}
 	}
@@ -74,15 +76,9 @@ func (db *DB) save() (Snapshot, error) {
 		jobs = append(jobs, c.jobs...)
 	}
 	ahead := startEncodeAhead(jobs)
-	writes := make([]engine.Write, len(caps))
-	k := 0
+	parts := ahead.parts()
 	for i, c := range caps {
-		writes[i] = c.write
-		writes[i].Parts = nil
-		for range c.jobs {
-			writes[i].Parts = append(writes[i].Parts, ahead.part(k))
-			k++
-		}
+		writes[i].Parts, parts = parts[:len(c.jobs):len(c.jobs)], parts[len(c.jobs):]
 	}
 	snap, err := db.eng.Commit(writes, drops)
 	ahead.stop()

@@ -161,18 +161,17 @@ func (s *State[T]) dirty() bool { return s.version != s.saved }
 
 // capture returns what a Save writes for the state, or nil if it is
 // clean. Call with the cut lock held.
-func (s *State[T]) capture(*engine.Engine) *capture {
+func (s *State[T]) capture(_ *engine.Engine, w *engine.Write) *capture {
 	if !s.dirty() {
 		return nil
 	}
 	v := s.cur.Load()
 	j := newJob(s.name, func(w io.Writer) error { return encodeValue(w, v) })
 	s.pending = j
-	return &capture{
-		write:   engine.Write{Name: s.name, Kind: engine.ValueState, Schema: s.cfg.schema},
-		jobs:    []*job{j},
-		version: s.version,
-	}
+	*w = engine.Write{Name: s.name, Kind: engine.ValueState, Schema: s.cfg.schema}
+	c := &capture{one: [1]*job{j}, version: s.version}
+	c.jobs = c.one[:]
+	return c
 }
 
 // settle ends a Save's capture. Call with the cut lock held.
