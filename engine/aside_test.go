@@ -244,3 +244,87 @@ func TestNonRegularSegment(t *testing.T) {
 		t.Fatalf("fallback: a=%q, report %+v", got, e.Report())
 	}
 }
+
+// A manifest with no snapshot (cut back to its header, or inside its
+// first record) beside segments that saves wrote: no crash leaves more
+// than one such segment, so this is damage, and no open deletes them or
+// starts empty. Without CURRENT and manifest, any segment is damage.
+func TestNoSnapshotBesideSegments(t *testing.T) {
+	saved := func(t *testing.T) (*vfs.MemFS, string) {
+		m, e := openMem(t, Options{})
+		for i := range 3 {
+			commit(t, e, fmt.Sprint("s", i), fmt.Sprint(i)) // segment i+1
+		}
+		man := manifest.FileName(e.manNum)
+		e.Close()
+		return m, man
+	}
+	segs := []string{"000001.seg", "000002.seg", "000003.seg"}
+	for _, damage := range []struct {
+		name string
+		do   func(t *testing.T, m *vfs.MemFS, man string)
+	}{
+		{"cut to its header", func(t *testing.T, m *vfs.MemFS, man string) {
+			rewrite(t, m, man, func(b []byte) []byte { return b[:manifest.HeaderSize] })
+		}},
+		{"cut in its first record", func(t *testing.T, m *vfs.MemFS, man string) {
+			rewrite(t, m, man, func(b []byte) []byte { return b[:manifest.HeaderSize+12] })
+		}},
+		{"CURRENT and manifest removed", func(t *testing.T, m *vfs.MemFS, man string) {
+			for _, n := range []string{CurrentFile, man} {
+				if err := m.Remove(filepath.Join(dir, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		for mode, o := range map[string]Options{"strict": {}, "fallback": {Fallback: true}, "read-only": {ReadOnly: true}} {
+			t.Run(damage.name+"/"+mode, func(t *testing.T) {
+				m, man := saved(t)
+				damage.do(t, m, man)
+				o.FS = m
+				e, err := Open(dir, o)
+				if err == nil {
+					e.Close()
+					t.Fatalf("opened with %d snapshots", len(e.Snapshots()))
+				}
+				if !errors.Is(err, errs.ErrCorrupt) && !(o.ReadOnly && errors.Is(err, errs.ErrNotDB)) {
+					t.Fatalf("error %v, want ErrCorrupt", err)
+				}
+				for _, s := range segs {
+					if !slices.Contains(files(t, m), s) {
+						t.Errorf("%s is gone: %v", s, files(t, m))
+					}
+				}
+			})
+		}
+	}
+}
+
+// A crash during a first save leaves one segment and a manifest with no
+// snapshot, as a manifest of one snapshot cut back to its header does:
+// the open starts empty and moves the segment aside, never deleting it.
+func TestNoSnapshotBesideOneSegment(t *testing.T) {
+	m, e := openMem(t, Options{})
+	commit(t, e, "a", "1")
+	man := manifest.FileName(e.manNum)
+	e.Close()
+	rewrite(t, m, man, func(b []byte) []byte { return b[:manifest.HeaderSize] })
+	e = open(t, m, Options{})
+	if len(e.Snapshots()) != 0 {
+		t.Fatalf("snapshots %v", e.Snapshots())
+	}
+	if rep := e.Report(); !slices.Contains(rep.Broken, "000001.seg"+BrokenSuffix) || len(rep.Removed) > 0 && slices.ContainsFunc(rep.Removed, func(n string) bool { _, ok := segment.ParseFileName(n); return ok }) {
+		t.Fatalf("report %+v", rep)
+	}
+	if !slices.Contains(files(t, m), "000001.seg"+BrokenSuffix) {
+		t.Fatalf("files %v", files(t, m))
+	}
+	commit(t, e, "a", "2")
+	e.Close()
+	e = open(t, m, Options{})
+	defer e.Close()
+	if got := contents(t, e, 0); got["a"] != "2" {
+		t.Fatalf("after a save: %v", got)
+	}
+}

@@ -54,6 +54,12 @@
 // save that crashed before its commit record, and those of snapshots
 // retention dropped.
 //
+// A manifest with no snapshot beside segments is a case of its own
+// (noSnapshot): a crash during a first save leaves one segment, which is
+// moved aside; more than one, or any with no CURRENT and no manifest, no
+// crash leaves, and Open fails with ErrCorrupt, touching nothing, rather
+// than start empty.
+//
 // # Commit (commit.go)
 //
 // Commit is the order below, and the order is the guarantee:

@@ -56,6 +56,11 @@ func (e *Engine) recover() error {
 	if err != nil {
 		return err
 	}
+	if log == nil || len(log.Records) == 0 {
+		if err := e.noSnapshot(d, num); err != nil {
+			return err
+		}
+	}
 	if log == nil { // a new directory
 		if e.opts.ReadOnly {
 			return fmt.Errorf("%w: %s has no CURRENT file and no manifest", errs.ErrNotDB, e.dir)
@@ -108,6 +113,34 @@ func (e *Engine) recover() error {
 		return nil
 	}
 	return e.start(d, num)
+}
+
+// noSnapshot checks the segments of a directory whose manifest (number
+// num; 0: there is none) holds no snapshot. A save writes its segment
+// before its commit record, so a crash during a first save leaves one
+// segment beside a manifest with no snapshot: it is moved aside, never
+// deleted, since a manifest of one snapshot damaged back to its header
+// leaves the same. More than one, or any with no manifest at all, no
+// crash leaves: the manifest was damaged, cut or removed, and the open
+// fails, touching nothing, rather than start empty.
+func (e *Engine) noSnapshot(d *dirState, num uint64) error {
+	if len(d.segs) == 0 {
+		return nil
+	}
+	if num != 0 && len(d.segs) == 1 {
+		if !e.opts.ReadOnly {
+			name := segment.FileName(d.segs[0])
+			e.log.Warn("instadump: the manifest holds no snapshot, yet a segment is there: moving it aside, not deleting it; a crash during a first save leaves this, and so does a manifest damaged back to its header (then restore the directory from a backup)", "segment", name, "manifest", manifest.FileName(num))
+			e.moveAside(name)
+		}
+		return nil
+	}
+	file, what := e.dir, "there is no CURRENT and no manifest"
+	if num != 0 {
+		file, what = e.path(manifest.FileName(num)), "the manifest holds no snapshot"
+	}
+	return noFallback(errs.Corruptf(file, 0, "%s, yet %d segment files that saves wrote are there (%s to %s): the manifest was damaged, cut or removed; nothing was deleted (to start empty instead, move the segments away)",
+		what, len(d.segs), segment.FileName(d.segs[0]), segment.FileName(d.segs[len(d.segs)-1])))
 }
 
 // holdRetained opens the segments of every retained snapshot, not only
