@@ -33,13 +33,16 @@ import (
 // full rewrite): copy-on-write at the grain of a shard, so a writer waits
 // at most for the copy of one shard, never for the map.
 type Map[K comparable, V any] struct {
-	name   string
-	pc     *codec.Pairs[K, V]
-	hash   func(K) uint64
-	shards [mapShards]atomic.Pointer[shard[K, V]]
-	count  atomic.Int64
-	lk     atomic.Pointer[locks] // its DB's, or its own while unbound
-	db     atomic.Pointer[DB]    // nil when unbound
+	name string
+	pc   *codec.Pairs[K, V]
+	hash func(K) uint64
+	// keyMethods: keys are encoded, somewhere inside, by a method of
+	// their type, which may not give back the key saved (keysLoadBack).
+	keyMethods bool
+	shards     [mapShards]atomic.Pointer[shard[K, V]]
+	count      atomic.Int64
+	lk         atomic.Pointer[locks] // its DB's, or its own while unbound
+	db         atomic.Pointer[DB]    // nil when unbound
 
 	// Guarded by lk's cut lock.
 	changed  int           // keys changed since the last cut
@@ -89,7 +92,7 @@ func newMap[K comparable, V any](name string) (*Map[K, V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v (map %s)", ErrUnsupportedType, err, quote(name))
 	}
-	m := &Map[K, V]{name: name, pc: pc, hash: hasherFor[K](), needBase: true}
+	m := &Map[K, V]{name: name, pc: pc, hash: hasherFor[K](), needBase: true, keyMethods: keyMethods(reflect.TypeFor[K]())}
 	m.lk.Store(new(locks)) // its own until bound
 	return m, nil
 }
@@ -371,7 +374,11 @@ func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 // struct{ Org string; ID int }), whose structs have every field saved
 // (exported, not tagged `msgpack:"-"`): keys of other kinds (floats,
 // pointers, interfaces, chans, funcs), or holding them, may not load back
-// as the keys saved, and are refused with ErrUnsupportedType.
+// as the keys saved, and are refused with ErrUnsupportedType. A key type
+// with an encoding method of its own (MarshalBinary, MarshalText,
+// MarshalMsgpack or EncodeMsgpack, as uuid.UUID has) is trusted only key
+// by key: a Save that would write a key that does not load back as
+// itself fails with ErrUnsupportedType, naming it, and writes nothing.
 //
 // It fails as NewState does (ErrBadName, with at most MaxMapNameLen
 // bytes; ErrDuplicate; ErrUnsupportedType; ErrTypeMismatch, also when the
@@ -458,6 +465,73 @@ func keyProblem(t reflect.Type, path string) string {
 	default:
 		return in + "values of its kind cannot be stored"
 	}
+}
+
+// keyMethods says whether keys of type t (a type checkKey accepts) are
+// encoded, at any depth, by a method of a type of theirs.
+func keyMethods(t reflect.Type) bool {
+	if codec.CustomEncoded(t) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Array:
+		return keyMethods(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if keyMethods(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// loadBack returns keys as they would load back, for keys encoded by a
+// method of their type (nil for others: they always do). A method that
+// loses what tells two keys apart (folding case, say) would make them one
+// entry on disk, and the map would never load again.
+func (m *Map[K, V]) loadBack(keys []K) ([]K, error) {
+	if !m.keyMethods || len(keys) == 0 {
+		return nil, nil
+	}
+	enc, err := m.pc.AppendKeys(nil, keys)
+	if err != nil {
+		return nil, err
+	}
+	back := make([]K, len(keys))
+	if _, err := m.pc.DecodeKeys(enc, back); err != nil {
+		return nil, fmt.Errorf("%w: a key of map %s does not load back: %v", codec.ErrNeverLoads, quote(m.name), err)
+	}
+	return back, nil
+}
+
+// keysLoadBack fails the Save (an error wrapping codec.ErrNeverLoads)
+// for a key set that would not load back as itself.
+func (m *Map[K, V]) keysLoadBack(keys []K) error {
+	back, err := m.loadBack(keys)
+	for i := range back {
+		if back[i] != keys[i] {
+			return fmt.Errorf("%w: key %v of map %s would load back as %v, another key: the encoding method of its type loses what tells keys apart; fix the method, or key the map by a type instadump encodes itself", codec.ErrNeverLoads, keys[i], quote(m.name), back[i])
+		}
+	}
+	return err
+}
+
+// storedOnly returns the keys deleted that can be on disk: a key that
+// would not load back as itself never got there (keysLoadBack), and
+// writing its delete would delete the key it loads back as.
+func (m *Map[K, V]) storedOnly(dels []K) ([]K, error) {
+	back, err := m.loadBack(dels)
+	if back == nil || err != nil {
+		return dels, err
+	}
+	kept := dels[:0:0]
+	for i := range dels {
+		if back[i] == dels[i] {
+			kept = append(kept, dels[i])
+		}
+	}
+	return kept, nil
 }
 
 // DefMap declares a map of the default DB, as DefState declares a state:

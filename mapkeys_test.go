@@ -294,3 +294,74 @@ func TestMapKeyHash(t *testing.T) {
 		}
 	}
 }
+
+// emailKey's own encoding folds case: two keys save as one, and a key
+// may load as another.
+type emailKey string
+
+func (e emailKey) MarshalText() ([]byte, error) { return []byte(strings.ToLower(string(e))), nil }
+
+func (e *emailKey) UnmarshalText(b []byte) error {
+	*e = emailKey(b)
+	return nil
+}
+
+// A key type whose own encoding method does not give back the key saved
+// fails the Save that would write it, naming the map and the key, with
+// ErrUnsupportedType; the map stays in memory, and once the offending
+// key is gone the next Save writes, and the map loads back whole.
+func TestMapKeyMethodLosesKeys(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	m, err := NewMap[emailKey, int](db, "users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Set("ada@example.com", 1)
+	m.Set("Bob@example.com", 2)
+	for round, key := range []string{"Bob@example.com", "Dee@example.com"} { // a full save, then a delta
+		_, err := db.Save()
+		if !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), `"users"`) || !strings.Contains(err.Error(), key) {
+			t.Fatalf("round %d: Save: %v", round, err)
+		}
+		if round == 0 {
+			m.Delete("Bob@example.com")
+			m.Set("carl@example.com", 3)
+			if _, err := db.Save(); err != nil {
+				t.Fatal(err)
+			}
+			m.Set("Dee@example.com", 4)
+		}
+	}
+	m.Delete("Dee@example.com")
+	if _, err := db.Save(); err != nil {
+		t.Fatal(err)
+	}
+	// A deleted key too: its delete would remove another key on load.
+	m.Set("Eve@example.com", 5)
+	m.Set("eve@example.com", 6)
+	if _, err := db.Save(); err == nil || !strings.Contains(err.Error(), "Eve@example.com") {
+		t.Fatalf("Save with Eve: %v", err)
+	}
+	// Deleting a key that never got to disk writes no delete, which would
+	// delete the key it loads back as.
+	m.Delete("Eve@example.com")
+	if _, err := db.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m.Get("eve@example.com"); !ok || v != 6 {
+		t.Fatalf("eve: %d %v", v, ok)
+	}
+	m.Delete("eve@example.com")
+	if _, err := db.Save(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openT(t, dir)
+	m, err = NewMap[emailKey, int](db, "users")
+	ada, _ := m.Get("ada@example.com")
+	carl, _ := m.Get("carl@example.com")
+	if err != nil || m.Len() != 2 || ada != 1 || carl != 3 {
+		t.Fatalf("loaded %d entries, err %v", m.Len(), err)
+	}
+}

@@ -76,7 +76,9 @@ func (m *Map[K, V]) writePart(w io.Writer, f *freeze[K, V], lo, hi int) error {
 	iw := newItemWriter(w)
 	err := iw.mapLen(n)
 	for i := lo; i < hi && err == nil; i++ {
-		err = writePairs(iw, m.pc, f.got[i].keys, f.got[i].vals)
+		if err = m.keysLoadBack(f.got[i].keys); err == nil {
+			err = writePairs(iw, m.pc, f.got[i].keys, f.got[i].vals)
+		}
 		f.got[i] = shardCopy[K, V]{}
 	}
 	if cerr := iw.close(); err == nil {
@@ -90,6 +92,10 @@ func (m *Map[K, V]) writeDelta(w io.Writer, f *freeze[K, V]) error {
 	sets, dels := 0, 0
 	for i := range m.shards {
 		f.got[i] = m.take(f, i)
+		var err error
+		if f.got[i].dels, err = m.storedOnly(f.got[i].dels); err != nil {
+			return err
+		}
 		sets += len(f.got[i].keys)
 		dels += len(f.got[i].dels)
 	}
@@ -99,7 +105,9 @@ func (m *Map[K, V]) writeDelta(w io.Writer, f *freeze[K, V]) error {
 		err = iw.mapLen(sets)
 	}
 	for i := 0; i < len(m.shards) && err == nil; i++ {
-		err = writePairs(iw, m.pc, f.got[i].keys, f.got[i].vals)
+		if err = m.keysLoadBack(f.got[i].keys); err == nil {
+			err = writePairs(iw, m.pc, f.got[i].keys, f.got[i].vals)
+		}
 	}
 	if err == nil {
 		err = iw.arrayLen(dels)
