@@ -26,10 +26,11 @@ var (
 	ErrReadOnly = errs.ErrReadOnly
 	// ErrNotDB: a directory opened WithReadOnly holds no instadump DB.
 	ErrNotDB = errs.ErrNotDB
-	// ErrBadOption: an option whose value cannot mean what was asked,
-	// or options that contradict each other (RestoreAt with
+	// ErrBadOption: an option whose value cannot mean what was asked
+	// (WithRetain(0), a negative interval), or options that contradict
+	// each other (WithReplica with WithReadOnly, RestoreAt with
 	// RestoreBefore).
-	ErrBadOption = errors.New("instadump: invalid option")
+	ErrBadOption = errs.ErrBadOption
 	// ErrNotSaved: Reload found a registered state that the snapshot does
 	// not hold; nothing was changed.
 	ErrNotSaved = errors.New("instadump: state was never saved")

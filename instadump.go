@@ -110,6 +110,9 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.autoSave < 0 {
+		return nil, fmt.Errorf("%w: WithAutoSave(%v) for %s: the interval must not be negative", ErrBadOption, o.autoSave, dir)
+	}
 	log := o.logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/instadump/instadump/internal/errs"
+	"github.com/instadump/instadump/replica/replicatest"
 	"github.com/instadump/instadump/segment"
 )
 
@@ -149,6 +150,8 @@ func TestBadCompressionRefusedAtOpen(t *testing.T) {
 		if db, err := Open(t.TempDir(), WithCompression(l)); err == nil {
 			db.Close()
 			t.Fatalf("WithCompression(%d) accepted", l)
+		} else if !errors.Is(err, ErrBadOption) {
+			t.Fatalf("WithCompression(%d): %v, want ErrBadOption", l, err)
 		}
 	}
 }
@@ -173,5 +176,37 @@ func TestMissingSegmentSaysSo(t *testing.T) {
 	db := openT(t, dir, WithFallback())
 	if got := newStateT(t, db, "a", "").Get(); got != "first" {
 		t.Fatalf("fell back to a=%q", got)
+	}
+}
+
+// An option whose value cannot mean what was asked, or options that
+// contradict each other, fail Open with ErrBadOption, naming the value.
+func TestBadOptionsAreErrBadOption(t *testing.T) {
+	st := replicatest.NewMemStore()
+	for _, tc := range []struct {
+		opts []Option
+		want string
+	}{
+		{[]Option{WithRetain(-1)}, "-1"},
+		{[]Option{WithCompression(42)}, "42"},
+		{[]Option{WithAutoSave(-time.Second)}, "-1s"},
+		{[]Option{WithReplica(st), WithReplicaRetain(-1)}, "-1"},
+		{[]Option{WithReplica(st), WithReplicaGrace(-time.Second)}, "-1s"},
+		{[]Option{WithReplica(st), WithReadOnly()}, "read-only"},
+	} {
+		dir := t.TempDir()
+		if db, err := Open(dir); err != nil {
+			t.Fatal(err)
+		} else {
+			db.Close()
+		}
+		db, err := Open(dir, tc.opts...)
+		if err == nil {
+			db.Close()
+			t.Fatalf("want %q refused", tc.want)
+		}
+		if !errors.Is(err, ErrBadOption) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrBadOption", tc.want, err)
+		}
 	}
 }

@@ -136,10 +136,10 @@ func Open(dir string, o Options) (*Engine, error) {
 		o.Retain = DefaultRetain
 	}
 	if o.Retain < 1 {
-		return nil, fmt.Errorf("instadump: retain %d snapshots: must be at least 1", o.Retain)
+		return nil, fmt.Errorf("%w: retain %d snapshots: must be at least 1", errs.ErrBadOption, o.Retain)
 	}
 	if o.Level < LevelFastest || o.Level > LevelNone {
-		return nil, fmt.Errorf("instadump: unknown compression level %d: use one of the Level constants", o.Level)
+		return nil, fmt.Errorf("%w: unknown compression level %d: use one of the Level constants", errs.ErrBadOption, o.Level)
 	}
 	if o.FS == vfs.OS && !filepath.IsAbs(dir) {
 		// Every file is named from dir: a relative one would follow the

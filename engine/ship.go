@@ -132,13 +132,16 @@ type pendingCommit struct {
 func (e *Engine) startShipper() error {
 	o := e.opts.Replica
 	if e.opts.ReadOnly {
-		return fmt.Errorf("instadump: cannot replicate %s to %s: the DB is open read-only", e.dir, o.Store)
+		return fmt.Errorf("%w: cannot replicate %s to %s: the DB is open read-only (the DB that saves replicates)", errs.ErrBadOption, e.dir, o.Store)
 	}
 	if o.Retain == 0 {
 		o.Retain = e.opts.Retain
 	}
 	if o.Retain < 1 {
-		return fmt.Errorf("instadump: the replica of %s retains %d snapshots: must be at least 1", e.dir, o.Retain)
+		return fmt.Errorf("%w: the replica of %s retains %d snapshots: must be at least 1", errs.ErrBadOption, e.dir, o.Retain)
+	}
+	if o.Grace < 0 {
+		return fmt.Errorf("%w: a replica grace of %v for %s: must not be negative", errs.ErrBadOption, o.Grace, e.dir)
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = DefaultRetryMin

@@ -124,6 +124,10 @@ func (e *VersionError) Is(target error) bool { return target == ErrUnsupportedVe
 // DB: no CURRENT, no manifest.
 var ErrNotDB = errors.New("instadump: not an instadump directory")
 
+// ErrBadOption: an option whose value cannot mean what was asked, or
+// options that contradict each other.
+var ErrBadOption = errors.New("instadump: invalid option")
+
 // ErrNoSnapshot reports a snapshot that is not there: none retained or
 // replicated, or not the one asked for.
 var ErrNoSnapshot = errors.New("instadump: no such snapshot")
