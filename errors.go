@@ -67,11 +67,15 @@ type DecodeError struct {
 	Wanted string // the state's Go type
 	Err    error  // the decoder's error
 	Map    bool   // the state is a Map, which takes no migrations
+	todo   string // what to do, where the usual advice does not fit
 }
 
 func (e *DecodeError) Error() string {
 	todo := "register it with a matching type, give it a migration (MigrateFrom), or Drop it"
-	if e.Map {
+	switch {
+	case e.todo != "":
+		todo = e.todo
+	case e.Map:
 		todo = "register it with NewMap and the key and value types it was saved with, or Drop it (its entries are lost); a Map has no migrations: to change its types, register it with the old ones, copy its entries into a Map of another name, and Drop it"
 	}
 	return fmt.Sprintf("instadump: state %s holds a %s that does not decode into %s (%v): %s", quote(e.State), e.Stored, e.Wanted, e.Err, todo)

@@ -198,13 +198,14 @@ func TestSchemaErrors(t *testing.T) {
 	saveT(t, db) // schema 1
 	db.Close()
 	db = openT(t, dir)
-	if _, err := NewState(db, "n", 0); !errors.Is(err, ErrTypeMismatch) || !strings.Contains(err.Error(), "newer") {
+	var de *DecodeError
+	if _, err := NewState(db, "n", 0); !errors.As(err, &de) || de.State != "n" || !strings.Contains(err.Error(), "newer") || !strings.Contains(err.Error(), "run the newer program") {
 		t.Fatalf("a schema newer than the program's: %v", err)
 	}
 	if _, err := NewState(db, "n", 0, MigrateFrom(1, func(s string) (int, error) { return 0, nil }), MigrateFrom(1, func(s string) (int, error) { return 0, nil })); err == nil {
 		t.Fatal("two migrations from one schema accepted")
 	}
-	if _, err := NewState(db, "n", 0, MigrateFrom(5, func(s string) (int, error) { return 0, nil })); !errors.Is(err, ErrTypeMismatch) || !strings.Contains(err.Error(), "no migration from it") {
+	if _, err := NewState(db, "n", 0, MigrateFrom(5, func(s string) (int, error) { return 0, nil })); !errors.As(err, &de) || !strings.Contains(err.Error(), "no migration from schema version 1") {
 		t.Fatalf("no migration from the stored schema: %v", err)
 	}
 	if _, err := NewState(db, "n", 0, MigrateFrom(0, func(c chan int) (int, error) { return 0, nil })); !errors.Is(err, ErrUnsupportedType) {

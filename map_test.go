@@ -320,12 +320,13 @@ func TestMapKindMismatch(t *testing.T) {
 	saveT(t, db)
 	db.Close()
 	db = openT(t, dir)
-	if _, err := NewMap[string, int](db, "v"); !errors.Is(err, ErrTypeMismatch) {
+	var de *DecodeError
+	if _, err := NewMap[string, int](db, "v"); !errors.As(err, &de) || de.State != "v" || !strings.Contains(err.Error(), "register it with NewState") {
 		t.Fatalf("a value as a map: %v", err)
 	} else {
 		t.Log(err)
 	}
-	if _, err := NewState(db, "m", 0); !errors.Is(err, ErrTypeMismatch) {
+	if _, err := NewState(db, "m", 0); !errors.As(err, &de) || de.State != "m" || !strings.Contains(err.Error(), "register it with NewMap") {
 		t.Fatalf("a map as a value: %v", err)
 	} else {
 		t.Log(err)

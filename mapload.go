@@ -1,6 +1,7 @@
 package instadump
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -21,7 +22,8 @@ type mapLoaded[K comparable, V any] struct {
 // each into the shards its keys belong to, then the deltas in order.
 func (m *Map[K, V]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
 	if ref.Kind != engine.MapState {
-		return nil, fmt.Errorf("%w: state %s is stored as a %s, not a map: register it with NewState", ErrTypeMismatch, quote(m.name), ref.Kind)
+		return nil, &DecodeError{State: m.name, Stored: ref.Kind.String(), Wanted: reflect.TypeFor[Map[K, V]]().String(), Map: true,
+			Err: errors.New("it was saved with NewState, not NewMap"), todo: "register it with NewState, or Drop it"}
 	}
 	out := &mapLoaded[K, V]{}
 	var locks [mapShards]sync.Mutex

@@ -1,6 +1,7 @@
 package instadump
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -94,12 +95,15 @@ func (c *stateConfig[T]) decode(name string, raw []byte, schema uint64) (*T, err
 		}
 		return v, nil
 	}
+	wanted := fmt.Sprintf("%s of schema version %d", reflect.TypeFor[T](), c.schema)
 	if schema > c.schema {
-		return nil, fmt.Errorf("%w: state %s was stored in schema version %d, newer than this program's %d: run the newer program, or Drop the state", ErrTypeMismatch, quote(name), schema, c.schema)
+		return nil, &DecodeError{State: name, Stored: fmt.Sprintf("value of schema version %d", schema), Wanted: wanted,
+			Err: errors.New("a newer program saved it"), todo: "run the newer program, or Drop it"}
 	}
 	migrate := c.migrations[schema]
 	if migrate == nil {
-		return nil, fmt.Errorf("%w: state %s was stored in schema version %d and has no migration from it (MigrateFrom(%d, ...))", ErrTypeMismatch, quote(name), schema, schema)
+		return nil, &DecodeError{State: name, Stored: fmt.Sprintf("value of schema version %d", schema), Wanted: wanted,
+			Err: fmt.Errorf("no migration from schema version %d", schema), todo: fmt.Sprintf("give it one (MigrateFrom(%d, ...)), or Drop it", schema)}
 	}
 	v, err := migrate(raw)
 	if de, ok := err.(*DecodeError); ok {

@@ -1,6 +1,7 @@
 package instadump
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -193,7 +194,8 @@ func (s *State[T]) changedInPlace() bool { return !s.dirty() && s.shape != shape
 // stored in an older schema.
 func (s *State[T]) load(eng *engine.Engine, ref engine.Ref) (any, error) {
 	if ref.Kind != engine.ValueState {
-		return nil, fmt.Errorf("%w: state %s is stored as a %s, not a value: register it with NewMap", ErrTypeMismatch, quote(s.name), ref.Kind)
+		return nil, &DecodeError{State: s.name, Stored: ref.Kind.String(), Wanted: reflect.TypeFor[T]().String(),
+			Err: errors.New("it was saved with NewMap, not NewState"), todo: "register it with NewMap, or Drop it"}
 	}
 	raw, err := eng.Read(ref.Value)
 	if err != nil {
