@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -174,10 +175,22 @@ func Open(dir string, o Options) (*Engine, error) {
 	err := e.recover()
 	// A read-only open races with the owner's saves: a rollover or a
 	// garbage collection may delete a file between reading CURRENT and
-	// opening what it names. Start over when that happens, for a while.
+	// opening what it names. Start over when that happens, for a while,
+	// as long as the directory changes between attempts: when it does
+	// not, the file is missing, not deleted under the open (tolerated
+	// once, for a segment only an older snapshot uses: holdRetained).
+	var seen string
 	for wait, deadline := time.Millisecond, time.Now().Add(readOnlyRetry); err != nil && o.ReadOnly && errors.Is(err, errs.ErrMissing) && time.Now().Before(deadline); wait = min(2*wait, 50*time.Millisecond) {
+		now, ok := e.attempt(err)
+		if ok && now == seen {
+			if e.tolerateMissing {
+				break
+			}
+			e.tolerateMissing = true
+		}
+		seen = now
 		time.Sleep(wait)
-		e.tolerateMissing = time.Until(deadline) < readOnlyRetry/2
+		e.tolerateMissing = e.tolerateMissing || time.Until(deadline) < readOnlyRetry/2
 		e.closeFiles()
 		e.reset()
 		err = e.recover()
@@ -199,6 +212,18 @@ func Open(dir string, o Options) (*Engine, error) {
 	}
 	e.startReadAhead()
 	return e, nil
+}
+
+// attempt describes a failed read-only recovery: the names in the
+// directory and the error. Two alike, one after the other, mean the owner
+// changed nothing in between.
+// A directory that does not list is not described (false).
+func (e *Engine) attempt(err error) (string, bool) {
+	names, lerr := e.fs.List(e.dir)
+	if lerr != nil {
+		return "", false
+	}
+	return strings.Join(names, "/") + "\x00" + err.Error(), true
 }
 
 // readOnlyRetry is how long a read-only open keeps starting over when the

@@ -3,11 +3,13 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"testing"
 
 	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/vfs"
+	"github.com/instadump/instadump/manifest"
 	"github.com/instadump/instadump/segment"
 )
 
@@ -142,5 +144,49 @@ func TestNotADB(t *testing.T) {
 	}
 	if _, err := Open("nowhere", Options{FS: m, ReadOnly: true}); err == nil || errors.Is(err, errs.ErrCorrupt) {
 		t.Fatalf("read-only open of a missing directory: %v", err)
+	}
+}
+
+// countingFS counts the opens of CURRENT: one for each attempt of a
+// recovery.
+type countingFS struct {
+	FS
+	currents int
+}
+
+func (c *countingFS) Open(name string) (vfs.File, error) {
+	if filepath.Base(name) == CurrentFile {
+		c.currents++
+	}
+	return c.FS.Open(name)
+}
+
+// A read-only open starts over when a file it needs is missing, since the
+// owner may have deleted it under the open; but when nothing in the
+// directory changes between two attempts, the file is missing, not
+// deleted under it, and the open fails at once instead of retrying for
+// readOnlyRetry.
+func TestReadOnlyMissingFileFailsFast(t *testing.T) {
+	for _, missing := range []string{"000002.seg", "manifest", CurrentFile} {
+		t.Run(missing, func(t *testing.T) {
+			m, e := openMem(t, Options{})
+			commit(t, e, "a", "1")
+			commit(t, e, "b", "2")
+			if missing == "manifest" {
+				missing = manifest.FileName(e.manNum)
+			}
+			e.Close()
+			if err := m.Remove(filepath.Join(dir, missing)); err != nil {
+				t.Fatal(err)
+			}
+			c := &countingFS{FS: m}
+			_, err := Open(dir, Options{FS: c, ReadOnly: true})
+			if err == nil || missing != CurrentFile && !errors.Is(err, errs.ErrMissing) {
+				t.Fatalf("without %s: %v", missing, err)
+			}
+			if c.currents > 4 {
+				t.Fatalf("without %s: %d attempts, though nothing changed", missing, c.currents)
+			}
+		})
 	}
 }
