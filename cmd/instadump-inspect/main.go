@@ -25,6 +25,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -125,14 +126,19 @@ func run(args []string, stdout, stderr io.Writer, terminal bool) int {
 		fmt.Fprintf(fs.Output(), "usage: instadump-inspect %s [flags] %s\n\n%s\n", cmd.name, cmd.args, cmd.about)
 		fs.PrintDefaults()
 	}
+	// What Parse prints (the usage, after an error or for --help) goes to
+	// stdout for --help, else to stderr.
+	var parsed bytes.Buffer
+	fs.SetOutput(&parsed)
 	err := fs.Parse(interleave(fs, args[1:]))
+	fs.SetOutput(stderr)
 	fs.Visit(func(f *flag.Flag) { e.opts.keySet = e.opts.keySet || f.Name == "key" })
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			stdout.Write(parsed.Bytes())
 			return 0
 		}
+		stderr.Write(parsed.Bytes())
 		return 2
 	}
 	if fs.NArg() != cmd.nargs {

@@ -241,9 +241,9 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	for _, c := range commands {
-		out, _, code := runCmd(t, c.name, "--help")
-		if code != 0 || !strings.Contains(out, "usage: instadump-inspect "+c.name) {
-			t.Fatalf("%s --help: exit %d\n%s", c.name, code, out)
+		out, errOut, code := runCmd(t, c.name, "--help")
+		if code != 0 || strings.Count(out, "usage: instadump-inspect "+c.name) != 1 || errOut != "" {
+			t.Fatalf("%s --help: exit %d\n%s\nstderr: %s", c.name, code, out, errOut)
 		}
 	}
 	if out, _, code := runCmd(t, "--help"); code != 0 || !strings.Contains(out, "verify") {
