@@ -7,8 +7,10 @@
 // Commands: snapshots, states, get, dump, diff, segments, manifest,
 // verify; and, on a replica LOCATION (a directory or s3://BUCKET/PREFIX),
 // replica-snapshots, replica-verify, restore. Every listing takes --json;
-// every command takes --help. Exit status: 0 success, 1 failure (verify:
-// damage found), 2 usage error.
+// every command takes --help. Exit status: 0 success, 1 failure or
+// damage (verify: damage found; any other command on a DB whose current
+// snapshot or last record is damaged prints what it can of the newest
+// intact snapshot, with a WARNING on standard error), 2 usage error.
 //
 // get and dump write values as JSON without their Go types, from the
 // stored msgpack: binary as base64, times as RFC 3339 strings. JSON cannot
@@ -181,7 +183,8 @@ func interleave(fs *flag.FlagSet, args []string) []string {
 // onDB makes a command's run: it opens the DB directory args[0]
 // read-only, prints a warning if it had to fall back, runs f on it and
 // closes it, returning f's exit status, or 1 if the directory does not
-// open.
+// open or it had to fall back (damage: what f printed is of an older
+// snapshot than the owner's current one).
 func onDB(f func(e *env, db *inspect.DB, args []string) int) func(*env, []string) int {
 	return func(e *env, args []string) int {
 		db, err := inspect.Open(args[0])
@@ -189,10 +192,15 @@ func onDB(f func(e *env, db *inspect.DB, args []string) int) func(*env, []string
 			return e.fail(err)
 		}
 		defer db.Close()
-		if w := db.Warning(); w != nil {
+		w := db.Warning()
+		if w != nil {
 			fmt.Fprintf(e.stderr, "instadump-inspect: WARNING: %v\n", w)
 		}
-		return f(e, db, args)
+		code := f(e, db, args)
+		if w != nil && code == 0 {
+			code = 1
+		}
+		return code
 	}
 }
 
