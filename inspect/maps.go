@@ -1,7 +1,10 @@
 package inspect
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/instadump/instadump/engine"
 )
@@ -110,9 +113,10 @@ func eachDelta(raw []byte, set func(k, v []byte), del func(k []byte)) error {
 // map a value state holds, reading no more than it must: a Map's deltas
 // newest first, then its base.
 func (d *DB) lookupKey(r engine.Ref, name, key string) ([]byte, error) {
+	alt := keyJSON(key)
 	matches := func(k []byte) bool {
 		t, err := keyText(k, 0)
-		return err == nil && t == key
+		return err == nil && (t == key || alt != "" && t == alt)
 	}
 	find := func(raw []byte) ([]byte, error) {
 		var found []byte
@@ -192,4 +196,30 @@ func kindName(k kind) string {
 		return "a map"
 	}
 	return "a msgpack extension (a time, say)"
+}
+
+// keyJSON returns key, given as JSON, in the form keyText gives a stored
+// key: a JSON string as the string it holds; anything else compact, with
+// object members sorted by name and numbers as written. It is "" if key
+// is not one JSON value.
+func keyJSON(key string) string {
+	dec := json.NewDecoder(strings.NewReader(key))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return ""
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return "" // more after the value
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }

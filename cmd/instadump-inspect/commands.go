@@ -45,7 +45,7 @@ var cmdGet = &command{
 	about: "print one state's value as JSON, or with --key one entry of a map state",
 	flags: func(fs *flag.FlagSet, o *opts) {
 		snapshotFlag(fs, o)
-		fs.StringVar(&o.key, "key", "", "print only the value under `KEY` of a map state (a string key, or the JSON text of another: 42)")
+		fs.StringVar(&o.key, "key", "", "print only the value under `KEY` of a map state (a string key, as is or as a JSON string; another key as JSON: 42, {\"Org\":\"a\",\"ID\":7}, members in any order)")
 	},
 	run: onDB(func(e *env, db *inspect.DB, args []string) int {
 		if e.opts.keySet {

@@ -361,3 +361,49 @@ func saver(dir string) {
 		time.Sleep(time.Millisecond) // hundreds of saves a second
 	}
 }
+
+// seatKey is a struct key of a Map, saved as a msgpack map of its fields.
+type seatKey struct {
+	Org string
+	ID  int8
+	A   [2]uint16
+	B   bool
+}
+
+// --key takes any JSON spelling of a key that is not a string: object
+// members in any order, spaces anywhere, and a string key as its JSON
+// string too.
+func TestGetKeyAnySpelling(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	db, err := instadump.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seats, _ := instadump.NewMap[seatKey, string](db, "seats")
+	seats.Set(seatKey{Org: "a", ID: -128, A: [2]uint16{65535, 0}, B: true}, "window")
+	big, _ := instadump.NewMap[uint64, string](db, "big")
+	big.Set(255, "ff")
+	big.Set(1<<64-1, "max")
+	names, _ := instadump.NewMap[string, string](db, "names")
+	names.Set("a b", "spaced")
+	if _, err := db.Save(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, tc := range []struct{ state, key, want string }{
+		{"seats", `{"A": [65535, 0], "B": true, "ID": -128, "Org": "a"}`, `"window"`},
+		{"seats", `{"Org":"a","ID":-128,"A":[65535,0],"B":true}`, `"window"`},
+		{"big", " 255", `"ff"`},
+		{"big", "18446744073709551615", `"max"`},
+		{"names", "a b", `"spaced"`},
+		{"names", `"a b"`, `"spaced"`},
+	} {
+		out, errOut, code := runCmd(t, "get", dir, tc.state, "--key", tc.key)
+		if code != 0 || strings.TrimSpace(out) != tc.want {
+			t.Errorf("get %s --key %s: exit %d, %q, %s", tc.state, tc.key, code, out, errOut)
+		}
+	}
+	if _, errOut, code := runCmd(t, "get", dir, "seats", "--key", `{"Org":"a","ID":-127,"A":[65535,0],"B":true}`); code != 1 || !strings.Contains(errOut, "no such key") {
+		t.Fatalf("another key: exit %d, %s", code, errOut)
+	}
+}
