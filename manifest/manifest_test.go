@@ -120,6 +120,11 @@ func TestWriterRefusesBadRecords(t *testing.T) {
 		},
 		func(r *Record) { r.Time = time.Time{} },
 		func(r *Record) { r.Retained = 2 },
+		// Names in order, as the engine writes them, and not.
+		func(r *Record) { r.Kind, r.Removed = Delta, []string{"b"} },
+		func(r *Record) { r.Kind, r.Removed = Delta, []string{"z", "z"} },
+		func(r *Record) { r.Kind, r.Removed = Delta, []string{"z", "a"} },
+		func(r *Record) { r.States[1] = ref("a", 1, 52, 1) },
 	} {
 		r := good
 		r.States = append([]State(nil), good.States...)

@@ -6,6 +6,7 @@ import (
 	"iter"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/instadump/instadump/internal/errs"
@@ -137,25 +138,58 @@ func (r *Record) Validate() error {
 	case r.Kind == Full && len(r.Removed) > 0:
 		return fmt.Errorf("manifest: a full record cannot remove states")
 	}
-	seen := make(map[string]bool, len(r.States)+len(r.Removed))
 	for i := range r.States {
-		s := &r.States[i]
-		if err := s.validate(r.Snapshot); err != nil {
+		if err := r.States[i].validate(r.Snapshot); err != nil {
 			return err
 		}
-		if seen[s.Name] {
-			return fmt.Errorf("manifest: state %q appears twice in snapshot %d", s.Name, r.Snapshot)
-		}
-		seen[s.Name] = true
 	}
 	for _, n := range r.Removed {
 		if err := checkName("removed state", n); err != nil {
 			return err
 		}
-		if seen[n] {
+	}
+	twice := func(n string, removed bool) error {
+		if removed {
 			return fmt.Errorf("manifest: state %q both written and removed, or removed twice, in snapshot %d", n, r.Snapshot)
 		}
-		seen[n] = true
+		return fmt.Errorf("manifest: state %q appears twice in snapshot %d", n, r.Snapshot)
+	}
+	// Names each once: by a merge when both lists are sorted, as the
+	// engine writes them (a set of 100k names costs megabytes), else by
+	// a set.
+	sorted := slices.IsSortedFunc(r.States, func(a, b State) int { return strings.Compare(a.Name, b.Name) }) && slices.IsSorted(r.Removed)
+	if !sorted {
+		seen := make(map[string]bool, len(r.States)+len(r.Removed))
+		for i := range r.States {
+			if seen[r.States[i].Name] {
+				return twice(r.States[i].Name, false)
+			}
+			seen[r.States[i].Name] = true
+		}
+		for _, n := range r.Removed {
+			if seen[n] {
+				return twice(n, true)
+			}
+			seen[n] = true
+		}
+		return nil
+	}
+	for i := 1; i < len(r.States); i++ {
+		if r.States[i].Name == r.States[i-1].Name {
+			return twice(r.States[i].Name, false)
+		}
+	}
+	for i, s := 0, 0; i < len(r.Removed); i++ {
+		n := r.Removed[i]
+		if i > 0 && n == r.Removed[i-1] {
+			return twice(n, true)
+		}
+		for s < len(r.States) && r.States[s].Name < n {
+			s++
+		}
+		if s < len(r.States) && r.States[s].Name == n {
+			return twice(n, true)
+		}
 	}
 	return nil
 }
