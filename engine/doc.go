@@ -55,10 +55,12 @@
 // retention dropped.
 //
 // A manifest with no snapshot beside segments is a case of its own
-// (noSnapshot): a crash during a first save leaves one segment, which is
-// moved aside; more than one, or any with no CURRENT and no manifest, no
-// crash leaves, and Open fails with ErrCorrupt, touching nothing, rather
-// than start empty.
+// (noSnapshot): a crash during a first save leaves one segment, numbered
+// after those earlier crashed first saves left (moved aside), and it is
+// moved aside too; any other segments, or any with no CURRENT and no
+// manifest, no crash leaves, and Open fails with ErrCorrupt, touching
+// nothing, rather than start empty. A strict Open that fails touches no
+// file.
 //
 // # Commit (commit.go)
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/vfs"
@@ -56,12 +57,10 @@ func (e *Engine) recover() error {
 	if err != nil {
 		return err
 	}
-	if log == nil || len(log.Records) == 0 {
-		if err := e.noSnapshot(d, num); err != nil {
+	if log == nil { // a new directory
+		if err := e.noSnapshot(d, 0); err != nil {
 			return err
 		}
-	}
-	if log == nil { // a new directory
 		if e.opts.ReadOnly {
 			return fmt.Errorf("%w: %s has no CURRENT file and no manifest", errs.ErrNotDB, e.dir)
 		}
@@ -86,6 +85,11 @@ func (e *Engine) recover() error {
 	case log.TailErr != nil:
 		e.report.TornTail = log.TailErr
 		e.log.Warn("instadump: ignoring the torn tail of the manifest, left by a crash during a save that was never acknowledged", "err", log.TailErr)
+	}
+	if len(log.Records) == 0 {
+		if err := e.noSnapshot(d, num); err != nil {
+			return err
+		}
 	}
 	if err := e.fold(log, e.path(manifest.FileName(num))); err != nil {
 		return err
@@ -118,16 +122,18 @@ func (e *Engine) recover() error {
 // noSnapshot checks the segments of a directory whose manifest (number
 // num; 0: there is none) holds no snapshot. A save writes its segment
 // before its commit record, so a crash during a first save leaves one
-// segment beside a manifest with no snapshot: it is moved aside, never
-// deleted, since a manifest of one snapshot damaged back to its header
-// leaves the same. More than one, or any with no manifest at all, no
-// crash leaves: the manifest was damaged, cut or removed, and the open
-// fails, touching nothing, rather than start empty.
+// segment beside a manifest with no snapshot; the open after it moves
+// the segment aside, and the next first save writes the segment after
+// it. Segments that look like that (firstSaveLeft) are moved aside,
+// never deleted: a manifest of one snapshot damaged back to its header
+// can leave the same. Any others no crash leaves: the manifest was
+// damaged, cut or removed, and the open fails, touching nothing, rather
+// than start empty.
 func (e *Engine) noSnapshot(d *dirState, num uint64) error {
 	if len(d.segs) == 0 {
 		return nil
 	}
-	if num != 0 && len(d.segs) == 1 {
+	if num != 0 && firstSaveLeft(d) {
 		if !e.opts.ReadOnly {
 			name := segment.FileName(d.segs[0])
 			e.log.Warn("instadump: the manifest holds no snapshot, yet a segment is there: moving it aside, not deleting it; a crash during a first save leaves this, and so does a manifest damaged back to its header (then restore the directory from a backup)", "segment", name, "manifest", manifest.FileName(num))
@@ -139,8 +145,30 @@ func (e *Engine) noSnapshot(d *dirState, num uint64) error {
 	if num != 0 {
 		file, what = e.path(manifest.FileName(num)), "the manifest holds no snapshot"
 	}
-	return noFallback(errs.Corruptf(file, 0, "%s, yet %d segment files that saves wrote are there (%s to %s): the manifest was damaged, cut or removed; nothing was deleted (to start empty instead, move the segments away)",
+	return noFallback(errs.Corruptf(file, 0, "%s, yet %d segment files that saves wrote are there (%s to %s), which no crash leaves: the manifest was damaged, cut or removed; nothing was deleted (to start empty instead, move the segments away)",
 		what, len(d.segs), segment.FileName(d.segs[0]), segment.FileName(d.segs[len(d.segs)-1])))
+}
+
+// firstSaveLeft says whether the segments of d are what crashed first
+// saves leave: one segment, k, and segments 1 to k-1 moved aside (each by
+// the open after the crash that left it), none past k.
+func firstSaveLeft(d *dirState) bool {
+	if len(d.segs) != 1 || d.segs[0] == 0 {
+		return false
+	}
+	k := d.segs[0]
+	aside := map[uint64]bool{}
+	for _, n := range d.names {
+		if base, ok := strings.CutSuffix(n, BrokenSuffix); ok {
+			if id, ok := segment.ParseFileName(base); ok {
+				if id >= k {
+					return false
+				}
+				aside[id] = true
+			}
+		}
+	}
+	return uint64(len(aside)) == k-1
 }
 
 // holdRetained opens the segments of every retained snapshot, not only
