@@ -36,8 +36,9 @@ type Map[K comparable, V any] struct {
 	name string
 	pc   *codec.Pairs[K, V]
 	hash func(K) uint64
-	// keyMethods: keys are encoded, somewhere inside, by a method of
-	// their type, which may not give back the key saved (keysLoadBack).
+	// keyMethods: keys are encoded or decoded, somewhere inside, by a
+	// method of their type, which may not give back the key saved
+	// (keysLoadBack).
 	keyMethods bool
 	shards     [mapShards]atomic.Pointer[shard[K, V]]
 	count      atomic.Int64
@@ -375,10 +376,12 @@ func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 // (exported, not tagged `msgpack:"-"`): keys of other kinds (floats,
 // pointers, interfaces, chans, funcs), or holding them, may not load back
 // as the keys saved, and are refused with ErrUnsupportedType. A key type
-// with an encoding method of its own (MarshalBinary, MarshalText,
-// MarshalMsgpack or EncodeMsgpack, as uuid.UUID has) is trusted only key
-// by key: a Save that would write a key that does not load back as
-// itself fails with ErrUnsupportedType, naming it, and writes nothing.
+// (or a type inside it) with an encoding or decoding method of its own
+// (MarshalBinary, MarshalText, MarshalMsgpack or EncodeMsgpack, or their
+// counterparts, as uuid.UUID and netip.Addr have) is taken at NewMap and
+// trusted only key by key: a Save that would write a key that does not
+// load back as itself fails with ErrUnsupportedType, naming it, and
+// writes nothing.
 //
 // It fails as NewState does (ErrBadName, with at most MaxMapNameLen
 // bytes; ErrDuplicate; ErrUnsupportedType; ErrTypeMismatch, also when the
@@ -439,6 +442,12 @@ func keyProblem(t reflect.Type, path string) string {
 	case reflect.Bool, reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return ""
+	case reflect.Array, reflect.Struct, reflect.Float32, reflect.Float64:
+		if codec.CustomCoded(t) {
+			return "" // its own methods make its keys what they are: each is checked at Save (keysLoadBack)
+		}
+	}
+	switch t.Kind() {
 	case reflect.Array:
 		return keyProblem(t.Elem(), path+"[i]")
 	case reflect.Struct:
@@ -468,9 +477,9 @@ func keyProblem(t reflect.Type, path string) string {
 }
 
 // keyMethods says whether keys of type t (a type checkKey accepts) are
-// encoded, at any depth, by a method of a type of theirs.
+// encoded or decoded, at any depth, by a method of a type of theirs.
 func keyMethods(t reflect.Type) bool {
-	if codec.CustomEncoded(t) {
+	if codec.CustomCoded(t) {
 		return true
 	}
 	switch t.Kind() {

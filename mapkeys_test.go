@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -363,5 +364,66 @@ func TestMapKeyMethodLosesKeys(t *testing.T) {
 	carl, _ := m.Get("carl@example.com")
 	if err != nil || m.Len() != 2 || ada != 1 || carl != 3 {
 		t.Fatalf("loaded %d entries, err %v", m.Len(), err)
+	}
+}
+
+// lowerOnLoad decodes by a method of its own, folding case, and encodes
+// as the string it is.
+type lowerOnLoad string
+
+func (l *lowerOnLoad) UnmarshalText(b []byte) error {
+	*l = lowerOnLoad(strings.ToLower(string(b)))
+	return nil
+}
+
+// A key type that decodes by a method of its own is checked too.
+func TestMapKeyDecodeMethodLosesKeys(t *testing.T) {
+	db := openT(t, t.TempDir())
+	m, err := NewMap[lowerOnLoad, int](db, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Set("A", 1)
+	m.Set("a", 2)
+	if _, err := db.Save(); !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), "key A ") {
+		t.Fatalf("Save: %v", err)
+	}
+}
+
+// Key types whose own methods encode them exactly are taken, though
+// their fields are unexported, and load back.
+func TestMapKeyOwnMethodsTaken(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	addrs, err := NewMap[netip.Addr, int](db, "addrs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := NewMap[netip.AddrPort, string](db, "ports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a4, a6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	addrs.Set(a4, 4)
+	addrs.Set(a6, 6)
+	ports.Set(netip.AddrPortFrom(a6, 443), "https")
+	if _, err := db.Save(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openT(t, dir)
+	addrs, err = NewMap[netip.Addr, int](db, "addrs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err = NewMap[netip.AddrPort, string](db, "ports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4, _ := addrs.Get(a4)
+	v6, _ := addrs.Get(a6)
+	p, _ := ports.Get(netip.AddrPortFrom(a6, 443))
+	if addrs.Len() != 2 || v4 != 4 || v6 != 6 || p != "https" {
+		t.Fatalf("loaded %d addrs (%d, %d), port %q", addrs.Len(), v4, v6, p)
 	}
 }

@@ -111,11 +111,11 @@ var (
 // msgpack/v5's ptrEncoderFunc or encodeCustomValue do for them.
 func customEnc(t reflect.Type) bool { return implementsOne(t, encodeMethods) }
 
-// CustomEncoded reports whether values of t (not a pointer) are encoded
-// by a method of their own (EncodeMsgpack, MarshalMsgpack, MarshalBinary
-// or MarshalText, on t or *t), which decides alone what they load back
-// as.
-func CustomEncoded(t reflect.Type) bool { return customEnc(t) }
+// CustomCoded reports whether values of t (not a pointer) are encoded or
+// decoded by a method of their own (EncodeMsgpack, MarshalMsgpack,
+// MarshalBinary or MarshalText, or their decoding counterparts, on t or
+// *t), which then decides alone what they load back as.
+func CustomCoded(t reflect.Type) bool { return customEnc(t) || customDec(t) }
 
 // customDec is customEnc for decoding.
 func customDec(t reflect.Type) bool { return implementsOne(t, decodeMethods) }
