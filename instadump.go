@@ -110,8 +110,13 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.autoSave < 0 {
+	switch {
+	case o.retainSet && o.retain < 1:
+		return nil, fmt.Errorf("%w: WithRetain(%d) for %s: keep at least 1 snapshot", ErrBadOption, o.retain, dir)
+	case o.autoSave < 0:
 		return nil, fmt.Errorf("%w: WithAutoSave(%v) for %s: the interval must not be negative", ErrBadOption, o.autoSave, dir)
+	case o.readOnly && (o.autoSave > 0 || o.saveOnClose):
+		return nil, fmt.Errorf("%w: WithReadOnly with WithAutoSave or WithSaveOnClose for %s: a read-only DB never saves", ErrBadOption, dir)
 	}
 	log := o.logger
 	if log == nil {

@@ -12,6 +12,7 @@ type Option func(*options)
 
 type options struct {
 	retain      int
+	retainSet   bool // WithRetain was given, perhaps with a bad n
 	autoSave    time.Duration
 	saveOnClose bool
 	level       Level
@@ -37,7 +38,7 @@ const (
 
 // WithRetain keeps the n most recent snapshots (default 3, at least 1).
 // Older ones are dropped, and their data deleted, as new ones are saved.
-func WithRetain(n int) Option { return func(o *options) { o.retain = n } }
+func WithRetain(n int) Option { return func(o *options) { o.retain, o.retainSet = n, true } }
 
 // WithAutoSave saves in the background every interval, when something
 // changed since the last save. Errors go to the logger and to
@@ -60,7 +61,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithReadOnly opens without the lock, repairs nothing and writes
 // nothing: for tools that look at a DB another process may have open.
 // States can be registered and read; Save returns ErrReadOnly. A
-// directory that holds no DB is ErrNotDB.
+// directory that holds no DB is ErrNotDB. With WithAutoSave,
+// WithSaveOnClose or WithReplica, which only a saving DB can do, Open
+// fails with ErrBadOption.
 //
 // A read-only DB never moves forward: it holds the snapshots as they were
 // when it was opened. Snapshots, Reload and ReloadFrom see those, not the

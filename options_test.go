@@ -1,6 +1,7 @@
 package instadump
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -188,6 +189,9 @@ func TestBadOptionsAreErrBadOption(t *testing.T) {
 		want string
 	}{
 		{[]Option{WithRetain(-1)}, "-1"},
+		{[]Option{WithRetain(0)}, "WithRetain(0)"},
+		{[]Option{WithReadOnly(), WithSaveOnClose()}, "never saves"},
+		{[]Option{WithReadOnly(), WithAutoSave(time.Second)}, "never saves"},
 		{[]Option{WithCompression(42)}, "42"},
 		{[]Option{WithAutoSave(-time.Second)}, "-1s"},
 		{[]Option{WithReplica(st), WithReplicaRetain(-1)}, "-1"},
@@ -208,5 +212,31 @@ func TestBadOptionsAreErrBadOption(t *testing.T) {
 		if !errors.Is(err, ErrBadOption) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want ErrBadOption", tc.want, err)
 		}
+	}
+}
+
+// A bad replica option given with WithFallback fails Open before recovery
+// falls back: nothing in the directory changes.
+func TestBadReplicaOptionChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	x := newStateT(t, db, "x", 1)
+	saveT(t, db)
+	x.Set(2)
+	saveT(t, db)
+	db.Close()
+	seg := filepath.Join(dir, segment.FileName(2))
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 1
+	os.WriteFile(seg, data, 0o644)
+	before := dirFiles(t, dir)
+	if _, err := Open(dir, WithFallback(), WithReplica(replicatest.NewMemStore()), WithReplicaRetain(-1)); !errors.Is(err, ErrBadOption) {
+		t.Fatalf("open: %v", err)
+	}
+	if after := dirFiles(t, dir); !bytes.Equal(before, after) {
+		t.Fatalf("the directory changed:\n%s\n%s", before, after)
 	}
 }

@@ -142,6 +142,9 @@ func Open(dir string, o Options) (*Engine, error) {
 	if o.Level < LevelFastest || o.Level > LevelNone {
 		return nil, fmt.Errorf("%w: unknown compression level %d: use one of the Level constants", errs.ErrBadOption, o.Level)
 	}
+	if err := o.checkReplica(dir); err != nil {
+		return nil, err
+	}
 	if o.FS == vfs.OS && !filepath.IsAbs(dir) {
 		// Every file is named from dir: a relative one would follow the
 		// process's working directory when it changes.

@@ -128,20 +128,28 @@ type pendingCommit struct {
 	next *lastShipped
 }
 
+// checkReplica refuses replica options that cannot mean what was asked,
+// before recovery writes anything.
+func (o *Options) checkReplica(dir string) error {
+	r := o.Replica
+	switch {
+	case r.Store == nil:
+		return nil
+	case o.ReadOnly:
+		return fmt.Errorf("%w: cannot replicate %s to %s: the DB is open read-only (the DB that saves replicates)", errs.ErrBadOption, dir, r.Store)
+	case r.Retain < 0:
+		return fmt.Errorf("%w: the replica of %s retains %d snapshots: must be at least 1", errs.ErrBadOption, dir, r.Retain)
+	case r.Grace < 0:
+		return fmt.Errorf("%w: a replica grace of %v for %s: must not be negative", errs.ErrBadOption, r.Grace, dir)
+	}
+	return nil
+}
+
 // startShipper reads or makes the DB's lineage and starts shipping.
 func (e *Engine) startShipper() error {
 	o := e.opts.Replica
-	if e.opts.ReadOnly {
-		return fmt.Errorf("%w: cannot replicate %s to %s: the DB is open read-only (the DB that saves replicates)", errs.ErrBadOption, e.dir, o.Store)
-	}
 	if o.Retain == 0 {
 		o.Retain = e.opts.Retain
-	}
-	if o.Retain < 1 {
-		return fmt.Errorf("%w: the replica of %s retains %d snapshots: must be at least 1", errs.ErrBadOption, e.dir, o.Retain)
-	}
-	if o.Grace < 0 {
-		return fmt.Errorf("%w: a replica grace of %v for %s: must not be negative", errs.ErrBadOption, o.Grace, e.dir)
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = DefaultRetryMin
