@@ -231,9 +231,10 @@ func (d *DB) WriteDump(w io.Writer, id uint64) error {
 // WriteKeyJSON writes the value under key of state name of snapshot id
 // (0: the current one) to w as JSON: name is a Map, or a value state
 // holding a map. key matches a string key, as is or as a JSON string, or
-// another key written as JSON, in any spelling (42 for an integer key;
-// an object's members in any order, spaces anywhere). Only that entry is
-// turned into JSON.
+// another key written as JSON, in any spelling (42, 4.2e1 or 42.0 for an
+// integer key; an object's members in any order, spaces anywhere); a key
+// whose text is key as it is, found or deleted, comes first. Only that
+// entry is turned into JSON.
 func (d *DB) WriteKeyJSON(w io.Writer, id uint64, name, key string) error {
 	r, err := d.state(id, name)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
+	"strconv"
 	"strings"
 
 	"github.com/instadump/instadump/engine"
@@ -111,12 +113,29 @@ func eachDelta(raw []byte, set func(k, v []byte), del func(k []byte)) error {
 
 // lookupKey returns the value bytes under key in map state r, or in the
 // map a value state holds, reading no more than it must: a Map's deltas
-// newest first, then its base.
+// newest first, then its base. key is first taken as a key's text as it
+// is; only if no key has (or had) that text, as the key it spells in
+// JSON (keyJSON).
 func (d *DB) lookupKey(r engine.Ref, name, key string) ([]byte, error) {
-	alt := keyJSON(key)
+	v, gone, err := d.lookupText(r, name, key)
+	if alt := keyJSON(key); err == nil && v == nil && !gone && alt != "" && alt != key {
+		v, gone, err = d.lookupText(r, name, alt)
+	}
+	switch {
+	case err != nil || v != nil:
+		return v, err
+	case gone:
+		return nil, fmt.Errorf("%w: %q (deleted)", ErrNoKey, key)
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNoKey, key)
+}
+
+// lookupText returns the value bytes under the key whose text (keyText)
+// is text, or whether the newest delta that names it deletes it.
+func (d *DB) lookupText(r engine.Ref, name, text string) (val []byte, deleted bool, err error) {
 	matches := func(k []byte) bool {
 		t, err := keyText(k, 0)
-		return err == nil && (t == key || alt != "" && t == alt)
+		return err == nil && t == text
 	}
 	find := func(raw []byte) ([]byte, error) {
 		var found []byte
@@ -130,21 +149,18 @@ func (d *DB) lookupKey(r engine.Ref, name, key string) ([]byte, error) {
 	if r.Kind == engine.ValueState {
 		raw, err := d.eng.Read(r.Value)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if it, herr := (&reader{b: raw}).head(); herr == nil && it.k != kMap {
-			return nil, fmt.Errorf("%w: state %q holds %s: --key applies only to a Map (or a value that is a map); get the whole value without --key", ErrNotMap, name, kindName(it.k))
+			return nil, false, fmt.Errorf("%w: state %q holds %s: --key applies only to a Map (or a value that is a map); get the whole value without --key", ErrNotMap, name, kindName(it.k))
 		}
 		v, err := find(raw)
-		if err == nil && v == nil {
-			err = fmt.Errorf("%w: %q", ErrNoKey, key)
-		}
-		return v, err
+		return v, false, err
 	}
 	for i := len(r.Deltas) - 1; i >= 0; i-- {
 		raw, err := d.eng.Read(r.Deltas[i])
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		var found []byte
 		gone := false
@@ -153,26 +169,20 @@ func (d *DB) lookupKey(r engine.Ref, name, key string) ([]byte, error) {
 				found = v
 			}
 		}, func(k []byte) { gone = gone || matches(k) })
-		if err != nil {
-			return nil, err
-		}
-		if found != nil {
-			return found, nil
-		}
-		if gone {
-			return nil, fmt.Errorf("%w: %q (deleted)", ErrNoKey, key)
+		if err != nil || found != nil || gone {
+			return found, found == nil && gone, err
 		}
 	}
 	for _, l := range r.Base {
 		raw, err := d.eng.Read(l)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if v, err := find(raw); err != nil || v != nil {
-			return v, err
+			return v, false, err
 		}
 	}
-	return nil, fmt.Errorf("%w: %q", ErrNoKey, key)
+	return nil, false, nil
 }
 
 // kindName names a msgpack kind, with its article, for messages.
@@ -200,8 +210,8 @@ func kindName(k kind) string {
 
 // keyJSON returns key, given as JSON, in the form keyText gives a stored
 // key: a JSON string as the string it holds; anything else compact, with
-// object members sorted by name and numbers as written. It is "" if key
-// is not one JSON value.
+// object members sorted by name and numbers as canonNumbers writes them.
+// It is "" if key is not one JSON value.
 func keyJSON(key string) string {
 	dec := json.NewDecoder(strings.NewReader(key))
 	dec.UseNumber()
@@ -215,6 +225,7 @@ func keyJSON(key string) string {
 	if s, ok := v.(string); ok {
 		return s
 	}
+	v = canonNumbers(v)
 	var b strings.Builder
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -222,4 +233,32 @@ func keyJSON(key string) string {
 		return ""
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// canonNumbers rewrites the numbers in v, decoded with UseNumber, as
+// keyText writes stored ones: an integer (100 for 1e2, 100.0 or 100; 0
+// for -0) in decimal, another number as its shortest float64 form.
+func canonNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		r, ok := new(big.Rat).SetString(string(x))
+		if !ok {
+			return x
+		}
+		if n := r.Num(); r.IsInt() && (n.IsInt64() || n.IsUint64()) {
+			return json.Number(n.String())
+		}
+		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
+			return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
+		}
+	case []any:
+		for i := range x {
+			x[i] = canonNumbers(x[i])
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = canonNumbers(e)
+		}
+	}
+	return v
 }

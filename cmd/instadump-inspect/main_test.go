@@ -384,8 +384,11 @@ func TestGetKeyAnySpelling(t *testing.T) {
 	big, _ := instadump.NewMap[uint64, string](db, "big")
 	big.Set(255, "ff")
 	big.Set(1<<64-1, "max")
+	big.Set(0, "zero")
 	names, _ := instadump.NewMap[string, string](db, "names")
 	names.Set("a b", "spaced")
+	names.Set(`"a b"`, "quoted")
+	names.Set("c", "see")
 	if _, err := db.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -394,9 +397,14 @@ func TestGetKeyAnySpelling(t *testing.T) {
 		{"seats", `{"A": [65535, 0], "B": true, "ID": -128, "Org": "a"}`, `"window"`},
 		{"seats", `{"Org":"a","ID":-128,"A":[65535,0],"B":true}`, `"window"`},
 		{"big", " 255", `"ff"`},
+		{"big", "2.55e2", `"ff"`},
+		{"big", "255.0", `"ff"`},
 		{"big", "18446744073709551615", `"max"`},
+		{"big", "0", `"zero"`},
+		{"big", "-0", `"zero"`},
 		{"names", "a b", `"spaced"`},
-		{"names", `"a b"`, `"spaced"`},
+		{"names", `"a b"`, `"quoted"`}, // a key of that text comes first
+		{"names", `"c"`, `"see"`},
 	} {
 		out, errOut, code := runCmd(t, "get", dir, tc.state, "--key", tc.key)
 		if code != 0 || strings.TrimSpace(out) != tc.want {
@@ -405,5 +413,23 @@ func TestGetKeyAnySpelling(t *testing.T) {
 	}
 	if _, errOut, code := runCmd(t, "get", dir, "seats", "--key", `{"Org":"a","ID":-127,"A":[65535,0],"B":true}`); code != 1 || !strings.Contains(errOut, "no such key") {
 		t.Fatalf("another key: exit %d, %s", code, errOut)
+	}
+	// A key deleted in a delta is deleted under its own text, not under
+	// the JSON reading of another's.
+	db, err = instadump.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, _ = instadump.NewMap[string, string](db, "names")
+	names.Delete("a b")
+	if _, err := db.Save(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if out, errOut, code := runCmd(t, "get", dir, "names", "--key", `"a b"`); code != 0 || strings.TrimSpace(out) != `"quoted"` {
+		t.Fatalf(`get --key '"a b"' after "a b" was deleted: exit %d, %q, %s`, code, out, errOut)
+	}
+	if _, errOut, code := runCmd(t, "get", dir, "names", "--key", "a b"); code != 1 || !strings.Contains(errOut, "deleted") {
+		t.Fatalf("get --key 'a b' after it was deleted: exit %d, %s", code, errOut)
 	}
 }
