@@ -214,3 +214,53 @@ func TestLineageFile(t *testing.T) {
 		t.Fatal("a read-only open replicates")
 	}
 }
+
+// Two copies of one directory that ship snapshots of other IDs, which no
+// Create of one ID decides between: the second to ship after the other
+// finds a commit object it did not make, newer than its last, and is
+// fenced; the store's newest snapshot is the other's.
+func TestCopiesShippingOtherIDs(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, st, Options{})
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint("a", i))
+	}
+	waitShipped(t, a, 4)
+	a.Close()
+	twin := m.CrashClone(vfs.CrashOptions{})
+	b := open(t, twin, Options{}) // saves on without replicating: 5 to 8
+	for i := 5; i <= 8; i++ {
+		commit(t, b, "x", fmt.Sprint("b", i))
+	}
+	b.Close()
+	a = openRepl(t, m, st, Options{})
+	defer a.Close()
+	commit(t, a, "x", "a5")
+	waitShipped(t, a, 5)
+	b = openRepl(t, twin, st, Options{})
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	commit(t, b, "x", "b9")
+	bErr := b.WaitReplicated(ctx, 9) // shipped (nil), or fenced
+	commit(t, a, "x", "a6")
+	aErr := a.WaitReplicated(ctx, 6)
+	for _, err := range []error{aErr, bErr} {
+		if err != nil && !errors.Is(err, ErrFenced) {
+			t.Fatal(err)
+		}
+	}
+	if (aErr == nil) == (bErr == nil) {
+		t.Fatalf("a: %v, b: %v: want one of them fenced", aErr, bErr)
+	}
+	want := "a6"
+	if aErr != nil {
+		want = "b9"
+	}
+	r, _, _ := restoreTo(t, st, RestoreOptions{})
+	defer r.Close()
+	if got := contents(t, r, 0)["x"]; got != want {
+		t.Fatalf("restored %q, want %q (a: %v, b: %v)", got, want, aErr, bErr)
+	}
+}

@@ -113,6 +113,9 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		s.present[sg.ref.ID] = true
 		s.mu.Unlock()
 	}
+	if err := s.onlyShipper(ctx); err != nil {
+		return err
+	}
 	c, next, err := s.commitObject(h)
 	if err != nil {
 		return err
@@ -134,6 +137,31 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		return fmt.Errorf("instadump: committing snapshot %d to the store: %w", id, err)
 	}
 	s.committed(p)
+	return nil
+}
+
+// onlyShipper makes sure, before a commit object is created, that no
+// other process shipped a snapshot of this lineage after the last this
+// one shipped or found: a copy of this DB's directory that ships other
+// snapshot IDs is seen by no Create of one ID. One List of the lineage's
+// commit objects.
+func (s *shipper) onlyShipper(ctx context.Context) error {
+	objs, err := list(ctx, s.st, replica.CommitPrefix(s.lin.ID))
+	if err != nil {
+		return fmt.Errorf("instadump: listing the commit objects of lineage %s%s: %w", s.lin.ID, inStore(s.st, err), err)
+	}
+	last := s.floor
+	if s.last != nil {
+		last = max(last, s.last.id)
+	}
+	ours := s.loc.lineages[s.lin.ID]
+	for _, o := range objs {
+		kind, l, id, _, ok := replica.ParseKey(o.Key)
+		if !ok || kind != "snap" || l != s.lin.ID || id <= last || ours.commits[id] != nil {
+			continue
+		}
+		return s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship, after its own %d: a copy of this DB's directory replicates here too", id, s.lin.ID, last)
+	}
 	return nil
 }
 

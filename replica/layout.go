@@ -83,6 +83,9 @@ func LineagePrefix(l Lineage) string { return l.String() + "/" }
 // SegmentPrefix returns the prefix of the segments of lineage l.
 func SegmentPrefix(l Lineage) string { return l.String() + segDir }
 
+// CommitPrefix returns the prefix of the commit objects of lineage l.
+func CommitPrefix(l Lineage) string { return l.String() + snapDir }
+
 // CommitKey returns the key of the commit object of snapshot id in
 // lineage l.
 func CommitKey(l Lineage, id uint64) string { return l.String() + snapDir + pad(id) }
