@@ -19,10 +19,13 @@ import (
 // none. Like CURRENT it is a small text file, replaced by rename, never
 // edited:
 //
-//	instadump LINEAGE 1\n
+//	instadump LINEAGE 2\n
 //	id 0123456789abcdef0123456789abcdef\n
 //	parent fedcba9876543210fedcba9876543210 17\n   ("parent none\n" if not restored)
+//	shipped 42\n                                    the newest snapshot it may have shipped; 0: not known
 //	xxh64 0123456789abcdef\n                        xxhash64 of the lines above
+//
+// Version 1 has no shipped line, and reads as shipped 0.
 
 // LineageFile is the name of the file holding a DB's lineage.
 const LineageFile = "LINEAGE"
@@ -30,7 +33,7 @@ const LineageFile = "LINEAGE"
 const (
 	lineageTmp     = LineageFile + ".tmp"
 	lineageMagic   = "instadump LINEAGE"
-	lineageVersion = 1
+	lineageVersion = 2
 	maxLineageSize = 256
 )
 
@@ -39,14 +42,24 @@ type Lineage struct {
 	ID     replica.Lineage
 	Parent replica.Lineage // the lineage it was restored from; zero if none
 	Fork   uint64          // the parent's snapshot it was restored from; 0 if none
+	// Shipped is the newest snapshot of the lineage this directory may
+	// have shipped (noteShipped): a store whose newest snapshot is newer,
+	// and not one the directory retains to compare, was shipped to by a
+	// copy of it (shipper.start). 0 if not known.
+	Shipped uint64
 }
 
-func encodeLineage(l Lineage) []byte {
+func encodeLineage(l Lineage) []byte { return encodeLineageVersion(l, lineageVersion) }
+
+func encodeLineageVersion(l Lineage, version int) []byte {
 	parent := "none"
 	if !l.Parent.IsZero() {
 		parent = fmt.Sprintf("%s %d", l.Parent, l.Fork)
 	}
-	body := fmt.Sprintf("%s %d\nid %s\nparent %s\n", lineageMagic, lineageVersion, l.ID, parent)
+	body := fmt.Sprintf("%s %d\nid %s\nparent %s\n", lineageMagic, version, l.ID, parent)
+	if version >= 2 {
+		body += fmt.Sprintf("shipped %d\n", l.Shipped)
+	}
 	return fmt.Appendf(nil, "%sxxh64 %016x\n", body, xxhash.Sum64String(body))
 }
 
@@ -56,28 +69,34 @@ func decodeLineage(data []byte, file string) (Lineage, error) {
 		return l, errs.Corruptf(file, maxLineageSize, "%s is %d bytes, more than %d", LineageFile, len(data), maxLineageSize)
 	}
 	lines := strings.SplitAfter(string(data), "\n")
-	if len(lines) != 5 || lines[4] != "" {
-		return l, errs.Corruptf(file, 0, "%s does not have exactly four lines", LineageFile)
-	}
 	head := strings.TrimSuffix(lines[0], "\n")
 	if !strings.HasPrefix(head, lineageMagic+" ") {
 		return l, errs.CorruptCause(errs.ErrBadMagic, file, 0, "not a %s file: first line %q", LineageFile, head)
 	}
-	body := lines[0] + lines[1] + lines[2]
-	hex, ok := strings.CutPrefix(strings.TrimSuffix(lines[3], "\n"), "xxh64 ")
-	want, err := strconv.ParseUint(hex, 16, 64)
+	v := strings.TrimPrefix(head, lineageMagic+" ")
+	version, err := strconv.Atoi(v)
+	switch {
+	case err != nil || version <= 0 || strconv.Itoa(version) != v:
+		return l, errs.Corruptf(file, int64(len(lineageMagic)+1), "bad version in %q", head)
+	case version > lineageVersion:
+		return l, &errs.VersionError{File: file, Offset: int64(len(lineageMagic) + 1), What: "LINEAGE format version", Got: uint64(version), Max: lineageVersion}
+	}
+	want := 5 // lines (version 1 has no shipped line), and the empty string after the last newline
+	if version == 1 {
+		want = 4
+	}
+	if len(lines) != want+1 || lines[want] != "" {
+		return l, errs.Corruptf(file, 0, "%s does not have exactly %d lines", LineageFile, want)
+	}
+	sumLine := want - 1
+	body := strings.Join(lines[:sumLine], "")
+	hex, ok := strings.CutPrefix(strings.TrimSuffix(lines[sumLine], "\n"), "xxh64 ")
+	sum, err := strconv.ParseUint(hex, 16, 64)
 	if !ok || len(hex) != 16 || err != nil {
-		return l, errs.Corruptf(file, int64(len(body)), "bad checksum line %q", lines[3])
+		return l, errs.Corruptf(file, int64(len(body)), "bad checksum line %q", lines[sumLine])
 	}
-	if got := xxhash.Sum64String(body); got != want {
-		return l, errs.CorruptCause(errs.ErrChecksum, file, int64(len(body)), "checksum %016x, want %016x", got, want)
-	}
-	if v := strings.TrimPrefix(head, lineageMagic+" "); v != strconv.Itoa(lineageVersion) {
-		n, err := strconv.ParseUint(v, 10, 16)
-		if err != nil || n == 0 {
-			return l, errs.Corruptf(file, int64(len(lineageMagic)+1), "bad version in %q", head)
-		}
-		return l, &errs.VersionError{File: file, Offset: int64(len(lineageMagic) + 1), What: "LINEAGE format version", Got: n, Max: lineageVersion}
+	if got := xxhash.Sum64String(body); got != sum {
+		return l, errs.CorruptCause(errs.ErrChecksum, file, int64(len(body)), "checksum %016x, want %016x", got, sum)
 	}
 	bad := func(line int) (Lineage, error) {
 		return Lineage{}, errs.Corruptf(file, int64(len(strings.Join(lines[:line], ""))), "bad line %q", strings.TrimSuffix(lines[line], "\n"))
@@ -99,7 +118,13 @@ func decodeLineage(data []byte, file string) (Lineage, error) {
 			return bad(2)
 		}
 	}
-	if string(encodeLineage(l)) != string(data) {
+	if version >= 2 {
+		shipped, ok := strings.CutPrefix(strings.TrimSuffix(lines[3], "\n"), "shipped ")
+		if l.Shipped, err = strconv.ParseUint(shipped, 10, 64); !ok || err != nil {
+			return bad(3)
+		}
+	}
+	if string(encodeLineageVersion(l, version)) != string(data) {
 		return l, errs.Corruptf(file, 0, "%s is not in its canonical form", LineageFile)
 	}
 	return l, nil

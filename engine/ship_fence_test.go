@@ -179,7 +179,12 @@ func TestFallbackStartsALineage(t *testing.T) {
 func TestLineageFile(t *testing.T) {
 	m := vfs.NewMem()
 	m.MkdirAll(dir)
-	for _, l := range []Lineage{{ID: replica.Lineage{1, 2}}, {ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 17}} {
+	// Version 1, without the shipped line, still reads.
+	v1 := Lineage{ID: replica.Lineage{5}, Parent: replica.Lineage{6}, Fork: 3}
+	if got, err := decodeLineage(encodeLineageVersion(v1, 1), "LINEAGE"); err != nil || got != v1 {
+		t.Fatalf("version 1: %+v %v", got, err)
+	}
+	for _, l := range []Lineage{{ID: replica.Lineage{1, 2}}, {ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 17, Shipped: 42}} {
 		if err := writeLineage(m, dir, l); err != nil {
 			t.Fatal(err)
 		}
@@ -216,9 +221,11 @@ func TestLineageFile(t *testing.T) {
 }
 
 // Two copies of one directory that ship snapshots of other IDs, which no
-// Create of one ID decides between: the second to ship after the other
-// finds a commit object it did not make, newer than its last, and is
-// fenced; the store's newest snapshot is the other's.
+// Create of one ID decides between. The copy that opens to find the
+// store's newest snapshot is neither one it retains nor the last it
+// shipped is fenced at once; the one that ships after the other finds a
+// commit object it did not make, newer than its last, and is fenced.
+// The store's newest snapshot is the other's.
 func TestCopiesShippingOtherIDs(t *testing.T) {
 	st := replicatest.NewMemStore()
 	m := vfs.NewMem()
@@ -251,16 +258,64 @@ func TestCopiesShippingOtherIDs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if (aErr == nil) == (bErr == nil) {
-		t.Fatalf("a: %v, b: %v: want one of them fenced", aErr, bErr)
+	if aErr != nil || !errors.Is(bErr, ErrFenced) || !strings.Contains(bErr.Error(), "newer than any this directory shipped (4)") {
+		t.Fatalf("a: %v, b: %v: want the copy fenced", aErr, bErr)
 	}
 	want := "a6"
-	if aErr != nil {
-		want = "b9"
-	}
 	r, _, _ := restoreTo(t, st, RestoreOptions{})
 	defer r.Close()
 	if got := contents(t, r, 0)["x"]; got != want {
 		t.Fatalf("restored %q, want %q (a: %v, b: %v)", got, want, aErr, bErr)
+	}
+}
+
+// The same, when the copy is the one that ships first: the other finds
+// its commit object before creating its own, and is fenced.
+func TestCopyShipsFirst(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, st, Options{})
+	defer a.Close()
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint("a", i))
+	}
+	waitShipped(t, a, 4)
+	b := openRepl(t, m.CrashClone(vfs.CrashOptions{}), st, Options{})
+	defer b.Close()
+	waitShipped(t, b, 4) // its own too
+	for i := 5; i <= 8; i++ {
+		commit(t, b, "x", fmt.Sprint("b", i))
+	}
+	waitShipped(t, b, 8)
+	commit(t, a, "x", "a5")
+	wantFenced(t, a, "the directory the copy was made of", "did not ship")
+	r, _, _ := restoreTo(t, st, RestoreOptions{})
+	defer r.Close()
+	if got := contents(t, r, 0)["x"]; got != "b8" {
+		t.Fatalf("restored %q", got)
+	}
+}
+
+// A directory that saved on without replicating, past the snapshots it
+// retains, is not taken for a copy: the store's newest is the last it
+// shipped.
+func TestSavedOnWithoutReplicating(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, st, Options{Retain: 2})
+	commit(t, a, "x", "1")
+	commit(t, a, "x", "2")
+	waitShipped(t, a, 2)
+	a.Close()
+	a = open(t, m, Options{Retain: 2})
+	for i := 3; i <= 8; i++ {
+		commit(t, a, "x", fmt.Sprint(i))
+	}
+	a.Close()
+	a = openRepl(t, m, st, Options{Retain: 2})
+	defer a.Close()
+	waitShipped(t, a, 8)
+	if l, _, err := readLineage(m, dir); err != nil || l.Shipped != 8 {
+		t.Fatalf("LINEAGE %+v %v: want shipped 8", l, err)
 	}
 }

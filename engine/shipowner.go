@@ -81,8 +81,12 @@ func (s *shipper) start(ctx context.Context) error {
 			s.log.Error("instadump: a commit object of this DB in the store is damaged; it is skipped", "err", co.err)
 			continue
 		}
-		if err := s.sameAsLocal(co.c); err != nil {
+		retained, err := s.sameAsLocal(co.c)
+		if err != nil {
 			return err
+		}
+		if !retained && s.lin.Shipped != 0 && id > s.lin.Shipped {
+			return s.fenced("its newest snapshot %d of this DB's lineage %s is newer than any this directory shipped (%d), and not one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped)
 		}
 		s.shipped(&lastShipped{id: id, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})
 		break
@@ -93,12 +97,13 @@ func (s *shipper) start(ctx context.Context) error {
 }
 
 // sameAsLocal checks that c, found in this lineage, is the local
-// snapshot of its ID when that is still retained: the same time and the
-// same segments. Otherwise another copy of this directory shipped it.
-func (s *shipper) sameAsLocal(c *replica.Commit) error {
+// snapshot of its ID when that is still retained (true): the same time
+// and the same segments. Otherwise another copy of this directory
+// shipped it.
+func (s *shipper) sameAsLocal(c *replica.Commit) (bool, error) {
 	h, ok, err := s.e.holdSnapshot(c.Snapshot, s.tags)
 	if err != nil || !ok {
-		return err
+		return false, err
 	}
 	defer h.release()
 	refs := make([]replica.SegmentRef, len(h.segs))
@@ -106,9 +111,9 @@ func (s *shipper) sameAsLocal(c *replica.Commit) error {
 		refs[i] = sg.ref
 	}
 	if !c.Record.Time.Equal(h.snap.Time) || !slices.Equal(refs, c.Segments) {
-		return s.fenced("its snapshot %d of this DB's lineage %s is not this directory's snapshot %d: another copy of this DB's directory replicates here", c.Snapshot, s.lin.ID, c.Snapshot)
+		return true, s.fenced("its snapshot %d of this DB's lineage %s is not this directory's snapshot %d: another copy of this DB's directory replicates here", c.Snapshot, s.lin.ID, c.Snapshot)
 	}
-	return nil
+	return true, nil
 }
 
 // own makes sure this DB's lineage owns the location: it claims an empty

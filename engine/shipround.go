@@ -84,6 +84,7 @@ func (s *shipper) recheck(ctx context.Context) error {
 func (s *shipper) committed(p *pendingCommit) {
 	p.next.sum = binary.LittleEndian.Uint64(p.b[len(p.b)-8:])
 	s.loc.lineages[s.lin.ID].commits[p.c.Snapshot] = &commitObj{key: p.key, size: int64(len(p.b)), c: p.c, sum: p.next.sum}
+	s.noteShipped(p.c.Snapshot)
 	s.shipped(p.next)
 	s.tidy = true
 }
