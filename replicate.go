@@ -145,8 +145,11 @@ func (o *restoreOptions) check() error {
 // the snapshot, every segment's header, trailer and index, every value)
 // before it writes dir: it downloads into a temporary directory beside
 // dir (".NAME.restore-*"), syncs every file, and renames it into place.
-// A failure leaves nothing; a crash may leave that temporary directory,
-// never a partial dir.
+// Into an empty directory that exists (a freshly mounted volume, say),
+// the temporary directory is made inside it (".restore-*") and the files
+// are moved out of it, CURRENT last. A failure leaves nothing; a crash
+// may leave that temporary directory, or files without CURRENT, which
+// Open refuses: never a DB that opens with part of the snapshot.
 //
 // Saving on, the restored DB is a new lineage: opened WithReplica on s,
 // it takes the location over, and the DB it was restored from is fenced

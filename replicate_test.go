@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/instadump/instadump/internal/testdisk"
 	"github.com/instadump/instadump/internal/versitygw"
 	"github.com/instadump/instadump/replica"
 	"github.com/instadump/instadump/replica/replicatest"
@@ -447,4 +448,30 @@ func TestReplicaRestoreBadOptions(t *testing.T) {
 			t.Errorf("%s: refused, yet wrote %s", name, dir)
 		}
 	}
+}
+
+// Restore into an empty directory that is a mount point (a fresh volume),
+// which cannot be removed and replaced: the files are moved into it.
+func TestRestoreIntoMountPoint(t *testing.T) {
+	vol := testdisk.Tmpfs(t, "64m")
+	st := replDirStore(t)
+	db := openT(t, t.TempDir(), WithReplica(st))
+	c := newStateT(t, db, "c", 0)
+	c.Set(7)
+	replWait(t, db, saveT(t, db).ID)
+	db.Close()
+	if _, err := Restore(context.Background(), st, vol); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := os.ReadDir(vol)
+	for _, n := range names {
+		if strings.Contains(n.Name(), "restore") {
+			t.Fatalf("left %s in the volume", n.Name())
+		}
+	}
+	r := openT(t, vol)
+	if got := newStateT(t, r, "c", 0).Get(); got != 7 {
+		t.Fatalf("restored %d", got)
+	}
+	r.Close()
 }

@@ -44,9 +44,13 @@ type RestoreOptions struct {
 // every value's checksums) against the commit object, writes a manifest
 // holding the snapshot, CURRENT, and a LINEAGE naming a new lineage
 // restored from the snapshot's, syncs them all, and renames the
-// directory into place. On failure it removes the temporary directory
-// and leaves nothing; a crash may leave the temporary directory, never a
-// partial dir.
+// directory into place. Into a directory that exists, empty (a mount
+// point, say, which cannot be replaced), the temporary directory is made
+// inside it (".restore-*") and the files are moved out of it, CURRENT
+// last. On failure it removes the temporary directory and leaves
+// nothing; a crash may leave the temporary directory, or files without
+// CURRENT, which Open refuses: never a DB that opens with a part of the
+// snapshot.
 func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions) (_ Snapshot, err error) {
 	defer func() { err = errs.InReplica(err) }()
 	fsys := o.FS
@@ -64,11 +68,13 @@ func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions
 		}
 		dir = abs
 	}
-	if names, err := fsys.List(dir); err == nil && len(names) > 0 {
+	names, err := fsys.List(dir)
+	if err == nil && len(names) > 0 {
 		return Snapshot{}, fmt.Errorf("instadump: restore into %s: the directory is not empty: restore into a new directory", dir)
 	} else if err != nil && !vfs.IsNotExist(err) {
 		return Snapshot{}, errs.Wrapf(err, "restore into %s", dir)
 	}
+	exists := err == nil
 	loc, err := readLocation(ctx, st)
 	if err != nil {
 		return Snapshot{}, errs.Wrapf(err, "restore%s", fromStore(st, err))
@@ -91,7 +97,7 @@ func Restore(ctx context.Context, st replica.Store, dir string, o RestoreOptions
 	for _, sg := range c.Segments {
 		nextSeg = max(nextSeg, sg.ID+1)
 	}
-	w := &restoreWriter{fsys: fsys, dir: dir}
+	w := &restoreWriter{fsys: fsys, dir: dir, into: exists}
 	if err := w.write(ctx, loc, e, states, snap, nextSeg); err != nil {
 		w.abandon()
 		return Snapshot{}, errs.Wrapf(err, "restore of snapshot %d%s into %s", e.id, fromStore(st, err), dir)
@@ -155,6 +161,7 @@ type restoreWriter struct {
 	fsys FS
 	dir  string
 	tmp  string
+	into bool // dir exists (empty): the files move into it
 }
 
 func (w *restoreWriter) write(ctx context.Context, loc *location, e entry, states map[string]Ref, snap Snapshot, nextSeg uint64) error {
@@ -165,6 +172,9 @@ func (w *restoreWriter) write(ctx context.Context, loc *location, e entry, state
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	w.tmp = filepath.Join(parent, "."+filepath.Base(w.dir)+".restore-"+hex.EncodeToString(rnd[:]))
+	if w.into { // on dir's filesystem, which may be another (a mount point)
+		w.tmp = filepath.Join(w.dir, ".restore-"+hex.EncodeToString(rnd[:]))
+	}
 	if err := w.fsys.MkdirAll(w.tmp); err != nil {
 		return fmt.Errorf("creating %s: %w", w.tmp, err)
 	}
@@ -207,8 +217,8 @@ func (w *restoreWriter) write(ctx context.Context, loc *location, e entry, state
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := w.fsys.Remove(w.dir); err != nil && !vfs.IsNotExist(err) { // empty, checked before
-		return fmt.Errorf("replacing the empty directory %s: %w", w.dir, err)
+	if w.into {
+		return w.moveIn()
 	}
 	if err := w.fsys.Rename(w.tmp, w.dir); err != nil {
 		return fmt.Errorf("renaming %s to %s: %w", w.tmp, w.dir, err)
@@ -216,6 +226,39 @@ func (w *restoreWriter) write(ctx context.Context, loc *location, e entry, state
 	w.tmp = ""
 	if err := w.fsys.SyncDir(parent); err != nil {
 		return fmt.Errorf("syncing %s: %w", parent, err)
+	}
+	return nil
+}
+
+// moveIn moves the restored files from the temporary directory into dir,
+// CURRENT last: a crash part way leaves no CURRENT, which Open refuses
+// (the manifest and segments in place say so), never a DB that opens
+// with a part of the snapshot.
+func (w *restoreWriter) moveIn() error {
+	names, err := w.fsys.List(w.tmp)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", w.tmp, err)
+	}
+	if i := slices.Index(names, CurrentFile); i >= 0 {
+		names = append(slices.Delete(names, i, i+1), CurrentFile)
+	}
+	for _, n := range names {
+		if n == CurrentFile {
+			// Everything else is in place, durably, before CURRENT names it.
+			if err := w.fsys.SyncDir(w.dir); err != nil {
+				return fmt.Errorf("syncing %s: %w", w.dir, err)
+			}
+		}
+		if err := w.fsys.Rename(filepath.Join(w.tmp, n), filepath.Join(w.dir, n)); err != nil {
+			return fmt.Errorf("moving %s into %s: %w", n, w.dir, err)
+		}
+	}
+	if err := w.fsys.Remove(w.tmp); err != nil {
+		return fmt.Errorf("removing %s: %w", w.tmp, err)
+	}
+	w.tmp = ""
+	if err := w.fsys.SyncDir(w.dir); err != nil {
+		return fmt.Errorf("syncing %s: %w", w.dir, err)
 	}
 	return nil
 }
