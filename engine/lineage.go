@@ -22,10 +22,10 @@ import (
 //	instadump LINEAGE 2\n
 //	id 0123456789abcdef0123456789abcdef\n
 //	parent fedcba9876543210fedcba9876543210 17\n   ("parent none\n" if not restored)
-//	shipped 42\n                                    the newest snapshot it may have shipped; 0: not known
+//	shipped 42\n                                    the newest snapshot it may have shipped; 0: none
 //	xxh64 0123456789abcdef\n                        xxhash64 of the lines above
 //
-// Version 1 has no shipped line, and reads as shipped 0.
+// Version 1 has no shipped line: what it shipped is not known.
 
 // LineageFile is the name of the file holding a DB's lineage.
 const LineageFile = "LINEAGE"
@@ -43,10 +43,13 @@ type Lineage struct {
 	Parent replica.Lineage // the lineage it was restored from; zero if none
 	Fork   uint64          // the parent's snapshot it was restored from; 0 if none
 	// Shipped is the newest snapshot of the lineage this directory may
-	// have shipped (noteShipped): a store whose newest snapshot is newer,
-	// and not one the directory retains to compare, was shipped to by a
-	// copy of it (shipper.start). 0 if not known.
+	// have shipped, noted before it ships it (noteShipped): a store whose
+	// newest snapshot is newer, and not one the directory retains to
+	// compare, was shipped to by a copy of it (shipper.start).
 	Shipped uint64
+	// ShippedKnown says Shipped is known: false for a LINEAGE file of
+	// format 1, which did not note it. A LINEAGE written is of format 2.
+	ShippedKnown bool
 }
 
 func encodeLineage(l Lineage) []byte { return encodeLineageVersion(l, lineageVersion) }
@@ -123,6 +126,7 @@ func decodeLineage(data []byte, file string) (Lineage, error) {
 		if l.Shipped, err = strconv.ParseUint(shipped, 10, 64); !ok || err != nil {
 			return bad(3)
 		}
+		l.ShippedKnown = true
 	}
 	if string(encodeLineageVersion(l, version)) != string(data) {
 		return l, errs.Corruptf(file, 0, "%s is not in its canonical form", LineageFile)

@@ -198,25 +198,24 @@ func (e *Engine) stopShipper() {
 		}
 		s.cancel()
 		<-s.done
-		if p := s.pending; p != nil && !errors.Is(s.status.Stopped, ErrFenced) {
-			s.noteShipped(p.c.Snapshot) // it may be in the store
-		}
 	}
 }
 
-// noteShipped writes into LINEAGE that this directory may have shipped
-// snapshot id, the newest it did: at the next open, a store whose newest
+// noteShipped writes into LINEAGE, durably, that this directory may ship
+// snapshot id, before it does: at the next open, a store whose newest
 // snapshot is newer, and not one the directory retains to compare, was
-// shipped to by a copy of it (start). A failure is logged: the next open
-// may then fence a snapshot of its own it no longer retains.
+// shipped to by a copy of it (start). A failure is logged, and shipping
+// goes on (a full disk is when the replica matters most): a crash before
+// the next note may then make the next open fence a snapshot of its own
+// it no longer retains.
 func (s *shipper) noteShipped(id uint64) {
-	if id <= s.lin.Shipped {
+	if s.lin.ShippedKnown && id <= s.lin.Shipped {
 		return
 	}
 	l := s.lin
-	l.Shipped = id
+	l.Shipped, l.ShippedKnown = id, true
 	if err := writeLineage(s.e.fs, s.e.dir, l); err != nil {
-		s.log.Warn("instadump: cannot note the last snapshot shipped", "file", LineageFile, "err", err)
+		s.log.Warn("instadump: cannot note the snapshot about to be shipped", "file", LineageFile, "snapshot", id, "err", err)
 		return
 	}
 	s.lin = l

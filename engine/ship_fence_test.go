@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/instadump/instadump/internal/errs"
 	"github.com/instadump/instadump/internal/vfs"
@@ -184,7 +185,7 @@ func TestLineageFile(t *testing.T) {
 	if got, err := decodeLineage(encodeLineageVersion(v1, 1), "LINEAGE"); err != nil || got != v1 {
 		t.Fatalf("version 1: %+v %v", got, err)
 	}
-	for _, l := range []Lineage{{ID: replica.Lineage{1, 2}}, {ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 17, Shipped: 42}} {
+	for _, l := range []Lineage{{ID: replica.Lineage{1, 2}, ShippedKnown: true}, {ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 17, Shipped: 42, ShippedKnown: true}} {
 		if err := writeLineage(m, dir, l); err != nil {
 			t.Fatal(err)
 		}
@@ -318,4 +319,62 @@ func TestSavedOnWithoutReplicating(t *testing.T) {
 	if l, _, err := readLineage(m, dir); err != nil || l.Shipped != 8 {
 		t.Fatalf("LINEAGE %+v %v: want shipped 8", l, err)
 	}
+}
+
+// A DB killed while a commit object it created is in the store, unknown
+// to it (the Create's answer lost), having saved on past what it retains:
+// reopened, it is not taken for a copy, since it noted the snapshot
+// before shipping it.
+func TestKilledMidShipIsNotFenced(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	fs := replicatest.NewFaultStore(mem)
+	m := vfs.NewMem()
+	ro := replOpts(fs, 0)
+	ro.RetryMin, ro.RetryMax = time.Hour, time.Hour
+	a := open(t, m, Options{Retain: 2, Replica: ro})
+	defer a.Close()
+	commit(t, a, "x", "1")
+	waitShipped(t, a, 1)
+	fs.Inject(replicatest.Fault{Ops: replicatest.OpCreate, N: 1, Err: replicatest.ErrTransient, Mode: replicatest.After})
+	commit(t, a, "x", "2")
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
+		if s, _ := a.ReplicaStatus(); s.Err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Create did not fail")
+		}
+	}
+	commit(t, a, "x", "3")
+	commit(t, a, "x", "4")
+	twin := m.CrashClone(vfs.CrashOptions{}) // killed: no Close
+	b := openRepl(t, twin, mem, Options{Retain: 2})
+	defer b.Close()
+	commit(t, b, "x", "5")
+	waitShipped(t, b, 5)
+}
+
+// A copy made before the directory shipped anything is fenced at open
+// once the other has shipped: "shipped 0" is known, not unknown.
+func TestCopyBeforeFirstShip(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	fs := replicatest.NewFaultStore(mem)
+	fs.Inject(replicatest.Fault{Ops: replicatest.OpAll, N: 1, All: true, Err: replicatest.ErrTransient})
+	m := vfs.NewMem()
+	a := openRepl(t, m, fs, Options{})
+	defer a.Close()
+	commit(t, a, "x", "a1")
+	twin := m.CrashClone(vfs.CrashOptions{})
+	b := open(t, twin, Options{})
+	for i := 2; i <= 8; i++ {
+		commit(t, b, "x", fmt.Sprint("b", i))
+	}
+	b.Close()
+	fs.Clear()
+	commit(t, a, "x", "a2")
+	waitShipped(t, a, 2)
+	b = openRepl(t, twin, mem, Options{})
+	defer b.Close()
+	commit(t, b, "x", "b9")
+	wantFenced(t, b, "the copy", "newer than any this directory shipped (0)")
 }

@@ -85,7 +85,7 @@ func (s *shipper) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if !retained && s.lin.Shipped != 0 && id > s.lin.Shipped {
+		if !retained && s.lin.ShippedKnown && id > s.lin.Shipped {
 			return s.fenced("its newest snapshot %d of this DB's lineage %s is newer than any this directory shipped (%d), and not one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped)
 		}
 		s.shipped(&lastShipped{id: id, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})

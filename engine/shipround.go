@@ -84,7 +84,6 @@ func (s *shipper) recheck(ctx context.Context) error {
 func (s *shipper) committed(p *pendingCommit) {
 	p.next.sum = binary.LittleEndian.Uint64(p.b[len(p.b)-8:])
 	s.loc.lineages[s.lin.ID].commits[p.c.Snapshot] = &commitObj{key: p.key, size: int64(len(p.b)), c: p.c, sum: p.next.sum}
-	s.noteShipped(p.c.Snapshot)
 	s.shipped(p.next)
 	s.tidy = true
 }
@@ -126,6 +125,7 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		return fmt.Errorf("instadump: encoding the commit object of snapshot %d: %w", id, err)
 	}
 	p := &pendingCommit{key: replica.CommitKey(s.lin.ID, id), b: b, c: c, next: next}
+	s.noteShipped(id)
 	err = s.st.Create(ctx, p.key, bytes.NewReader(b), int64(len(b)))
 	if errors.Is(err, replica.ErrExists) {
 		// Ours, from an attempt whose answer was lost, or another copy
