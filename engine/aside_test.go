@@ -361,3 +361,34 @@ func TestDamagedOnlyRecordTouchesNothing(t *testing.T) {
 		t.Fatalf("files %v, then %v", before, after)
 	}
 }
+
+// Crashed first saves with opens between them that save nothing: each
+// segment gets a number of its own, never one moved aside, and each
+// open after a crash starts empty.
+func TestFirstSavesCrashWithOpensBetween(t *testing.T) {
+	m, e := openMem(t, Options{})
+	for crash := range 3 {
+		commit(t, e, "a", fmt.Sprint(crash))
+		man := manifest.FileName(e.manNum)
+		e.Close()
+		rewrite(t, m, man, func(b []byte) []byte { return b[:manifest.HeaderSize] })
+		e = open(t, m, Options{}) // moves the segment aside
+		e.Close()
+		e = open(t, m, Options{}) // an open that saves nothing
+		if len(e.Snapshots()) != 0 {
+			t.Fatalf("crash %d: snapshots %v", crash, e.Snapshots())
+		}
+	}
+	commit(t, e, "a", "saved")
+	e.Close()
+	e = open(t, m, Options{})
+	defer e.Close()
+	if got := contents(t, e, 0); got["a"] != "saved" {
+		t.Fatalf("%v", got)
+	}
+	for i := 1; i <= 3; i++ {
+		if !slices.Contains(files(t, m), segment.FileName(uint64(i))+BrokenSuffix) {
+			t.Fatalf("files %v", files(t, m))
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 type dirState struct {
 	names     []string
 	segs      []uint64 // sorted
+	aside     []uint64 // segments moved aside (NAME.broken), sorted
 	manifests []uint64 // sorted
 }
 
@@ -32,8 +33,14 @@ func (e *Engine) list() (*dirState, error) {
 		if num, ok := manifest.ParseFileName(n); ok {
 			d.manifests = append(d.manifests, num)
 		}
+		if base, ok := strings.CutSuffix(n, BrokenSuffix); ok {
+			if id, ok := segment.ParseFileName(base); ok {
+				d.aside = append(d.aside, id)
+			}
+		}
 	}
 	slices.Sort(d.segs)
+	slices.Sort(d.aside)
 	slices.Sort(d.manifests)
 	return d, nil
 }
@@ -157,18 +164,7 @@ func firstSaveLeft(d *dirState) bool {
 		return false
 	}
 	k := d.segs[0]
-	aside := map[uint64]bool{}
-	for _, n := range d.names {
-		if base, ok := strings.CutSuffix(n, BrokenSuffix); ok {
-			if id, ok := segment.ParseFileName(base); ok {
-				if id >= k {
-					return false
-				}
-				aside[id] = true
-			}
-		}
-	}
-	return uint64(len(aside)) == k-1
+	return uint64(len(d.aside)) == k-1 && (k == 1 || d.aside[len(d.aside)-1] < k)
 }
 
 // holdRetained opens the segments of every retained snapshot, not only
@@ -198,8 +194,12 @@ func (e *Engine) holdRetained() error {
 // to a file whose unsynced bytes an earlier process may have left in an
 // unknown state: RocksDB #6316).
 func (e *Engine) start(d *dirState, num uint64) error {
+	// A number is never used twice, not even one moved aside.
 	if len(d.segs) > 0 {
 		e.nextSeg = max(e.nextSeg, d.segs[len(d.segs)-1]+1)
+	}
+	if len(d.aside) > 0 {
+		e.nextSeg = max(e.nextSeg, d.aside[len(d.aside)-1]+1)
 	}
 	e.nextSeg = max(e.nextSeg, 1)
 	if err := e.removeOrphans(num); err != nil {
