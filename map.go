@@ -495,31 +495,35 @@ func keyMethods(t reflect.Type) bool {
 	return false
 }
 
-// loadBack returns keys as they would load back, for keys encoded by a
-// method of their type (nil for others: they always do). A method that
-// loses what tells two keys apart (folding case, say) would make them one
-// entry on disk, and the map would never load again.
-func (m *Map[K, V]) loadBack(keys []K) ([]K, error) {
+// loadBack returns keys as they would load back, each with the error
+// that keeps it from loading, if any, for keys encoded or decoded by a
+// method of their type (nil for others: they always load back). A method
+// that loses what tells two keys apart (folding case, say) would make
+// them one entry on disk, and the map would never load again.
+func (m *Map[K, V]) loadBack(keys []K) (back []K, why []error, err error) {
 	if !m.keyMethods || len(keys) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	enc, err := m.pc.AppendKeys(nil, keys)
-	if err != nil {
-		return nil, err
+	back, why = make([]K, len(keys)), make([]error, len(keys))
+	var enc []byte
+	for i := range keys { // one by one: a key that does not decode stops no other
+		if enc, err = m.pc.AppendKeys(enc[:0], keys[i:i+1]); err != nil {
+			return nil, nil, err
+		}
+		_, why[i] = m.pc.DecodeKeys(enc, back[i:i+1])
 	}
-	back := make([]K, len(keys))
-	if _, err := m.pc.DecodeKeys(enc, back); err != nil {
-		return nil, fmt.Errorf("%w: a key of map %s does not load back: %v", codec.ErrNeverLoads, quote(m.name), err)
-	}
-	return back, nil
+	return back, why, nil
 }
 
 // keysLoadBack fails the Save (an error wrapping codec.ErrNeverLoads)
 // for a key set that would not load back as itself.
 func (m *Map[K, V]) keysLoadBack(keys []K) error {
-	back, err := m.loadBack(keys)
+	back, why, err := m.loadBack(keys)
 	for i := range back {
-		if back[i] != keys[i] {
+		switch {
+		case why[i] != nil:
+			return fmt.Errorf("%w: key %v of map %s would not load back (%v): the decoding method of its type refuses what its encoding wrote; fix the methods, or delete the key", codec.ErrNeverLoads, keys[i], quote(m.name), why[i])
+		case back[i] != keys[i]:
 			return fmt.Errorf("%w: key %v of map %s would load back as %v, another key: the encoding method of its type loses what tells keys apart; fix the method, or key the map by a type instadump encodes itself", codec.ErrNeverLoads, keys[i], quote(m.name), back[i])
 		}
 	}
@@ -528,15 +532,15 @@ func (m *Map[K, V]) keysLoadBack(keys []K) error {
 
 // storedOnly returns the keys deleted that can be on disk: a key that
 // would not load back as itself never got there (keysLoadBack), and
-// writing its delete would delete the key it loads back as.
+// writing its delete would delete the key it loads back as, or fail.
 func (m *Map[K, V]) storedOnly(dels []K) ([]K, error) {
-	back, err := m.loadBack(dels)
+	back, why, err := m.loadBack(dels)
 	if back == nil || err != nil {
 		return dels, err
 	}
 	kept := dels[:0:0]
 	for i := range dels {
-		if back[i] == dels[i] {
+		if why[i] == nil && back[i] == dels[i] {
 			kept = append(kept, dels[i])
 		}
 	}

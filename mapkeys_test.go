@@ -427,3 +427,42 @@ func TestMapKeyOwnMethodsTaken(t *testing.T) {
 		t.Fatalf("loaded %d addrs (%d, %d), port %q", addrs.Len(), v4, v6, p)
 	}
 }
+
+// skuKey's decoding method refuses what does not start with SKU-.
+type skuKey string
+
+func (k skuKey) MarshalText() ([]byte, error) { return []byte(k), nil }
+
+func (k *skuKey) UnmarshalText(b []byte) error {
+	if !strings.HasPrefix(string(b), "SKU-") {
+		return errors.New("not a SKU")
+	}
+	*k = skuKey(b)
+	return nil
+}
+
+// A key its type's decoding method refuses fails the Save that would
+// write it; once deleted, the next Save writes the rest.
+func TestMapKeyDecodeMethodRefuses(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	m, err := NewMap[skuKey, int](db, "stock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Set("SKU-1", 1)
+	saveT(t, db)
+	m.Set("bogus", 2)
+	if _, err := db.Save(); !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), "bogus") {
+		t.Fatalf("Save with a refused key: %v", err)
+	}
+	m.Delete("bogus")
+	m.Set("SKU-2", 3)
+	saveT(t, db)
+	db.Close()
+	db = openT(t, dir)
+	m, err = NewMap[skuKey, int](db, "stock")
+	if err != nil || m.Len() != 2 {
+		t.Fatalf("loaded %d entries: %v", m.Len(), err)
+	}
+}
