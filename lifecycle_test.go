@@ -493,3 +493,37 @@ func TestRegisterErrorIsTheStates(t *testing.T) {
 		t.Fatalf("NewState over a string as an int: %T %v", err, err)
 	}
 }
+
+// A state dropped, registered again and reloaded holds the snapshot's
+// value, and the Save after it keeps that value on disk instead of
+// carrying out the drop the reload undid.
+func TestReloadUndoesAPendingDrop(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	x := newStateT(t, db, "x", 0)
+	x.Set(42)
+	m := newMapT[string, int](t, db, "m")
+	m.Set("k", 7)
+	saveT(t, db)
+	for _, n := range []string{"x", "m"} {
+		if err := db.Drop(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x2 := newStateT(t, db, "x", 0)
+	m2 := newMapT[string, int](t, db, "m")
+	if err := db.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := m2.Get("k"); x2.Get() != 42 || v != 7 {
+		t.Fatalf("reloaded %d, %d", x2.Get(), v)
+	}
+	db.Save()
+	db.Close()
+	db = openT(t, dir)
+	defer db.Close()
+	v, _ := newMapT[string, int](t, db, "m").Get("k")
+	if got := newStateT(t, db, "x", -1).Get(); got != 42 || v != 7 {
+		t.Fatalf("after the Save: x %d, m[k] %d", got, v)
+	}
+}

@@ -209,6 +209,7 @@ func (db *DB) reloadFrom(id uint64, isCurrent bool) error {
 	for i, m := range members {
 		if db.members[names[i]] == m {
 			m.install(vals[i], isCurrent, refs[i].Schema)
+			delete(db.drops, names[i]) // its value is back: a Drop of it since is undone
 		}
 	}
 	return nil
