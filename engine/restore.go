@@ -158,10 +158,11 @@ func idList(tl []entry) string {
 
 // restoreWriter writes a restored directory.
 type restoreWriter struct {
-	fsys FS
-	dir  string
-	tmp  string
-	into bool // dir exists (empty): the files move into it
+	fsys  FS
+	dir   string
+	tmp   string
+	into  bool     // dir exists (empty): the files move into it
+	moved []string // moved into dir so far
 }
 
 func (w *restoreWriter) write(ctx context.Context, loc *location, e entry, states map[string]Ref, snap Snapshot, nextSeg uint64) error {
@@ -252,14 +253,15 @@ func (w *restoreWriter) moveIn() error {
 		if err := w.fsys.Rename(filepath.Join(w.tmp, n), filepath.Join(w.dir, n)); err != nil {
 			return fmt.Errorf("moving %s into %s: %w", n, w.dir, err)
 		}
+		w.moved = append(w.moved, n)
 	}
 	if err := w.fsys.Remove(w.tmp); err != nil {
 		return fmt.Errorf("removing %s: %w", w.tmp, err)
 	}
-	w.tmp = ""
 	if err := w.fsys.SyncDir(w.dir); err != nil {
 		return fmt.Errorf("syncing %s: %w", w.dir, err)
 	}
+	w.tmp, w.moved = "", nil
 	return nil
 }
 
@@ -293,8 +295,16 @@ func (w *restoreWriter) segment(ctx context.Context, loc *location, e entry, sg 
 	return err
 }
 
-// abandon removes what a failed restore wrote.
+// abandon removes what a failed restore wrote: what it moved into dir
+// (CURRENT first, so that a crash part way leaves no DB that opens), then
+// the temporary directory.
 func (w *restoreWriter) abandon() {
+	if i := slices.Index(w.moved, CurrentFile); i >= 0 {
+		w.moved = append([]string{CurrentFile}, slices.Delete(w.moved, i, i+1)...)
+	}
+	for _, n := range w.moved {
+		w.fsys.Remove(filepath.Join(w.dir, n))
+	}
 	if w.tmp == "" {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/instadump/instadump/internal/errs"
@@ -181,5 +182,33 @@ func TestRestoreRetries(t *testing.T) {
 	defer r.Close()
 	if !maps.Equal(contents(t, r, 0), want[snap.ID]) || fs.Injected(replicatest.OpAll) != 3 {
 		t.Fatalf("restored %d after %d faults", snap.ID, fs.Injected(replicatest.OpAll))
+	}
+}
+
+// A restore into an existing empty directory that fails at any step,
+// moving files in included, leaves the directory empty, so that the
+// next restore into it works.
+func TestRestoreIntoFailsCleanly(t *testing.T) {
+	st, _ := shippedStore(t)
+	for n := int64(1); ; n++ {
+		m := vfs.NewMem()
+		m.MkdirAll(dir)
+		inj := &vfs.Nth{Kinds: vfs.OpRename | vfs.OpRemove | vfs.OpSyncDir | vfs.OpSync, N: n, Err: syscall.EIO}
+		_, err := Restore(context.Background(), st, dir, RestoreOptions{FS: vfs.WithErrors(m, inj)})
+		if inj.Fired() == 0 {
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if err == nil {
+			continue
+		}
+		if names, _ := m.List(dir); len(names) > 0 {
+			t.Fatalf("failing operation %d (%v): left %v", n, err, names)
+		}
+		if _, err := Restore(context.Background(), st, dir, RestoreOptions{FS: m}); err != nil {
+			t.Fatalf("failing operation %d: the next restore: %v", n, err)
+		}
 	}
 }
