@@ -226,13 +226,11 @@ func keyJSON(key string) string {
 		return s
 	}
 	v = canonNumbers(v)
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	b, err := json.Marshal(v) // escaping as jsonWriter.str does
+	if err != nil {
 		return ""
 	}
-	return strings.TrimSuffix(b.String(), "\n")
+	return string(b)
 }
 
 // canonNumbers rewrites the numbers in v, decoded with UseNumber, as

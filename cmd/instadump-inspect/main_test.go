@@ -381,6 +381,7 @@ func TestGetKeyAnySpelling(t *testing.T) {
 	}
 	seats, _ := instadump.NewMap[seatKey, string](db, "seats")
 	seats.Set(seatKey{Org: "a", ID: -128, A: [2]uint16{65535, 0}, B: true}, "window")
+	seats.Set(seatKey{Org: "<a&b>", ID: 1}, "aisle")
 	big, _ := instadump.NewMap[uint64, string](db, "big")
 	big.Set(255, "ff")
 	big.Set(1<<64-1, "max")
@@ -396,6 +397,7 @@ func TestGetKeyAnySpelling(t *testing.T) {
 	for _, tc := range []struct{ state, key, want string }{
 		{"seats", `{"A": [65535, 0], "B": true, "ID": -128, "Org": "a"}`, `"window"`},
 		{"seats", `{"Org":"a","ID":-128,"A":[65535,0],"B":true}`, `"window"`},
+		{"seats", `{"Org":"<a&b>","ID":1,"A":[0,0],"B":false}`, `"aisle"`},
 		{"big", " 255", `"ff"`},
 		{"big", "2.55e2", `"ff"`},
 		{"big", "255.0", `"ff"`},
