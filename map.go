@@ -378,8 +378,8 @@ func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 // as the keys saved, and are refused with ErrUnsupportedType. A key type
 // (or a type inside it) with an encoding or decoding method of its own
 // (MarshalBinary, MarshalText, MarshalMsgpack or EncodeMsgpack, or their
-// counterparts, as uuid.UUID and netip.Addr have) is taken at NewMap and
-// trusted only key by key: a Save that would write a key that does not
+// counterparts, as uuid.UUID and netip.Addr have) is taken at NewMap,
+// unless it holds a float or an interface, and trusted only key by key: a Save that would write a key that does not
 // load back as itself fails with ErrUnsupportedType, naming it, and
 // writes nothing.
 //
@@ -442,8 +442,8 @@ func keyProblem(t reflect.Type, path string) string {
 	case reflect.Bool, reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return ""
-	case reflect.Array, reflect.Struct, reflect.Float32, reflect.Float64:
-		if codec.CustomCoded(t) {
+	case reflect.Array, reflect.Struct:
+		if codec.CustomCoded(t) && !mayBeUnequal(t) {
 			return "" // its own methods make its keys what they are: each is checked at Save (keysLoadBack)
 		}
 	}
@@ -476,6 +476,25 @@ func keyProblem(t reflect.Type, path string) string {
 	}
 }
 
+// mayBeUnequal says whether a value of t may not equal itself, and so
+// never be found again as a key: t holds a float (a NaN) or an interface
+// (holding one), at any depth, exported or not.
+func mayBeUnequal(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.Interface:
+		return true
+	case reflect.Array:
+		return mayBeUnequal(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if mayBeUnequal(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // keyMethods says whether keys of type t (a type checkKey accepts) are
 // encoded or decoded, at any depth, by a method of a type of theirs.
 func keyMethods(t reflect.Type) bool {
@@ -506,13 +525,25 @@ func (m *Map[K, V]) loadBack(keys []K) (back []K, why []error, err error) {
 	}
 	back, why = make([]K, len(keys)), make([]error, len(keys))
 	var enc []byte
-	for i := range keys { // one by one: a key that does not decode stops no other
-		if enc, err = m.pc.AppendKeys(enc[:0], keys[i:i+1]); err != nil {
-			return nil, nil, err
-		}
-		_, why[i] = m.pc.DecodeKeys(enc, back[i:i+1])
+	for i := range keys { // one by one: a key that does not encode or decode stops no other
+		enc, why[i] = m.roundTrip(enc[:0], keys[i:i+1], back[i:i+1])
 	}
 	return back, why, nil
+}
+
+// roundTrip encodes key[0] into enc and decodes it into back[0], turning a
+// panic of a method into an error.
+func (m *Map[K, V]) roundTrip(enc []byte, key, back []K) (_ []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("a method of the key's type panicked: %v", r)
+		}
+	}()
+	if enc, err = m.pc.AppendKeys(enc, key); err != nil {
+		return enc, err
+	}
+	_, err = m.pc.DecodeKeys(enc, back)
+	return enc, err
 }
 
 // keysLoadBack fails the Save (an error wrapping codec.ErrNeverLoads)
@@ -522,7 +553,7 @@ func (m *Map[K, V]) keysLoadBack(keys []K) error {
 	for i := range back {
 		switch {
 		case why[i] != nil:
-			return fmt.Errorf("%w: key %v of map %s would not load back (%v): the decoding method of its type refuses what its encoding wrote; fix the methods, or delete the key", codec.ErrNeverLoads, keys[i], quote(m.name), why[i])
+			return fmt.Errorf("%w: key %v of map %s would not load back (%v): the encoding or decoding method of its type fails; fix the methods, or delete the key", codec.ErrNeverLoads, keys[i], quote(m.name), why[i])
 		case back[i] != keys[i]:
 			return fmt.Errorf("%w: key %v of map %s would load back as %v, another key: the encoding method of its type loses what tells keys apart; fix the method, or key the map by a type instadump encodes itself", codec.ErrNeverLoads, keys[i], quote(m.name), back[i])
 		}

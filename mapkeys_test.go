@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -464,5 +465,67 @@ func TestMapKeyDecodeMethodRefuses(t *testing.T) {
 	m, err = NewMap[skuKey, int](db, "stock")
 	if err != nil || m.Len() != 2 {
 		t.Fatalf("loaded %d entries: %v", m.Len(), err)
+	}
+}
+
+// nanKey is a float key with methods of its own: a NaN key never equals
+// itself, so it is refused at NewMap as a float is.
+type nanKey float64
+
+func (f nanKey) MarshalText() ([]byte, error) {
+	return []byte(strconv.FormatFloat(float64(f), 'g', -1, 64)), nil
+}
+
+func (f *nanKey) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseFloat(string(b), 64)
+	*f = nanKey(v)
+	return err
+}
+
+// floatInside has methods of its own, and a float inside.
+type floatInside struct{ X float64 }
+
+func (f floatInside) MarshalText() ([]byte, error) { return []byte(fmt.Sprint(f.X)), nil }
+
+func (f *floatInside) UnmarshalText(b []byte) error {
+	_, err := fmt.Sscan(string(b), &f.X)
+	return err
+}
+
+// badKey's encoding method fails for "bad", and panics for "boom".
+type badKey struct{ S string }
+
+func (k badKey) MarshalText() ([]byte, error) {
+	switch k.S {
+	case "bad":
+		return nil, errors.New("no")
+	case "boom":
+		panic("boom")
+	}
+	return []byte(k.S), nil
+}
+
+func (k *badKey) UnmarshalText(b []byte) error {
+	k.S = string(b)
+	return nil
+}
+
+func TestMapKeyMethodsEdges(t *testing.T) {
+	db := openT(t, t.TempDir())
+	mapKeyRefused[nanKey](t, db, "NaN")
+	mapKeyRefused[floatInside](t, db, "NaN")
+	m, err := NewMap[badKey, int](db, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Set(badKey{"a"}, 1)
+	saveT(t, db)
+	for _, bad := range []string{"bad", "boom"} {
+		m.Set(badKey{bad}, 2)
+		if _, err := db.Save(); !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), bad) {
+			t.Fatalf("Save with key %q: %v", bad, err)
+		}
+		m.Delete(badKey{bad}) // never saved: its delete is not written
+		saveT(t, db)
 	}
 }
