@@ -111,6 +111,7 @@ type Engine struct {
 	manFile     File
 	manNum      uint64
 	manLimit    int64
+	lin         *Lineage // the new lineage this open made (lineage), if it did
 	nextSeg     uint64
 	compact     bool   // the next commit rewrites every live value
 	compactedAt uint64 // the snapshot of the last compaction
@@ -206,6 +207,18 @@ func Open(dir string, o Options) (*Engine, error) {
 		// Recovery writes (a new manifest, CURRENT): a full disk is
 		// said so, with what to do.
 		return nil, errs.NoSpace("open", dir, err)
+	}
+	if e.report.FellBack && !o.ReadOnly {
+		// A DB that replicated continues as a new lineage from the
+		// snapshot it fell back to: noted now, whether or not this open
+		// replicates, or a later one would take the old lineage, whose
+		// newer snapshots are in the store, and be fenced.
+		if _, ok, _ := readLineage(e.fs, e.dir); ok {
+			if _, err := e.lineage(); err != nil {
+				e.Close()
+				return nil, err
+			}
+		}
 	}
 	if o.Replica.Store != nil {
 		if err := e.startShipper(); err != nil {

@@ -378,3 +378,30 @@ func TestCopyBeforeFirstShip(t *testing.T) {
 	commit(t, b, "x", "b9")
 	wantFenced(t, b, "the copy", "newer than any this directory shipped (0)")
 }
+
+// A fallback in an open that does not replicate starts the new lineage
+// all the same: the next open that replicates takes the location over
+// instead of being fenced by the old lineage's newer snapshots.
+func TestFallbackWithoutReplicaStartsALineage(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	e := openRepl(t, m, st, Options{Retain: 3})
+	commit(t, e, "a", "1")
+	commit(t, e, "a", "2")
+	waitShipped(t, e, 2)
+	old, _, _ := readLineage(m, dir)
+	e.Close()
+	rewrite(t, m, segment.FileName(2), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	e = open(t, m, Options{Retain: 3, Fallback: true})
+	if !e.Report().FellBack {
+		t.Fatal("no fallback")
+	}
+	e.Close()
+	if now, _, _ := readLineage(m, dir); now.ID == old.ID || now.Parent != old.ID || now.Fork != 1 {
+		t.Fatalf("lineage after fallback: %+v (was %+v)", now, old)
+	}
+	e = openRepl(t, m, st, Options{Retain: 3})
+	defer e.Close()
+	s := commit(t, e, "a", "2'")
+	waitShipped(t, e, s.ID)
+}

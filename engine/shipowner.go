@@ -16,6 +16,9 @@ import (
 // never replicated, or one continuing from the old one for a DB that fell
 // back to an older snapshot than the one it may have shipped.
 func (e *Engine) lineage() (Lineage, error) {
+	if e.lin != nil { // settled by this open already
+		return *e.lin, nil
+	}
 	l, ok, err := readLineage(e.fs, e.dir)
 	if err != nil {
 		return l, err
@@ -34,6 +37,7 @@ func (e *Engine) lineage() (Lineage, error) {
 	if err := writeLineage(e.fs, e.dir, next); err != nil {
 		return l, err
 	}
+	e.lin = &next
 	return next, nil
 }
 
