@@ -86,11 +86,12 @@ const (
 const fullEvery = 16
 
 type shipper struct {
-	e   *Engine
-	st  replica.Store
-	o   ReplicaOptions
-	log *slog.Logger
-	lin Lineage
+	e      *Engine
+	st     replica.Store
+	o      ReplicaOptions
+	log    *slog.Logger
+	lin    Lineage
+	toNote uint64 // the newest snapshot to note in LINEAGE (noteShipped)
 
 	wake   chan struct{} // a commit was installed (capacity 1)
 	quit   chan struct{} // closed when Close begins
@@ -198,6 +199,7 @@ func (e *Engine) stopShipper() {
 		}
 		s.cancel()
 		<-s.done
+		s.noteShipped(0) // a note that failed, tried again
 	}
 }
 
@@ -209,13 +211,14 @@ func (e *Engine) stopShipper() {
 // the next note may then make the next open fence a snapshot of its own
 // it no longer retains.
 func (s *shipper) noteShipped(id uint64) {
-	if s.lin.ShippedKnown && id <= s.lin.Shipped {
-		return
+	s.toNote = max(s.toNote, id)
+	if s.toNote == 0 || s.lin.ShippedKnown && s.toNote <= s.lin.Shipped {
+		return // nothing to note, or noted
 	}
 	l := s.lin
-	l.Shipped, l.ShippedKnown = id, true
+	l.Shipped, l.ShippedKnown = s.toNote, true
 	if err := writeLineage(s.e.fs, s.e.dir, l); err != nil {
-		s.log.Warn("instadump: cannot note the snapshot about to be shipped", "file", LineageFile, "snapshot", id, "err", err)
+		s.log.Warn("instadump: cannot note the snapshot about to be shipped; will try again", "file", LineageFile, "snapshot", s.toNote, "err", err)
 		return
 	}
 	s.lin = l

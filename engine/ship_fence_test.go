@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -404,4 +406,37 @@ func TestFallbackWithoutReplicaStartsALineage(t *testing.T) {
 	defer e.Close()
 	s := commit(t, e, "a", "2'")
 	waitShipped(t, e, s.ID)
+}
+
+// A note that fails (a full disk, for a while) is written later, at the
+// latest when the DB closes: the next open is not fenced by a snapshot
+// it shipped and no longer retains.
+func TestFailedNoteIsWrittenLater(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	var full atomic.Bool
+	fsys := vfs.WithErrors(m, vfs.InjectorFunc(func(op vfs.Op) error {
+		if full.Load() && strings.HasSuffix(op.Path, lineageTmp) {
+			return syscall.ENOSPC
+		}
+		return nil
+	}))
+	e := openRepl(t, fsys, st, Options{Retain: 2})
+	commit(t, e, "x", "1")
+	waitShipped(t, e, 1)
+	full.Store(true)
+	commit(t, e, "x", "2")
+	waitShipped(t, e, 2) // shipped, its note failed
+	full.Store(false)
+	e.Close()
+	if l, _, _ := readLineage(m, dir); l.Shipped != 2 {
+		t.Fatalf("LINEAGE notes %d shipped, want 2", l.Shipped)
+	}
+	e = open(t, m, Options{Retain: 2}) // saves on past what it retains
+	commit(t, e, "x", "3")
+	commit(t, e, "x", "4")
+	e.Close()
+	e = openRepl(t, m, st, Options{Retain: 2})
+	defer e.Close()
+	waitShipped(t, e, 4)
 }

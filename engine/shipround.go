@@ -23,6 +23,7 @@ func (s *shipper) round() error {
 		}
 		s.started = true
 	}
+	s.noteShipped(0) // a note that failed, tried again
 	if err := s.recheck(ctx); err != nil {
 		return err
 	}
