@@ -81,11 +81,12 @@ type shardCopy[K comparable, V any] struct {
 // shard when first needed: by a writer about to change it, or by whoever
 // reads the cut.
 type freeze[K comparable, V any] struct {
-	full  bool
-	count int64                      // entries at the cut
-	keys  [mapShards]map[K]struct{}  // not full: each shard's changed keys
-	got   [mapShards]shardCopy[K, V] // copied entries
-	done  [mapShards]bool            // copied; guarded by the shard's lock
+	full   bool
+	rebase atomic.Bool                // a delete could not be written: the next Save writes the map whole
+	count  int64                      // entries at the cut
+	keys   [mapShards]map[K]struct{}  // not full: each shard's changed keys
+	got    [mapShards]shardCopy[K, V] // copied entries
+	done   [mapShards]bool            // copied; guarded by the shard's lock
 }
 
 func newMap[K comparable, V any](name string) (*Map[K, V], error) {
@@ -379,7 +380,7 @@ func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 // (or a type inside it) with an encoding or decoding method of its own
 // (MarshalBinary, MarshalText, MarshalMsgpack or EncodeMsgpack, or their
 // counterparts, as uuid.UUID and netip.Addr have) is taken at NewMap,
-// unless it holds a float or an interface, and trusted only key by key: a Save that would write a key that does not
+// unless it holds a float, and trusted only key by key: a Save that would write a key that does not
 // load back as itself fails with ErrUnsupportedType, naming it, and
 // writes nothing.
 //
@@ -477,11 +478,12 @@ func keyProblem(t reflect.Type, path string) string {
 }
 
 // mayBeUnequal says whether a value of t may not equal itself, and so
-// never be found again as a key: t holds a float (a NaN) or an interface
-// (holding one), at any depth, exported or not.
+// never be found again as a key: t holds a float (a NaN), at any depth,
+// exported or not. (An interface inside, as language.Tag has, is taken:
+// keysLoadBack checks each key.)
 func mayBeUnequal(t reflect.Type) bool {
 	switch t.Kind() {
-	case reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.Interface:
+	case reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
 		return true
 	case reflect.Array:
 		return mayBeUnequal(t.Elem())
@@ -561,21 +563,20 @@ func (m *Map[K, V]) keysLoadBack(keys []K) error {
 	return err
 }
 
-// storedOnly returns the keys deleted that can be on disk: a key that
-// would not load back as itself never got there (keysLoadBack), and
-// writing its delete would delete the key it loads back as, or fail.
-func (m *Map[K, V]) storedOnly(dels []K) ([]K, error) {
+// writableDeletes checks that each key deleted loads back as itself, so
+// that its delete can be written. One that does not (its type's method
+// fails, or loses what tells keys apart) cannot be written as a delete,
+// yet may be on disk (saved before its method changed): the Save fails,
+// and the next one writes the map whole, without it (f.rebase).
+func (m *Map[K, V]) writableDeletes(f *freeze[K, V], dels []K) error {
 	back, why, err := m.loadBack(dels)
-	if back == nil || err != nil {
-		return dels, err
-	}
-	kept := dels[:0:0]
-	for i := range dels {
-		if why[i] == nil && back[i] == dels[i] {
-			kept = append(kept, dels[i])
+	for i := range back {
+		if why[i] != nil || back[i] != dels[i] {
+			f.rebase.Store(true)
+			return fmt.Errorf("%w: the delete of key %v of map %s cannot be written, its type's methods do not give the key back; the next Save writes the map whole, without it", codec.ErrNeverLoads, dels[i], quote(m.name))
 		}
 	}
-	return kept, nil
+	return err
 }
 
 // DefMap declares a map of the default DB, as DefState declares a state:

@@ -92,8 +92,7 @@ func (m *Map[K, V]) writeDelta(w io.Writer, f *freeze[K, V]) error {
 	sets, dels := 0, 0
 	for i := range m.shards {
 		f.got[i] = m.take(f, i)
-		var err error
-		if f.got[i].dels, err = m.storedOnly(f.got[i].dels); err != nil {
+		if err := m.writableDeletes(f, f.got[i].dels); err != nil {
 			return err
 		}
 		sets += len(f.got[i].keys)
@@ -134,9 +133,11 @@ func (m *Map[K, V]) settle(c *capture, committed bool) {
 	if committed {
 		return
 	}
-	if f.full {
+	if f.full || f.rebase.Load() {
 		m.needBase = true
-		return
+		if f.full {
+			return
+		}
 	}
 	for i := range m.shards {
 		if len(f.keys[i]) == 0 {
