@@ -212,12 +212,14 @@ func Open(dir string, o Options) (*Engine, error) {
 		// A DB that replicated continues as a new lineage from the
 		// snapshot it fell back to: noted now, whether or not this open
 		// replicates, or a later one would take the old lineage, whose
-		// newer snapshots are in the store, and be fenced.
-		if _, ok, _ := readLineage(e.fs, e.dir); ok {
-			if _, err := e.lineage(); err != nil {
-				e.Close()
-				return nil, err
-			}
+		// newer snapshots are in the store, and be fenced. A failure is
+		// logged: the open has fallen back already.
+		_, ok, err := readLineage(e.fs, e.dir)
+		if ok {
+			_, err = e.lineage()
+		}
+		if err != nil {
+			e.log.Error("instadump: cannot note the new lineage of the DB that fell back; a later open that replicates may be fenced", "file", LineageFile, "err", err)
 		}
 	}
 	if o.Replica.Store != nil {

@@ -93,12 +93,13 @@ type shipper struct {
 	lin    Lineage
 	toNote uint64 // the newest snapshot to note in LINEAGE (noteShipped)
 
-	wake   chan struct{} // a commit was installed (capacity 1)
-	quit   chan struct{} // closed when Close begins
-	once   sync.Once
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	wake     chan struct{} // a commit was installed (capacity 1)
+	quit     chan struct{} // closed when Close begins
+	once     sync.Once
+	lastNote sync.Once // at the first Close, under its lock
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
 
 	mu      sync.Mutex     // guards what follows, up to the goroutine's own
 	status  replica.Status // but Current, Pending, Behind, Lag and Fenced
@@ -199,7 +200,7 @@ func (e *Engine) stopShipper() {
 		}
 		s.cancel()
 		<-s.done
-		s.noteShipped(0) // a note that failed, tried again
+		s.lastNote.Do(func() { s.noteShipped(0) }) // a note that failed, tried again, once
 	}
 }
 

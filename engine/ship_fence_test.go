@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -439,4 +440,100 @@ func TestFailedNoteIsWrittenLater(t *testing.T) {
 	e = openRepl(t, m, st, Options{Retain: 2})
 	defer e.Close()
 	waitShipped(t, e, 4)
+}
+
+// A DB that falls back to a snapshot no older than any it shipped keeps
+// its lineage: a restored DB that never shipped, or a DB that falls back
+// twice before it replicates again, takes the location over as before.
+func TestFallbackBeforeShippingKeepsTheLineage(t *testing.T) {
+	damageNewest := func(t *testing.T, m *vfs.MemFS, e *Engine) {
+		cur, _ := e.Current()
+		id, _ := e.Lookup(cur.ID, "a")
+		e.Close()
+		rewrite(t, m, segment.FileName(id.Value.Segment), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	}
+	fallBack := func(t *testing.T, m *vfs.MemFS) {
+		e := open(t, m, Options{Fallback: true})
+		if !e.Report().FellBack {
+			t.Fatal("no fallback")
+		}
+		e.Close()
+	}
+	t.Run("restored", func(t *testing.T) {
+		st := replicatest.NewMemStore()
+		a := openRepl(t, vfs.NewMem(), st, Options{})
+		commit(t, a, "a", "1")
+		commit(t, a, "a", "2")
+		waitShipped(t, a, 2)
+		a.Close()
+		m := vfs.NewMem()
+		if _, err := Restore(context.Background(), st, dir, RestoreOptions{FS: m}); err != nil {
+			t.Fatal(err)
+		}
+		restored, _, _ := readLineage(m, dir)
+		e := open(t, m, Options{})
+		commit(t, e, "a", "3")
+		commit(t, e, "a", "4")
+		damageNewest(t, m, e)
+		fallBack(t, m)
+		if l, _, _ := readLineage(m, dir); l.ID != restored.ID {
+			t.Fatalf("lineage %+v, want the restored one %+v", l, restored)
+		}
+		e = openRepl(t, m, st, Options{})
+		defer e.Close()
+		s := commit(t, e, "a", "4'")
+		waitShipped(t, e, s.ID)
+	})
+	t.Run("twice", func(t *testing.T) {
+		st := replicatest.NewMemStore()
+		m := vfs.NewMem()
+		e := openRepl(t, m, st, Options{})
+		for i := 1; i <= 3; i++ {
+			commit(t, e, "a", fmt.Sprint(i))
+		}
+		waitShipped(t, e, 3)
+		damageNewest(t, m, e)
+		fallBack(t, m) // a new lineage: 3 was shipped
+		e = open(t, m, Options{})
+		commit(t, e, "a", "3'")
+		commit(t, e, "a", "4'")
+		damageNewest(t, m, e)
+		fallBack(t, m) // the same: nothing of it was shipped
+		e = openRepl(t, m, st, Options{})
+		defer e.Close()
+		s := commit(t, e, "a", "4''")
+		waitShipped(t, e, s.ID)
+	})
+}
+
+// Closing twice, or at once from two goroutines, notes a failed note
+// once, at the first Close.
+func TestCloseNotesOnce(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	var full atomic.Bool
+	fsys := vfs.WithErrors(m, vfs.InjectorFunc(func(op vfs.Op) error {
+		if full.Load() && strings.HasSuffix(op.Path, lineageTmp) {
+			return syscall.ENOSPC
+		}
+		return nil
+	}))
+	e := openRepl(t, fsys, st, Options{})
+	full.Store(true)
+	commit(t, e, "x", "1")
+	waitShipped(t, e, 1) // its note failed
+	full.Store(false)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { e.Close() })
+	}
+	wg.Wait()
+	if l, _, _ := readLineage(m, dir); l.Shipped != 1 {
+		t.Fatalf("LINEAGE notes %d shipped, want 1", l.Shipped)
+	}
+	writeLineage(m, dir, Lineage{ID: replica.Lineage{9}, ShippedKnown: true}) // another process's, say
+	e.Close()
+	if l, _, _ := readLineage(m, dir); l.ID != (replica.Lineage{9}) {
+		t.Fatalf("a second Close rewrote LINEAGE: %+v", l)
+	}
 }

@@ -14,7 +14,9 @@ import (
 
 // lineage reads the DB's lineage, or makes one: a new one for a DB that
 // never replicated, or one continuing from the old one for a DB that fell
-// back to an older snapshot than the one it may have shipped.
+// back to an older snapshot than one it may have shipped. A DB that fell
+// back to a snapshot no older than any it may have shipped continues its
+// lineage: nothing in the store is newer than where it is.
 func (e *Engine) lineage() (Lineage, error) {
 	if e.lin != nil { // settled by this open already
 		return *e.lin, nil
@@ -23,14 +25,15 @@ func (e *Engine) lineage() (Lineage, error) {
 	if err != nil {
 		return l, err
 	}
-	if ok && !e.report.FellBack {
+	cur, has := e.Current()
+	if ok && (!e.report.FellBack || l.ShippedKnown && has && l.Shipped <= cur.ID) {
 		return l, nil
 	}
 	var next Lineage
 	if next.ID, err = replica.NewLineage(); err != nil {
 		return l, err
 	}
-	if cur, has := e.Current(); ok && has {
+	if ok && has {
 		next.Parent, next.Fork = l.ID, cur.ID
 		e.log.Warn("instadump: the DB fell back to an older snapshot, so it replicates as a new lineage that takes over from the old one", "lineage", next.ID, "parent", l.ID, "fork", cur.ID)
 	}
