@@ -96,7 +96,9 @@ type Recovery struct {
 	// restore from a backup if that snapshot is needed.
 	DamagedTail error
 	// Removed lists leftover files recovery deleted: segments of saves
-	// that crashed before their commit, old manifests, CURRENT.tmp.
+	// that crashed before their commit, old manifests, CURRENT.tmp. The
+	// segment of a first save that crashed is moved aside instead
+	// (Broken): a damaged manifest can leave the same files.
 	Removed []string
 }
 
