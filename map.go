@@ -380,7 +380,7 @@ func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 // (or a type inside it) with an encoding or decoding method of its own
 // (MarshalBinary, MarshalText, MarshalMsgpack or EncodeMsgpack, or their
 // counterparts, as uuid.UUID and netip.Addr have) is taken at NewMap,
-// unless it holds a float, and trusted only key by key: a Save that would write a key that does not
+// unless it holds a float or an interface, and trusted only key by key: a Save that would write a key that does not
 // load back as itself fails with ErrUnsupportedType, naming it, and
 // writes nothing.
 //
@@ -478,12 +478,11 @@ func keyProblem(t reflect.Type, path string) string {
 }
 
 // mayBeUnequal says whether a value of t may not equal itself, and so
-// never be found again as a key: t holds a float (a NaN), at any depth,
-// exported or not. (An interface inside, as language.Tag has, is taken:
-// keysLoadBack checks each key.)
+// never be found again as a key: t holds a float (a NaN) or an interface
+// (which may hold one), at any depth, exported or not.
 func mayBeUnequal(t reflect.Type) bool {
 	switch t.Kind() {
-	case reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+	case reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.Interface:
 		return true
 	case reflect.Array:
 		return mayBeUnequal(t.Elem())

@@ -501,6 +501,17 @@ func (f *floatInside) UnmarshalText(b []byte) error {
 	return err
 }
 
+// anyInside has methods of its own, and an interface inside (which may
+// hold a NaN).
+type anyInside struct{ v any }
+
+func (k anyInside) MarshalText() ([]byte, error) { return []byte(fmt.Sprint(k.v)), nil }
+
+func (k *anyInside) UnmarshalText(b []byte) error {
+	k.v = string(b)
+	return nil
+}
+
 // badKey's encoding method fails for "bad", and panics for "boom".
 type badKey struct{ S string }
 
@@ -523,6 +534,7 @@ func TestMapKeyMethodsEdges(t *testing.T) {
 	db := openT(t, t.TempDir())
 	mapKeyRefused[nanKey](t, db, "NaN")
 	mapKeyRefused[floatInside](t, db, "NaN")
+	mapKeyRefused[anyInside](t, db, "interface")
 	m, err := NewMap[badKey, int](db, "m")
 	if err != nil {
 		t.Fatal(err)
