@@ -208,20 +208,6 @@ func Open(dir string, o Options) (*Engine, error) {
 		// said so, with what to do.
 		return nil, errs.NoSpace("open", dir, err)
 	}
-	if e.report.FellBack && !o.ReadOnly {
-		// A DB that replicated continues as a new lineage from the
-		// snapshot it fell back to: noted now, whether or not this open
-		// replicates, or a later one would take the old lineage, whose
-		// newer snapshots are in the store, and be fenced. A failure is
-		// logged: the open has fallen back already.
-		_, ok, err := readLineage(e.fs, e.dir)
-		if ok {
-			_, err = e.lineage()
-		}
-		if err != nil {
-			e.log.Error("instadump: cannot note the new lineage of the DB that fell back; a later open that replicates may be fenced", "file", LineageFile, "err", err)
-		}
-	}
 	if o.Replica.Store != nil {
 		if err := e.startShipper(); err != nil {
 			e.Close()

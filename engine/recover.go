@@ -194,6 +194,22 @@ func (e *Engine) holdRetained() error {
 // to a file whose unsynced bytes an earlier process may have left in an
 // unknown state: RocksDB #6316).
 func (e *Engine) start(d *dirState, num uint64) error {
+	if e.report.FellBack {
+		// A DB that replicated continues as a new lineage from the
+		// snapshot it fell back to: noted before anything is moved aside
+		// or rolled over (a crash falls back again), whether or not this
+		// open replicates, or a later open would take the old lineage,
+		// whose newer snapshots are in the store.
+		_, ok, err := readLineage(e.fs, e.dir)
+		switch {
+		case err != nil: // a replicating open will refuse it
+			e.log.Error("instadump: the DB fell back, and its LINEAGE does not read", "err", err)
+		case ok:
+			if _, err := e.lineage(); err != nil {
+				return fmt.Errorf("instadump: the DB fell back, and its new lineage cannot be noted (nothing was changed; open it again once %s can be written): %w", LineageFile, err)
+			}
+		}
+	}
 	// A number is never used twice, not even one moved aside.
 	if len(d.segs) > 0 {
 		e.nextSeg = max(e.nextSeg, d.segs[len(d.segs)-1]+1)

@@ -86,20 +86,18 @@ const (
 const fullEvery = 16
 
 type shipper struct {
-	e      *Engine
-	st     replica.Store
-	o      ReplicaOptions
-	log    *slog.Logger
-	lin    Lineage
-	toNote uint64 // the newest snapshot to note in LINEAGE (noteShipped)
+	e   *Engine
+	st  replica.Store
+	o   ReplicaOptions
+	log *slog.Logger
+	lin Lineage
 
-	wake     chan struct{} // a commit was installed (capacity 1)
-	quit     chan struct{} // closed when Close begins
-	once     sync.Once
-	lastNote sync.Once // at the first Close, under its lock
-	ctx      context.Context
-	cancel   context.CancelFunc
-	done     chan struct{}
+	wake   chan struct{} // a commit was installed (capacity 1)
+	quit   chan struct{} // closed when Close begins
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	mu      sync.Mutex     // guards what follows, up to the goroutine's own
 	status  replica.Status // but Current, Pending, Behind, Lag and Fenced
@@ -200,29 +198,27 @@ func (e *Engine) stopShipper() {
 		}
 		s.cancel()
 		<-s.done
-		s.lastNote.Do(func() { s.noteShipped(0) }) // a note that failed, tried again, once
 	}
 }
 
 // noteShipped writes into LINEAGE, durably, that this directory may ship
 // snapshot id, before it does: at the next open, a store whose newest
 // snapshot is newer, and not one the directory retains to compare, was
-// shipped to by a copy of it (start). A failure is logged, and shipping
-// goes on (a full disk is when the replica matters most): a crash before
-// the next note may then make the next open fence a snapshot of its own
-// it no longer retains.
-func (s *shipper) noteShipped(id uint64) {
-	s.toNote = max(s.toNote, id)
-	if s.toNote == 0 || s.lin.ShippedKnown && s.toNote <= s.lin.Shipped {
-		return // nothing to note, or noted
+// shipped to by a copy of it (start), and a fallback to a snapshot no
+// older than the note keeps the lineage (lineage). The note must hold
+// everything shipped, so a failure fails the round: nothing is shipped
+// until LINEAGE can be written.
+func (s *shipper) noteShipped(id uint64) error {
+	if s.lin.ShippedKnown && id <= s.lin.Shipped {
+		return nil
 	}
 	l := s.lin
-	l.Shipped, l.ShippedKnown = s.toNote, true
+	l.Shipped, l.ShippedKnown = id, true
 	if err := writeLineage(s.e.fs, s.e.dir, l); err != nil {
-		s.log.Warn("instadump: cannot note the snapshot about to be shipped; will try again", "file", LineageFile, "snapshot", s.toNote, "err", err)
-		return
+		return fmt.Errorf("instadump: noting snapshot %d in %s before shipping it: %w", id, LineageFile, err)
 	}
 	s.lin = l
+	return nil
 }
 
 func (s *shipper) run() {

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -409,10 +408,11 @@ func TestFallbackWithoutReplicaStartsALineage(t *testing.T) {
 	waitShipped(t, e, s.ID)
 }
 
-// A note that fails (a full disk, for a while) is written later, at the
-// latest when the DB closes: the next open is not fenced by a snapshot
-// it shipped and no longer retains.
-func TestFailedNoteIsWrittenLater(t *testing.T) {
+// A note that cannot be written (a full disk, for a while) holds the
+// snapshot back until it can: LINEAGE always notes everything shipped,
+// and the next open is not fenced by a snapshot it shipped and no longer
+// retains.
+func TestFailedNoteHoldsShippingBack(t *testing.T) {
 	st := replicatest.NewMemStore()
 	m := vfs.NewMem()
 	var full atomic.Bool
@@ -427,8 +427,19 @@ func TestFailedNoteIsWrittenLater(t *testing.T) {
 	waitShipped(t, e, 1)
 	full.Store(true)
 	commit(t, e, "x", "2")
-	waitShipped(t, e, 2) // shipped, its note failed
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
+		if s, _ := e.ReplicaStatus(); s.Err != nil {
+			if s.Shipped != 1 || !strings.Contains(s.Err.Error(), LineageFile) {
+				t.Fatalf("status %+v", s)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the note did not fail")
+		}
+	}
 	full.Store(false)
+	waitShipped(t, e, 2)
 	e.Close()
 	if l, _, _ := readLineage(m, dir); l.Shipped != 2 {
 		t.Fatalf("LINEAGE notes %d shipped, want 2", l.Shipped)
@@ -440,6 +451,41 @@ func TestFailedNoteIsWrittenLater(t *testing.T) {
 	e = openRepl(t, m, st, Options{Retain: 2})
 	defer e.Close()
 	waitShipped(t, e, 4)
+}
+
+// A fallback whose new lineage cannot be noted fails the open, changing
+// nothing; the open after it falls back and forks.
+func TestFallbackNotedFirst(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	e := openRepl(t, m, st, Options{Retain: 3})
+	for i := 1; i <= 3; i++ {
+		commit(t, e, "a", fmt.Sprint(i))
+	}
+	waitShipped(t, e, 3)
+	old, _, _ := readLineage(m, dir)
+	e.Close()
+	rewrite(t, m, segment.FileName(3), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	before := files(t, m)
+	full := vfs.WithErrors(m, vfs.InjectorFunc(func(op vfs.Op) error {
+		if strings.HasSuffix(op.Path, lineageTmp) {
+			return syscall.ENOSPC
+		}
+		return nil
+	}))
+	if _, err := Open(dir, Options{FS: full, Retain: 3, Fallback: true}); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("open: %v", err)
+	}
+	if after := files(t, m); !slices.Equal(before, after) {
+		t.Fatalf("files %v, then %v", before, after)
+	}
+	e = openRepl(t, m, st, Options{Retain: 3, Fallback: true})
+	defer e.Close()
+	if now, _, _ := readLineage(m, dir); now.Parent != old.ID || now.Fork != 2 {
+		t.Fatalf("lineage %+v (was %+v)", now, old)
+	}
+	s := commit(t, e, "a", "3'")
+	waitShipped(t, e, s.ID)
 }
 
 // A DB that falls back to a snapshot no older than any it shipped keeps
@@ -504,36 +550,4 @@ func TestFallbackBeforeShippingKeepsTheLineage(t *testing.T) {
 		s := commit(t, e, "a", "4''")
 		waitShipped(t, e, s.ID)
 	})
-}
-
-// Closing twice, or at once from two goroutines, notes a failed note
-// once, at the first Close.
-func TestCloseNotesOnce(t *testing.T) {
-	st := replicatest.NewMemStore()
-	m := vfs.NewMem()
-	var full atomic.Bool
-	fsys := vfs.WithErrors(m, vfs.InjectorFunc(func(op vfs.Op) error {
-		if full.Load() && strings.HasSuffix(op.Path, lineageTmp) {
-			return syscall.ENOSPC
-		}
-		return nil
-	}))
-	e := openRepl(t, fsys, st, Options{})
-	full.Store(true)
-	commit(t, e, "x", "1")
-	waitShipped(t, e, 1) // its note failed
-	full.Store(false)
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() { e.Close() })
-	}
-	wg.Wait()
-	if l, _, _ := readLineage(m, dir); l.Shipped != 1 {
-		t.Fatalf("LINEAGE notes %d shipped, want 1", l.Shipped)
-	}
-	writeLineage(m, dir, Lineage{ID: replica.Lineage{9}, ShippedKnown: true}) // another process's, say
-	e.Close()
-	if l, _, _ := readLineage(m, dir); l.ID != (replica.Lineage{9}) {
-		t.Fatalf("a second Close rewrote LINEAGE: %+v", l)
-	}
 }

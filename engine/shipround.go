@@ -23,7 +23,6 @@ func (s *shipper) round() error {
 		}
 		s.started = true
 	}
-	s.noteShipped(0) // a note that failed, tried again
 	if err := s.recheck(ctx); err != nil {
 		return err
 	}
@@ -126,7 +125,9 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		return fmt.Errorf("instadump: encoding the commit object of snapshot %d: %w", id, err)
 	}
 	p := &pendingCommit{key: replica.CommitKey(s.lin.ID, id), b: b, c: c, next: next}
-	s.noteShipped(id)
+	if err := s.noteShipped(id); err != nil {
+		return err
+	}
 	err = s.st.Create(ctx, p.key, bytes.NewReader(b), int64(len(b)))
 	if errors.Is(err, replica.ErrExists) {
 		// Ours, from an attempt whose answer was lost, or another copy
