@@ -201,12 +201,12 @@ func (e *Engine) start(d *dirState, num uint64) error {
 		// open replicates, or a later open would take the old lineage,
 		// whose newer snapshots are in the store.
 		_, ok, err := readLineage(e.fs, e.dir)
-		switch {
-		case err != nil: // a replicating open will refuse it
-			e.log.Error("instadump: the DB fell back, and its LINEAGE does not read", "err", err)
-		case ok:
+		if err != nil {
+			return fmt.Errorf("instadump: the DB fell back, and its %s does not read, so its new lineage cannot be noted; nothing was changed: repair %s, or remove it to replicate as a new DB, and open again: %w", LineageFile, LineageFile, err)
+		}
+		if ok {
 			if _, err := e.lineage(); err != nil {
-				return fmt.Errorf("instadump: the DB fell back, and its new lineage cannot be noted (nothing was changed; open it again once %s can be written): %w", LineageFile, err)
+				return fmt.Errorf("instadump: the DB fell back, and its new lineage cannot be noted; nothing was changed: open it again once %s can be written: %w", LineageFile, err)
 			}
 		}
 	}

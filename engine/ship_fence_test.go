@@ -479,6 +479,22 @@ func TestFallbackNotedFirst(t *testing.T) {
 	if after := files(t, m); !slices.Equal(before, after) {
 		t.Fatalf("files %v, then %v", before, after)
 	}
+	// Nor when LINEAGE does not read (an I/O error; damage), replicating
+	// or not.
+	unreadable := vfs.WithErrors(m, vfs.InjectorFunc(func(op vfs.Op) error {
+		if op.Kind == vfs.OpOpen && strings.HasSuffix(op.Path, "/"+LineageFile) {
+			return syscall.EIO
+		}
+		return nil
+	}))
+	for _, o := range []Options{{FS: unreadable, Retain: 3, Fallback: true}, {FS: unreadable, Retain: 3, Fallback: true, Replica: replOpts(st, 0)}} {
+		if _, err := Open(dir, o); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Fatalf("open with LINEAGE unreadable: %v", err)
+		}
+		if after := files(t, m); !slices.Equal(before, after) {
+			t.Fatalf("files %v, then %v", before, after)
+		}
+	}
 	e = openRepl(t, m, st, Options{Retain: 3, Fallback: true})
 	defer e.Close()
 	if now, _, _ := readLineage(m, dir); now.Parent != old.ID || now.Fork != 2 {
