@@ -567,3 +567,46 @@ func TestFallbackBeforeShippingKeepsTheLineage(t *testing.T) {
 		waitShipped(t, e, s.ID)
 	})
 }
+
+// A second fallback, to a snapshot older than where the first one's
+// lineage began, begins again from that snapshot of the lineage before:
+// the store never serves the snapshots it fell back past.
+func TestFallbackBelowTheFork(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	e := openRepl(t, m, st, Options{Retain: 5, Replica: replOpts(st, 5)})
+	for i := 1; i <= 4; i++ {
+		commit(t, e, "a", fmt.Sprint(i))
+		waitShipped(t, e, uint64(i))
+	}
+	l1, _, _ := readLineage(m, dir)
+	e.Close()
+	rewrite(t, m, segment.FileName(4), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	e = open(t, m, Options{Retain: 5, Fallback: true}) // back to 3
+	commit(t, e, "b", "x")                             // 4': a stays in segment 3
+	e.Close()
+	rewrite(t, m, segment.FileName(3), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	e = open(t, m, Options{Retain: 5, Fallback: true}) // back to 2
+	if e.Report().UsedID != 2 {
+		t.Fatalf("fell back to %d", e.Report().UsedID)
+	}
+	commit(t, e, "a", "3''")
+	commit(t, e, "a", "4''")
+	e.Close()
+	if l, _, _ := readLineage(m, dir); l.Parent != l1.ID || l.Fork != 2 {
+		t.Fatalf("lineage %+v, want parent %s fork 2", l, l1.ID)
+	}
+	e = openRepl(t, m, st, Options{Retain: 5, Replica: replOpts(st, 5)})
+	defer e.Close()
+	s := commit(t, e, "a", "5''")
+	waitShipped(t, e, s.ID)
+	// The old 3 (a=3) is not in the store's history any more.
+	if _, err := Restore(context.Background(), st, "r3", RestoreOptions{ID: 3, FS: vfs.NewMem()}); !errors.Is(err, errs.ErrNoSnapshot) {
+		t.Fatalf("restore of snapshot 3: %v", err)
+	}
+	r, _, _ := restoreTo(t, st, RestoreOptions{})
+	defer r.Close()
+	if got := contents(t, r, 0)["a"]; got != "5''" {
+		t.Fatalf("restored a=%q", got)
+	}
+}

@@ -26,14 +26,22 @@ func (e *Engine) lineage() (Lineage, error) {
 		return l, err
 	}
 	cur, has := e.Current()
-	if ok && (!e.report.FellBack || l.ShippedKnown && has && l.Shipped <= cur.ID) {
+	below := ok && !l.Parent.IsZero() && has && cur.ID < l.Fork // back past where the lineage began
+	if ok && (!e.report.FellBack || l.ShippedKnown && has && l.Shipped <= cur.ID && !below) {
 		return l, nil
 	}
 	var next Lineage
 	if next.ID, err = replica.NewLineage(); err != nil {
 		return l, err
 	}
-	if ok && has {
+	switch {
+	case below:
+		// Its snapshots up to cur are its parent's: it begins again from
+		// there (it shipped nothing of its own, which all come after
+		// its fork).
+		next.Parent, next.Fork = l.Parent, cur.ID
+		e.log.Warn("instadump: the DB fell back to a snapshot older than where its lineage began, so it replicates as a new lineage from that snapshot of the lineage before", "lineage", next.ID, "parent", l.Parent, "fork", cur.ID)
+	case ok && has:
 		next.Parent, next.Fork = l.ID, cur.ID
 		e.log.Warn("instadump: the DB fell back to an older snapshot, so it replicates as a new lineage that takes over from the old one", "lineage", next.ID, "parent", l.ID, "fork", cur.ID)
 	}
