@@ -22,10 +22,14 @@ import (
 //	instadump LINEAGE 2\n
 //	id 0123456789abcdef0123456789abcdef\n
 //	parent fedcba9876543210fedcba9876543210 17\n   ("parent none\n" if not restored)
-//	shipped 42\n                                    the newest snapshot it may have shipped; 0: none
+//	shipped 42 0123456789abcdef 41 fedcba9876543210\n
+//	                                                the snapshot it may have shipped last, and the one
+//	                                                shipped before it, each with its commit object's
+//	                                                checksum; 0 and 0: none
 //	xxh64 0123456789abcdef\n                        xxhash64 of the lines above
 //
-// Version 1 has no shipped line: what it shipped is not known.
+// Version 1 has no shipped line: what it shipped is not known. Version 2
+// has "shipped 42" alone: the snapshots, not their checksums.
 
 // LineageFile is the name of the file holding a DB's lineage.
 const LineageFile = "LINEAGE"
@@ -33,7 +37,7 @@ const LineageFile = "LINEAGE"
 const (
 	lineageTmp     = LineageFile + ".tmp"
 	lineageMagic   = "instadump LINEAGE"
-	lineageVersion = 2
+	lineageVersion = 3
 	maxLineageSize = 256
 )
 
@@ -48,8 +52,15 @@ type Lineage struct {
 	// compare, was shipped to by a copy of it (shipper.start).
 	Shipped uint64
 	// ShippedKnown says Shipped is known: false for a LINEAGE file of
-	// format 1, which did not note it. A LINEAGE written is of format 2.
+	// format 1, which did not note it. A LINEAGE written is of format 3.
 	ShippedKnown bool
+	// ShippedSum is the checksum of Shipped's commit object; Prev and
+	// PrevSum the snapshot shipped before it (the last known to be in
+	// the store then) and its checksum: the store's newest snapshot, if
+	// this directory shipped it, is one of the two. SumsKnown is false
+	// for a LINEAGE of format 1 or 2.
+	ShippedSum, Prev, PrevSum uint64
+	SumsKnown                 bool
 }
 
 func encodeLineage(l Lineage) []byte { return encodeLineageVersion(l, lineageVersion) }
@@ -60,7 +71,10 @@ func encodeLineageVersion(l Lineage, version int) []byte {
 		parent = fmt.Sprintf("%s %d", l.Parent, l.Fork)
 	}
 	body := fmt.Sprintf("%s %d\nid %s\nparent %s\n", lineageMagic, version, l.ID, parent)
-	if version >= 2 {
+	switch {
+	case version >= 3:
+		body += fmt.Sprintf("shipped %d %016x %d %016x\n", l.Shipped, l.ShippedSum, l.Prev, l.PrevSum)
+	case version == 2:
 		body += fmt.Sprintf("shipped %d\n", l.Shipped)
 	}
 	return fmt.Appendf(nil, "%sxxh64 %016x\n", body, xxhash.Sum64String(body))
@@ -123,8 +137,22 @@ func decodeLineage(data []byte, file string) (Lineage, error) {
 	}
 	if version >= 2 {
 		shipped, ok := strings.CutPrefix(strings.TrimSuffix(lines[3], "\n"), "shipped ")
-		if l.Shipped, err = strconv.ParseUint(shipped, 10, 64); !ok || err != nil {
+		f := strings.Split(shipped, " ")
+		if !ok || version == 2 && len(f) != 1 || version >= 3 && len(f) != 4 {
 			return bad(3)
+		}
+		if l.Shipped, err = strconv.ParseUint(f[0], 10, 64); err != nil {
+			return bad(3)
+		}
+		if version >= 3 {
+			var e1, e2, e3 error
+			l.ShippedSum, e1 = strconv.ParseUint(f[1], 16, 64)
+			l.Prev, e2 = strconv.ParseUint(f[2], 10, 64)
+			l.PrevSum, e3 = strconv.ParseUint(f[3], 16, 64)
+			if e1 != nil || e2 != nil || e3 != nil {
+				return bad(3)
+			}
+			l.SumsKnown = true
 		}
 		l.ShippedKnown = true
 	}

@@ -202,18 +202,23 @@ func (e *Engine) stopShipper() {
 }
 
 // noteShipped writes into LINEAGE, durably, that this directory may ship
-// snapshot id, before it does: at the next open, a store whose newest
-// snapshot is newer, and not one the directory retains to compare, was
-// shipped to by a copy of it (start), and a fallback to a snapshot no
-// older than the note keeps the lineage (lineage). The note must hold
-// everything shipped, so a failure fails the round: nothing is shipped
-// until LINEAGE can be written.
-func (s *shipper) noteShipped(id uint64) error {
-	if s.lin.ShippedKnown && id <= s.lin.Shipped {
+// snapshot id, whose commit object has checksum sum, before it does,
+// with the last it shipped (or found) before: at the next open, a store
+// whose newest snapshot is neither, and not one the directory retains to
+// compare, was shipped to by a copy of it (start), and a fallback to a
+// snapshot no older than the note keeps the lineage (lineage). The note
+// must cover everything shipped, so a failure fails the round: nothing
+// is shipped until LINEAGE can be written.
+func (s *shipper) noteShipped(id, sum uint64) error {
+	l := s.lin
+	l.Shipped, l.ShippedSum, l.Prev, l.PrevSum = id, sum, 0, 0
+	if s.last != nil {
+		l.Prev, l.PrevSum = s.last.id, s.last.sum
+	}
+	l.ShippedKnown, l.SumsKnown = true, true
+	if l == s.lin {
 		return nil
 	}
-	l := s.lin
-	l.Shipped, l.ShippedKnown = id, true
 	if err := writeLineage(s.e.fs, s.e.dir, l); err != nil {
 		return fmt.Errorf("instadump: noting snapshot %d in %s before shipping it: %w", id, LineageFile, err)
 	}

@@ -187,7 +187,15 @@ func TestLineageFile(t *testing.T) {
 	if got, err := decodeLineage(encodeLineageVersion(v1, 1), "LINEAGE"); err != nil || got != v1 {
 		t.Fatalf("version 1: %+v %v", got, err)
 	}
-	for _, l := range []Lineage{{ID: replica.Lineage{1, 2}, ShippedKnown: true}, {ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 17, Shipped: 42, ShippedKnown: true}} {
+	// Version 2, with the shipped snapshot alone, still reads.
+	v2 := Lineage{ID: replica.Lineage{7}, Shipped: 4, ShippedKnown: true}
+	if got, err := decodeLineage(encodeLineageVersion(v2, 2), "LINEAGE"); err != nil || got != v2 {
+		t.Fatalf("version 2: %+v %v", got, err)
+	}
+	for _, l := range []Lineage{
+		{ID: replica.Lineage{1, 2}, ShippedKnown: true, SumsKnown: true},
+		{ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 17, Shipped: 42, ShippedSum: 1<<64 - 1, Prev: 41, PrevSum: 0xabc, ShippedKnown: true, SumsKnown: true},
+	} {
 		if err := writeLineage(m, dir, l); err != nil {
 			t.Fatal(err)
 		}
@@ -261,7 +269,7 @@ func TestCopiesShippingOtherIDs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if aErr != nil || !errors.Is(bErr, ErrFenced) || !strings.Contains(bErr.Error(), "newer than any this directory shipped (4)") {
+	if aErr != nil || !errors.Is(bErr, ErrFenced) || !strings.Contains(bErr.Error(), "not one this directory shipped last (4)") {
 		t.Fatalf("a: %v, b: %v: want the copy fenced", aErr, bErr)
 	}
 	want := "a6"
@@ -378,7 +386,7 @@ func TestCopyBeforeFirstShip(t *testing.T) {
 	b = openRepl(t, twin, mem, Options{})
 	defer b.Close()
 	commit(t, b, "x", "b9")
-	wantFenced(t, b, "the copy", "newer than any this directory shipped (0)")
+	wantFenced(t, b, "the copy", "not one this directory shipped last (0)")
 }
 
 // A fallback in an open that does not replicate starts the new lineage
@@ -609,4 +617,44 @@ func TestFallbackBelowTheFork(t *testing.T) {
 	if got := contents(t, r, 0)["a"]; got != "5''" {
 		t.Fatalf("restored a=%q", got)
 	}
+}
+
+// A copy whose note names a snapshot it never got into the store (its
+// Create failed) is not taken for the one that did: the store's newest
+// snapshot of that ID has another checksum.
+func TestCopyWhoseCreateFailed(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, mem, Options{Retain: 2})
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint("a", i))
+	}
+	waitShipped(t, a, 4)
+	a.Close()
+	twin := m.CrashClone(vfs.CrashOptions{})
+	fs := replicatest.NewFaultStore(mem)
+	fs.Inject(replicatest.Fault{Ops: replicatest.OpCreate, N: 1, All: true, Err: replicatest.ErrTransient})
+	b := openRepl(t, twin, fs, Options{Retain: 2})
+	commit(t, b, "x", "b5") // noted, then its Create fails
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
+		if s, _ := b.ReplicaStatus(); s.Err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Create did not fail")
+		}
+	}
+	b.Close()
+	b = open(t, twin, Options{Retain: 2})
+	commit(t, b, "x", "b6")
+	commit(t, b, "x", "b7") // 5 is no longer retained
+	b.Close()
+	a = openRepl(t, m, mem, Options{Retain: 2})
+	defer a.Close()
+	commit(t, a, "x", "a5")
+	waitShipped(t, a, 5)
+	b = openRepl(t, twin, mem, Options{Retain: 2})
+	defer b.Close()
+	commit(t, b, "x", "b8")
+	wantFenced(t, b, "the copy", "not one this directory shipped last (5)")
 }

@@ -100,8 +100,8 @@ func (s *shipper) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if !retained && s.lin.ShippedKnown && id > s.lin.Shipped {
-			return s.fenced("its newest snapshot %d of this DB's lineage %s is newer than any this directory shipped (%d), and not one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped)
+		if !retained && s.lin.ShippedKnown && !s.mayBeOurs(id, co.sum) {
+			return s.fenced("its newest snapshot %d of this DB's lineage %s is not one this directory shipped last (%d) or before it (%d), nor one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped, s.lin.Prev)
 		}
 		s.shipped(&lastShipped{id: id, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})
 		break
@@ -109,6 +109,19 @@ func (s *shipper) start(ctx context.Context) error {
 	s.tidy = true
 	s.log.Info("instadump: replication resumes", "lineage", s.lin.ID, "shipped", s.floor)
 	return nil
+}
+
+// mayBeOurs says whether the store's newest snapshot id, whose commit
+// object has checksum sum, may be one this directory shipped, as LINEAGE
+// notes: the last it may have shipped, or the one before (the last
+// create may have failed). Without checksums (LINEAGE format 2), any not
+// newer than the last.
+func (s *shipper) mayBeOurs(id, sum uint64) bool {
+	l := s.lin
+	if !l.SumsKnown {
+		return id <= l.Shipped
+	}
+	return id == l.Shipped && sum == l.ShippedSum || id == l.Prev && sum == l.PrevSum
 }
 
 // sameAsLocal checks that c, found in this lineage, is the local

@@ -125,7 +125,7 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		return fmt.Errorf("instadump: encoding the commit object of snapshot %d: %w", id, err)
 	}
 	p := &pendingCommit{key: replica.CommitKey(s.lin.ID, id), b: b, c: c, next: next}
-	if err := s.noteShipped(id); err != nil {
+	if err := s.noteShipped(id, binary.LittleEndian.Uint64(b[len(b)-8:])); err != nil {
 		return err
 	}
 	err = s.st.Create(ctx, p.key, bytes.NewReader(b), int64(len(b)))
