@@ -481,33 +481,31 @@ func keyProblem(t reflect.Type, path string) string {
 // never be found again as a key: t holds a float (a NaN) or an interface
 // (which may hold one), at any depth, exported or not.
 func mayBeUnequal(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.Interface:
-		return true
-	case reflect.Array:
-		return mayBeUnequal(t.Elem())
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if mayBeUnequal(t.Field(i).Type) {
-				return true
-			}
+	return holds(t, func(t reflect.Type) bool {
+		switch t.Kind() {
+		case reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.Interface:
+			return true
 		}
-	}
-	return false
+		return false
+	})
 }
 
 // keyMethods says whether keys of type t (a type checkKey accepts) are
 // encoded or decoded, at any depth, by a method of a type of theirs.
-func keyMethods(t reflect.Type) bool {
-	if codec.CustomCoded(t) {
+func keyMethods(t reflect.Type) bool { return holds(t, codec.CustomCoded) }
+
+// holds says whether is is true of t, or of a type t holds: the element
+// of an array, a struct's field, at any depth.
+func holds(t reflect.Type, is func(reflect.Type) bool) bool {
+	if is(t) {
 		return true
 	}
 	switch t.Kind() {
 	case reflect.Array:
-		return keyMethods(t.Elem())
+		return holds(t.Elem(), is)
 	case reflect.Struct:
 		for i := range t.NumField() {
-			if keyMethods(t.Field(i).Type) {
+			if holds(t.Field(i).Type, is) {
 				return true
 			}
 		}
@@ -515,21 +513,24 @@ func keyMethods(t reflect.Type) bool {
 	return false
 }
 
-// loadBack returns keys as they would load back, each with the error
-// that keeps it from loading, if any, for keys encoded or decoded by a
-// method of their type (nil for others: they always load back). A method
-// that loses what tells two keys apart (folding case, say) would make
-// them one entry on disk, and the map would never load again.
-func (m *Map[K, V]) loadBack(keys []K) (back []K, why []error, err error) {
-	if !m.keyMethods || len(keys) == 0 {
-		return nil, nil, nil
+// unloadable returns the first of keys that would not load back as
+// itself, with what it loads back as or why it does not load, or -1 if
+// every one does (always, for keys the codec encodes itself). A method
+// of the key's type that loses what tells two keys apart (folding case,
+// say) would make them one entry on disk, and the map would never load
+// again.
+func (m *Map[K, V]) unloadable(keys []K) (i int, back K, why error) {
+	if !m.keyMethods {
+		return -1, back, nil
 	}
-	back, why = make([]K, len(keys)), make([]error, len(keys))
 	var enc []byte
-	for i := range keys { // one by one: a key that does not encode or decode stops no other
-		enc, why[i] = m.roundTrip(enc[:0], keys[i:i+1], back[i:i+1])
+	one := make([]K, 1)
+	for i := range keys { // one by one: a method that fails fails for its key alone
+		if enc, why = m.roundTrip(enc[:0], keys[i:i+1], one); why != nil || one[0] != keys[i] {
+			return i, one[0], why
+		}
 	}
-	return back, why, nil
+	return -1, back, nil
 }
 
 // roundTrip encodes key[0] into enc and decodes it into back[0], turning a
@@ -550,16 +551,14 @@ func (m *Map[K, V]) roundTrip(enc []byte, key, back []K) (_ []byte, err error) {
 // keysLoadBack fails the Save (an error wrapping codec.ErrNeverLoads)
 // for a key set that would not load back as itself.
 func (m *Map[K, V]) keysLoadBack(keys []K) error {
-	back, why, err := m.loadBack(keys)
-	for i := range back {
-		switch {
-		case why[i] != nil:
-			return fmt.Errorf("%w: key %v of map %s would not load back (%v): the encoding or decoding method of its type fails; fix the methods, or delete the key", codec.ErrNeverLoads, keys[i], quote(m.name), why[i])
-		case back[i] != keys[i]:
-			return fmt.Errorf("%w: key %v of map %s would load back as %v, another key: the encoding method of its type loses what tells keys apart; fix the method, or key the map by a type instadump encodes itself", codec.ErrNeverLoads, keys[i], quote(m.name), back[i])
-		}
+	i, back, why := m.unloadable(keys)
+	switch {
+	case i < 0:
+		return nil
+	case why != nil:
+		return fmt.Errorf("%w: key %v of map %s would not load back (%v): the encoding or decoding method of its type fails; fix the methods, or delete the key", codec.ErrNeverLoads, keys[i], quote(m.name), why)
 	}
-	return err
+	return fmt.Errorf("%w: key %v of map %s would load back as %v, another key: the encoding method of its type loses what tells keys apart; fix the method, or key the map by a type instadump encodes itself", codec.ErrNeverLoads, keys[i], quote(m.name), back)
 }
 
 // writableDeletes checks that each key deleted loads back as itself, so
@@ -568,14 +567,11 @@ func (m *Map[K, V]) keysLoadBack(keys []K) error {
 // yet may be on disk (saved before its method changed): the Save fails,
 // and the next one writes the map whole, without it (f.rebase).
 func (m *Map[K, V]) writableDeletes(f *freeze[K, V], dels []K) error {
-	back, why, err := m.loadBack(dels)
-	for i := range back {
-		if why[i] != nil || back[i] != dels[i] {
-			f.rebase.Store(true)
-			return fmt.Errorf("%w: the delete of key %v of map %s cannot be written, its type's methods do not give the key back; the next Save writes the map whole, without it", codec.ErrNeverLoads, dels[i], quote(m.name))
-		}
+	if i, _, _ := m.unloadable(dels); i >= 0 {
+		f.rebase.Store(true)
+		return fmt.Errorf("%w: the delete of key %v of map %s cannot be written, its type's methods do not give the key back; the next Save writes the map whole, without it", codec.ErrNeverLoads, dels[i], quote(m.name))
 	}
-	return err
+	return nil
 }
 
 // DefMap declares a map of the default DB, as DefState declares a state:

@@ -148,6 +148,11 @@ func rewrite(t *testing.T, fsys FS, name string, fn func([]byte) []byte) {
 	w.Close()
 }
 
+// cutTo cuts a file's bytes to their first n, for rewrite.
+func cutTo(n int) func([]byte) []byte {
+	return func(b []byte) []byte { return b[:n] }
+}
+
 func flipAt(off int64) func([]byte) []byte {
 	return func(b []byte) []byte {
 		if off < 0 {
@@ -324,7 +329,7 @@ func TestTornManifestTail(t *testing.T) {
 	last := log.Offsets[len(log.Offsets)-1]
 	for cut := last; cut < size; cut++ {
 		c := m.CrashClone(vfs.CrashOptions{})
-		rewrite(t, c, manName, func(b []byte) []byte { return b[:cut] })
+		rewrite(t, c, manName, cutTo(int(cut)))
 		e := open(t, c, Options{})
 		if got := contents(t, e, 0)["a"]; got != "1" {
 			t.Fatalf("cut at %d: a=%q", cut, got)

@@ -149,9 +149,11 @@ func TestCopiesOfOneDirectory(t *testing.T) {
 	wantFenced(t, b, "the copy reopened", "")
 }
 
-// A DB that fell back to an older snapshot than it shipped replicates on
-// as a new lineage that takes over from its old one.
-func TestFallbackStartsALineage(t *testing.T) {
+// shippedThenDamaged returns a closed DB (retaining 3) that shipped
+// snapshots 1 and 2 of state "a" to its store, its lineage then, and
+// segment 2 damaged: a fallback open goes back to snapshot 1.
+func shippedThenDamaged(t *testing.T) (*vfs.MemFS, *replicatest.MemStore, Lineage) {
+	t.Helper()
 	st := replicatest.NewMemStore()
 	m := vfs.NewMem()
 	e := openRepl(t, m, st, Options{Retain: 3})
@@ -161,7 +163,39 @@ func TestFallbackStartsALineage(t *testing.T) {
 	old, _, _ := readLineage(m, dir)
 	e.Close()
 	rewrite(t, m, segment.FileName(2), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
-	e = openRepl(t, m, st, Options{Retain: 3, Fallback: true})
+	return m, st, old
+}
+
+// waitShipFails waits until e's shipping reports an error, and returns
+// the status then; it fails the test with what if it never does.
+func waitShipFails(t *testing.T, e *Engine, what string) replica.Status {
+	t.Helper()
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
+		if s, _ := e.ReplicaStatus(); s.Err != nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+	}
+}
+
+// lineageFull is m where writing LINEAGE fails with ENOSPC while full
+// is true: a disk too full for its temporary file.
+func lineageFull(m *vfs.MemFS, full *atomic.Bool) FS {
+	return vfs.WithErrors(m, vfs.InjectorFunc(func(op vfs.Op) error {
+		if full.Load() && strings.HasSuffix(op.Path, lineageTmp) {
+			return syscall.ENOSPC
+		}
+		return nil
+	}))
+}
+
+// A DB that fell back to an older snapshot than it shipped replicates on
+// as a new lineage that takes over from its old one.
+func TestFallbackStartsALineage(t *testing.T) {
+	m, st, old := shippedThenDamaged(t)
+	e := openRepl(t, m, st, Options{Retain: 3, Fallback: true})
 	defer e.Close()
 	if !e.Report().FellBack {
 		t.Fatal("no fallback")
@@ -347,14 +381,7 @@ func TestKilledMidShipIsNotFenced(t *testing.T) {
 	waitShipped(t, a, 1)
 	fs.Inject(replicatest.Fault{Ops: replicatest.OpCreate, N: 1, Err: replicatest.ErrTransient, Mode: replicatest.After})
 	commit(t, a, "x", "2")
-	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
-		if s, _ := a.ReplicaStatus(); s.Err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the Create did not fail")
-		}
-	}
+	waitShipFails(t, a, "the Create did not fail")
 	commit(t, a, "x", "3")
 	commit(t, a, "x", "4")
 	twin := m.CrashClone(vfs.CrashOptions{}) // killed: no Close
@@ -393,16 +420,8 @@ func TestCopyBeforeFirstShip(t *testing.T) {
 // all the same: the next open that replicates takes the location over
 // instead of being fenced by the old lineage's newer snapshots.
 func TestFallbackWithoutReplicaStartsALineage(t *testing.T) {
-	st := replicatest.NewMemStore()
-	m := vfs.NewMem()
-	e := openRepl(t, m, st, Options{Retain: 3})
-	commit(t, e, "a", "1")
-	commit(t, e, "a", "2")
-	waitShipped(t, e, 2)
-	old, _, _ := readLineage(m, dir)
-	e.Close()
-	rewrite(t, m, segment.FileName(2), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
-	e = open(t, m, Options{Retain: 3, Fallback: true})
+	m, st, old := shippedThenDamaged(t)
+	e := open(t, m, Options{Retain: 3, Fallback: true})
 	if !e.Report().FellBack {
 		t.Fatal("no fallback")
 	}
@@ -424,27 +443,14 @@ func TestFailedNoteHoldsShippingBack(t *testing.T) {
 	st := replicatest.NewMemStore()
 	m := vfs.NewMem()
 	var full atomic.Bool
-	fsys := vfs.WithErrors(m, vfs.InjectorFunc(func(op vfs.Op) error {
-		if full.Load() && strings.HasSuffix(op.Path, lineageTmp) {
-			return syscall.ENOSPC
-		}
-		return nil
-	}))
+	fsys := lineageFull(m, &full)
 	e := openRepl(t, fsys, st, Options{Retain: 2})
 	commit(t, e, "x", "1")
 	waitShipped(t, e, 1)
 	full.Store(true)
 	commit(t, e, "x", "2")
-	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
-		if s, _ := e.ReplicaStatus(); s.Err != nil {
-			if s.Shipped != 1 || !strings.Contains(s.Err.Error(), LineageFile) {
-				t.Fatalf("status %+v", s)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the note did not fail")
-		}
+	if s := waitShipFails(t, e, "the note did not fail"); s.Shipped != 1 || !strings.Contains(s.Err.Error(), LineageFile) {
+		t.Fatalf("status %+v", s)
 	}
 	full.Store(false)
 	waitShipped(t, e, 2)
@@ -475,12 +481,9 @@ func TestFallbackNotedFirst(t *testing.T) {
 	e.Close()
 	rewrite(t, m, segment.FileName(3), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
 	before := files(t, m)
-	full := vfs.WithErrors(m, vfs.InjectorFunc(func(op vfs.Op) error {
-		if strings.HasSuffix(op.Path, lineageTmp) {
-			return syscall.ENOSPC
-		}
-		return nil
-	}))
+	var always atomic.Bool
+	always.Store(true)
+	full := lineageFull(m, &always)
 	if _, err := Open(dir, Options{FS: full, Retain: 3, Fallback: true}); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("open: %v", err)
 	}
@@ -636,14 +639,7 @@ func TestCopyWhoseCreateFailed(t *testing.T) {
 	fs.Inject(replicatest.Fault{Ops: replicatest.OpCreate, N: 1, All: true, Err: replicatest.ErrTransient})
 	b := openRepl(t, twin, fs, Options{Retain: 2})
 	commit(t, b, "x", "b5") // noted, then its Create fails
-	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
-		if s, _ := b.ReplicaStatus(); s.Err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the Create did not fail")
-		}
-	}
+	waitShipFails(t, b, "the Create did not fail")
 	b.Close()
 	b = open(t, twin, Options{Retain: 2})
 	commit(t, b, "x", "b6")
