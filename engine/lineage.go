@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,21 +16,25 @@ import (
 // The LINEAGE file: which history of snapshots a DB directory continues,
 // for replication (see ship.go). A DB that replicates writes it when it
 // first does; Restore writes one with a new lineage, naming the lineage
-// and the snapshot it was restored from. A DB that never replicates has
-// none. Like CURRENT it is a small text file, replaced by rename, never
-// edited:
+// that owned the location then and the snapshot it was restored from. A
+// DB that never replicates has none. Like CURRENT it is a small text
+// file, replaced by rename, never edited:
 //
-//	instadump LINEAGE 2\n
+//	instadump LINEAGE 3\n
 //	id 0123456789abcdef0123456789abcdef\n
 //	parent fedcba9876543210fedcba9876543210 17\n   ("parent none\n" if not restored)
 //	shipped 42 0123456789abcdef 41 fedcba9876543210\n
 //	                                                the snapshot it may have shipped last, and the one
 //	                                                shipped before it, each with its commit object's
 //	                                                checksum; 0 and 0: none
+//	via 00112233445566778899aabbccddeeff\n          ("via none\n" if none) up to 3 lineages
+//	                                                this directory continued before, which
+//	                                                may own the location too (Lineage.Via)
 //	xxh64 0123456789abcdef\n                        xxhash64 of the lines above
 //
 // Version 1 has no shipped line: what it shipped is not known. Version 2
-// has "shipped 42" alone: the snapshots, not their checksums.
+// has "shipped 42" alone: the snapshots, not their checksums. Versions 1
+// to 3 have no via line.
 
 // LineageFile is the name of the file holding a DB's lineage.
 const LineageFile = "LINEAGE"
@@ -37,15 +42,21 @@ const LineageFile = "LINEAGE"
 const (
 	lineageTmp     = LineageFile + ".tmp"
 	lineageMagic   = "instadump LINEAGE"
-	lineageVersion = 3
-	maxLineageSize = 256
+	lineageVersion = 4
+	maxLineageSize = 512
+	maxVia         = 3
 )
 
 // Lineage says which history of snapshots a DB continues.
 type Lineage struct {
-	ID     replica.Lineage
-	Parent replica.Lineage // the lineage it was restored from; zero if none
-	Fork   uint64          // the parent's snapshot it was restored from; 0 if none
+	ID replica.Lineage
+	// Parent is the lineage it takes the location over from: for a
+	// restored DB, the location's owner when it was restored (whose
+	// timeline holds the snapshot restored, perhaps of a lineage before
+	// it); zero if none. Fork is the snapshot it continues from; 0 if
+	// none.
+	Parent replica.Lineage
+	Fork   uint64
 	// Shipped is the newest snapshot of the lineage this directory may
 	// have shipped, noted before it ships it (noteShipped): a store whose
 	// newest snapshot is newer, and not one the directory retains to
@@ -61,6 +72,27 @@ type Lineage struct {
 	// for a LINEAGE of format 1 or 2.
 	ShippedSum, Prev, PrevSum uint64
 	SumsKnown                 bool
+	// Via are lineages this directory continued before, newest first
+	// (zero when fewer), that it may take the location over from as from
+	// Parent: it fell back to a snapshot older than where each began,
+	// which is on the timeline of whichever of them owns the location,
+	// if one does (it may have taken the location over, or not yet). The
+	// oldest is forgotten when a fourth comes.
+	Via [maxVia]replica.Lineage
+}
+
+// continued returns the Via of a lineage that continues l from a
+// snapshot older than where l began: l, then l's own Via.
+func (l Lineage) continued() (via [maxVia]replica.Lineage) {
+	via[0] = l.ID
+	copy(via[1:], l.Via[:])
+	return via
+}
+
+// mayTakeOver says whether the lineage may take the location over from
+// owner o: o is its parent, or one of its Via.
+func (l Lineage) mayTakeOver(o replica.Lineage) bool {
+	return !o.IsZero() && (o == l.Parent || slices.Contains(l.Via[:], o))
 }
 
 func encodeLineage(l Lineage) []byte { return encodeLineageVersion(l, lineageVersion) }
@@ -76,6 +108,18 @@ func encodeLineageVersion(l Lineage, version int) []byte {
 		body += fmt.Sprintf("shipped %d %016x %d %016x\n", l.Shipped, l.ShippedSum, l.Prev, l.PrevSum)
 	case version == 2:
 		body += fmt.Sprintf("shipped %d\n", l.Shipped)
+	}
+	if version >= 4 {
+		via := "via"
+		for _, v := range l.Via {
+			if !v.IsZero() {
+				via += " " + v.String()
+			}
+		}
+		if via == "via" {
+			via += " none"
+		}
+		body += via + "\n"
 	}
 	return fmt.Appendf(nil, "%sxxh64 %016x\n", body, xxhash.Sum64String(body))
 }
@@ -98,9 +142,12 @@ func decodeLineage(data []byte, file string) (Lineage, error) {
 	case version > lineageVersion:
 		return l, &errs.VersionError{File: file, Offset: int64(len(lineageMagic) + 1), What: "LINEAGE format version", Got: uint64(version), Max: lineageVersion}
 	}
-	want := 5 // lines (version 1 has no shipped line), and the empty string after the last newline
-	if version == 1 {
+	want := 5 // lines (version 1 has no shipped line, version 4 adds via)
+	switch version {
+	case 1:
 		want = 4
+	case 4:
+		want = 6
 	}
 	if len(lines) != want+1 || lines[want] != "" {
 		return l, errs.Corruptf(file, 0, "%s does not have exactly %d lines", LineageFile, want)
@@ -155,6 +202,20 @@ func decodeLineage(data []byte, file string) (Lineage, error) {
 			l.SumsKnown = true
 		}
 		l.ShippedKnown = true
+	}
+	if version >= 4 {
+		via, ok := strings.CutPrefix(strings.TrimSuffix(lines[4], "\n"), "via ")
+		f := strings.Split(via, " ")
+		if !ok || len(f) > maxVia {
+			return bad(4)
+		}
+		if via != "none" {
+			for i, v := range f {
+				if l.Via[i], err = replica.ParseLineage(v); err != nil || l.Via[i].IsZero() || l.Via[i] == l.ID || slices.Contains(l.Via[:i], l.Via[i]) {
+					return bad(4)
+				}
+			}
+		}
 	}
 	if string(encodeLineageVersion(l, version)) != string(data) {
 		return l, errs.Corruptf(file, 0, "%s is not in its canonical form", LineageFile)

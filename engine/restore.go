@@ -43,7 +43,8 @@ type RestoreOptions struct {
 // dir (".NAME.restore-*"), checks every one (header, trailer, index,
 // every value's checksums) against the commit object, writes a manifest
 // holding the snapshot, CURRENT, and a LINEAGE naming a new lineage
-// restored from the snapshot's, syncs them all, and renames the
+// that takes the location over from its owner when it replicates there
+// (the snapshot is on the owner's timeline), syncs them all, and renames the
 // directory into place. Into a directory that exists, empty (a mount
 // point, say, which cannot be replaced), the temporary directory is made
 // inside it (".restore-*") and the files are moved out of it, CURRENT
@@ -203,8 +204,10 @@ func (w *restoreWriter) write(ctx context.Context, loc *location, e entry, state
 	}); err != nil {
 		return err
 	}
-	// A new lineage: saving on, the restored DB is a new history.
-	lin := Lineage{Parent: e.lin.id, Fork: snap.ID}
+	// A new lineage: saving on, the restored DB is a new history, which
+	// takes the location over from its owner (the snapshot is on the
+	// owner's timeline, though it may be of a lineage before it).
+	lin := Lineage{Parent: loc.owners[len(loc.owners)-1].Lineage, Fork: snap.ID}
 	var err error
 	if lin.ID, err = replica.NewLineage(); err != nil {
 		return err

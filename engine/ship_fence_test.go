@@ -226,9 +226,16 @@ func TestLineageFile(t *testing.T) {
 	if got, err := decodeLineage(encodeLineageVersion(v2, 2), "LINEAGE"); err != nil || got != v2 {
 		t.Fatalf("version 2: %+v %v", got, err)
 	}
+	// Version 3, without the via line, still reads.
+	v3 := Lineage{ID: replica.Lineage{8}, Parent: replica.Lineage{9}, Fork: 2, Shipped: 4, ShippedSum: 5, Prev: 3, PrevSum: 6, ShippedKnown: true, SumsKnown: true}
+	if got, err := decodeLineage(encodeLineageVersion(v3, 3), "LINEAGE"); err != nil || got != v3 {
+		t.Fatalf("version 3: %+v %v", got, err)
+	}
 	for _, l := range []Lineage{
 		{ID: replica.Lineage{1, 2}, ShippedKnown: true, SumsKnown: true},
 		{ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 17, Shipped: 42, ShippedSum: 1<<64 - 1, Prev: 41, PrevSum: 0xabc, ShippedKnown: true, SumsKnown: true},
+		{ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 2, ShippedKnown: true, SumsKnown: true, Via: [maxVia]replica.Lineage{{5}}},
+		{ID: replica.Lineage{3}, Parent: replica.Lineage{4}, Fork: 1, ShippedKnown: true, SumsKnown: true, Via: [maxVia]replica.Lineage{{5}, {6}, {7}}},
 	} {
 		if err := writeLineage(m, dir, l); err != nil {
 			t.Fatal(err)
@@ -653,4 +660,160 @@ func TestCopyWhoseCreateFailed(t *testing.T) {
 	defer b.Close()
 	commit(t, b, "x", "b8")
 	wantFenced(t, b, "the copy", "not one this directory shipped last (5)")
+}
+
+// A DB restored from a snapshot of a lineage older than the location's
+// owner (one from before the owner's fork, or the newest when the owner
+// took over but shipped nothing yet) takes the location over from the
+// owner: the snapshot is on the owner's timeline.
+func TestRestoreOfAnOlderLineageTakesOver(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		id   uint64 // the snapshot c restores
+		old  string // what it holds
+	}{
+		{"before the owner's fork", 1, "a0"},
+		{"the owner shipped nothing", 0, "a2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := replicatest.NewMemStore()
+			a := openRepl(t, vfs.NewMem(), st, Options{})
+			for i := range 3 {
+				waitShipped(t, a, commit(t, a, "who", fmt.Sprint("a", i)).ID)
+			}
+			a.Close()
+			al, _, _ := readLineage(a.fs, dir)
+			// b, restored from a, owns the location.
+			var b *Engine
+			if tc.id != 0 {
+				bfs := vfs.NewMem()
+				if _, err := Restore(context.Background(), st, dir, RestoreOptions{ID: 2, FS: bfs}); err != nil {
+					t.Fatal(err)
+				}
+				b = openRepl(t, bfs, st, Options{})
+				defer b.Close()
+				waitShipped(t, b, commit(t, b, "who", "b").ID)
+			} else {
+				// It took the location over and was lost before it
+				// shipped a snapshot.
+				o := replica.Owner{Seq: 2, Lineage: replica.Lineage{7}, Parent: al.ID, Fork: 3, Time: time.Now().UTC()}
+				putObj(t, st, replica.OwnerKey(2), o.Encode())
+			}
+			cfs := vfs.NewMem()
+			snap, err := Restore(context.Background(), st, dir, RestoreOptions{ID: tc.id, FS: cfs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := openRepl(t, cfs, st, Options{})
+			defer c.Close()
+			s := commit(t, c, "who", "c")
+			waitShipped(t, c, s.ID)
+			if b != nil {
+				commit(t, b, "who", "b-late")
+				wantFenced(t, b, "the old owner", "took the location over")
+			}
+			r, _, got := restoreTo(t, st, RestoreOptions{})
+			defer r.Close()
+			if got.ID != s.ID || contents(t, r, 0)["who"] != "c" {
+				t.Fatalf("restored %d %v, want c's snapshot %d", got.ID, contents(t, r, 0), s.ID)
+			}
+			r2, _, _ := restoreTo(t, st, RestoreOptions{ID: snap.ID})
+			defer r2.Close()
+			if contents(t, r2, 0)["who"] != tc.old {
+				t.Fatalf("snapshot %d restored %v, want %s", snap.ID, contents(t, r2, 0), tc.old)
+			}
+		})
+	}
+}
+
+// A fallback to a snapshot older than where the DB's lineage began,
+// after that lineage took the location over (it shipped), takes it over
+// from that lineage; and again from the next one, a level down. The
+// store never serves what the DB fell back past.
+func TestFallbackBelowTheForkAfterShipping(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	o := Options{Retain: 5, Replica: replOpts(st, 5)}
+	e := openRepl(t, m, st, o)
+	for i := 1; i <= 4; i++ {
+		waitShipped(t, e, commit(t, e, "a", fmt.Sprint(i)).ID)
+	}
+	e.Close()
+	fallBack := func(to uint64, segs ...uint64) {
+		t.Helper()
+		for _, s := range segs {
+			rewrite(t, m, segment.FileName(s), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+		}
+		fo := o
+		fo.Fallback = true
+		e = openRepl(t, m, st, fo)
+		if e.Report().UsedID != to {
+			t.Fatalf("fell back to %d, want %d", e.Report().UsedID, to)
+		}
+	}
+	restored := func(id uint64) string {
+		t.Helper()
+		r, _, _ := restoreTo(t, st, RestoreOptions{ID: id})
+		defer r.Close()
+		return contents(t, r, 0)["a"]
+	}
+	fallBack(3, 4)                               // a new lineage from 3
+	waitShipped(t, e, commit(t, e, "b", "x").ID) // 4' (segment 5), a in segment 3
+	e.Close()
+	l2, _, _ := readLineage(m, dir)
+	fallBack(2, 3) // below l2's fork
+	if l, _, _ := readLineage(m, dir); l.Parent != l2.Parent || l.Fork != 2 || l.Via != [maxVia]replica.Lineage{l2.ID} {
+		t.Fatalf("lineage %+v after %+v", l, l2)
+	}
+	waitShipped(t, e, commit(t, e, "a", "3''").ID) // segment 6: took over from l2
+	if got := restored(0); got != "3''" {
+		t.Fatalf("newest restored a=%q", got)
+	}
+	e.Close()
+	fallBack(1, 2, 6) // below again
+	s := commit(t, e, "a", "2'''")
+	waitShipped(t, e, s.ID)
+	defer e.Close()
+	if got := restored(0); got != "2'''" || s.ID != 2 {
+		t.Fatalf("newest restored a=%q (snapshot %d)", got, s.ID)
+	}
+	if got := restored(1); got != "1" {
+		t.Fatalf("snapshot 1 restored a=%q", got)
+	}
+	for _, id := range []uint64{3, 4} {
+		if _, err := Restore(context.Background(), st, "r", RestoreOptions{ID: id, FS: vfs.NewMem()}); !errors.Is(err, errs.ErrNoSnapshot) {
+			t.Fatalf("restore of snapshot %d, which the DB fell back past: %v", id, err)
+		}
+	}
+}
+
+// The same when the lineage before claimed the location and then saved
+// (shipped or not) before the second fallback.
+func TestFallbackBelowTheForkAfterAClaim(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	o := Options{Retain: 5, Replica: replOpts(st, 5)}
+	e := openRepl(t, m, st, o)
+	for i := 1; i <= 4; i++ {
+		waitShipped(t, e, commit(t, e, "a", fmt.Sprint(i)).ID)
+	}
+	e.Close()
+	rewrite(t, m, segment.FileName(4), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	fo := o
+	fo.Fallback = true
+	e = openRepl(t, m, st, fo) // back to 3: a new lineage, which claims the location
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
+		if owners, _, _ := storeKeys(t, st); len(owners) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no takeover")
+		}
+	}
+	commit(t, e, "b", "x")
+	e.Close()
+	rewrite(t, m, segment.FileName(3), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	e = openRepl(t, m, st, fo) // back to 2
+	defer e.Close()
+	waitShipped(t, e, commit(t, e, "a", "3''").ID)
 }

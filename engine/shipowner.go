@@ -38,8 +38,9 @@ func (e *Engine) lineage() (Lineage, error) {
 	case below:
 		// Its snapshots up to cur are its parent's: it begins again from
 		// there (it shipped nothing of its own, which all come after
-		// its fork).
-		next.Parent, next.Fork = l.Parent, cur.ID
+		// its fork). Snapshot cur is on the timeline of its lineage
+		// too, which may have taken the location over from the parent.
+		next.Parent, next.Fork, next.Via = l.Parent, cur.ID, l.continued()
 		e.log.Warn("instadump: the DB fell back to a snapshot older than where its lineage began, so it replicates as a new lineage from that snapshot of the lineage before", "lineage", next.ID, "parent", l.Parent, "fork", cur.ID)
 	case ok && has:
 		next.Parent, next.Fork = l.ID, cur.ID
@@ -160,8 +161,10 @@ func (s *shipper) own(ctx context.Context) error {
 			case cur.Lineage == s.lin.ID:
 				s.owner = cur.Seq
 				return nil
-			case !s.lin.Parent.IsZero() && cur.Lineage == s.lin.Parent:
-				next.Seq = cur.Seq + 1 // take over from the DB this one was restored from
+			case s.lin.mayTakeOver(cur.Lineage):
+				// Take over from the owner this one was restored from
+				// (or continues from).
+				next.Seq, next.Parent = cur.Seq+1, cur.Lineage
 			default:
 				return s.notOwner(cur)
 			}
@@ -176,7 +179,7 @@ func (s *shipper) own(ctx context.Context) error {
 			if next.Seq == 1 {
 				s.log.Info("instadump: replicating to an empty location: claimed it", "lineage", s.lin.ID)
 			} else {
-				s.log.Warn("instadump: took the replica location over from the DB this one was restored from", "lineage", s.lin.ID, "from", s.lin.Parent, "fork", s.lin.Fork)
+				s.log.Warn("instadump: took the replica location over from the owner this DB was restored from", "lineage", s.lin.ID, "from", next.Parent, "fork", s.lin.Fork)
 			}
 			return nil
 		}
@@ -194,7 +197,7 @@ func (s *shipper) notOwner(cur replica.Owner) error {
 		}
 	}
 	if !s.lin.Parent.IsZero() {
-		return s.fenced("it belongs to lineage %s, not to lineage %s this DB was restored from: replicate to another location (prefix), or restore from this one to take it over", cur.Lineage, s.lin.Parent)
+		return s.fenced("it belongs to lineage %s, not to lineage %s, which owned it when this DB was restored: replicate to another location (prefix), or restore from this one to take it over", cur.Lineage, s.lin.Parent)
 	}
 	return s.fenced("it belongs to lineage %s, another DB: replicate to another location (prefix), or restore from this one to take it over", cur.Lineage)
 }

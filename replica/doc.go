@@ -61,11 +61,13 @@
 //
 // The owner record with the highest number owns the location: only its
 // lineage ships there. The first DB to replicate to an empty location
-// creates owner record 1; a DB restored from the owner's lineage takes
-// over by creating the next one, naming its parent (the lineage it was
-// restored from) and its fork (the snapshot it was restored from). The
-// location's timeline is then the owner's snapshots, then its parent's up
-// to the fork, and so on up the chain of owners.
+// creates owner record 1; a DB restored from the location takes over by
+// creating the next one, naming its parent (the lineage that owned the
+// location when it was restored) and its fork (the snapshot it was
+// restored from, which is on the parent's timeline, though perhaps of a
+// lineage before it). The location's timeline is then the owner's
+// snapshots, then its parent's up to the fork, and so on up the chain of
+// owners.
 //
 // # Commit objects
 //
@@ -104,8 +106,8 @@
 //	        version (1), zero, the record's number N, xxhash64 of 0..24
 //	32  16  lineage of the owner
 //	48  16  parent lineage, zero for none
-//	64   8  fork: the parent's snapshot the owner was restored from, 0
-//	        for none (0 exactly when the parent is zero)
+//	64   8  fork: the snapshot of the parent's timeline the owner
+//	        continues from, 0 for none (0 exactly when the parent is zero)
 //	72   8  time it was made, nanoseconds since 1970-01-01 UTC
 //	80   8  xxhash64 of bytes 0..80
 //
