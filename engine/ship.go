@@ -27,11 +27,20 @@ import (
 //     the store lacks (a segment is immutable and its key names its ID
 //     and content, so what is there is never uploaded again), streamed
 //     from the file.
-//  3. Create its commit object, conditionally: it commits the snapshot
+//  3. Note in LINEAGE the snapshot about to be shipped, with its commit
+//     object's checksum (noteShipped), then list the lineage's commit
+//     objects: one this process neither found at start nor shipped is
+//     another copy's of this DB's directory: fenced (onlyShipper).
+//  4. Create its commit object, conditionally: it commits the snapshot
 //     to the store. If the key is taken and the object there is not this
 //     one, another process (a copy of this DB's directory) shipped that
-//     snapshot first: shipping stops, fenced.
-//  4. Retention: delete the commit objects that no snapshot kept in the
+//     snapshot first: shipping stops, fenced. Then list the commit
+//     objects again: a copy that listed before this Create and created
+//     after it is seen (of two such Creates, at least one sees the
+//     other); seeing one, the shipper deletes its own commit object
+//     again, and is fenced (confirm). A Create that failed here and
+//     landed late is this process's own, not a copy's (late).
+//  5. Retention: delete the commit objects that no snapshot kept in the
 //     store needs (the newest ReplicaOptions.Retain of the location's
 //     timeline, and the chains of deltas they stand on), newest first so
 //     that every object left always has its whole chain, then the
@@ -118,6 +127,13 @@ type shipper struct {
 	// (an upload whose answer was lost may have stored one).
 	pending *pendingCommit
 	relist  bool
+	// tried are the checksums of commit objects by key whose Create
+	// failed and which then read back as absent, and of the one LINEAGE
+	// notes as shipped last if the store lacked it at start: such a
+	// Create may still land (an S3 PUT the server completes after the
+	// client gave up), and one that does is this directory's, not a
+	// copy's (onlyShipper).
+	tried map[string]uint64
 }
 
 // pendingCommit is a commit object that may be in the store.
@@ -163,7 +179,7 @@ func (e *Engine) startShipper() error {
 	}
 	s := &shipper{e: e, st: o.Store, o: o, lin: lin, log: e.log.With("replica", o.Store.String()),
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
-		present: map[uint64]bool{}, changed: make(chan struct{}), tags: map[uint64]uint64{}}
+		present: map[uint64]bool{}, changed: make(chan struct{}), tags: map[uint64]uint64{}, tried: map[string]uint64{}}
 	s.status = replica.Status{Store: o.Store.String(), Lineage: lin.ID.String()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	e.ship = s

@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -816,4 +819,207 @@ func TestFallbackBelowTheForkAfterAClaim(t *testing.T) {
 	e = openRepl(t, m, st, fo) // back to 2
 	defer e.Close()
 	waitShipped(t, e, commit(t, e, "a", "3''").ID)
+}
+
+// gateStore holds each Create of a commit object at its gate while
+// armed.
+type gateStore struct {
+	replica.Store
+	armed   atomic.Bool
+	atGate  chan string
+	release chan struct{}
+}
+
+func newGateStore(st replica.Store) *gateStore {
+	return &gateStore{Store: st, atGate: make(chan string, 1), release: make(chan struct{})}
+}
+
+func (g *gateStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	if g.armed.Load() && strings.Contains(key, "/snap/") {
+		g.atGate <- key
+		<-g.release
+	}
+	return g.Store.Create(ctx, key, r, size)
+}
+
+// Two copies of one directory, each between its List and its Create of
+// snapshots of other IDs, where the List sees nothing of the other: the
+// List after each Create sees the other's, and the copy that sees it
+// deletes its own again and is fenced. Both with the copy's snapshot
+// newer than the other's and older.
+func TestCopiesRaceBetweenListAndCreate(t *testing.T) {
+	t.Run("newer", func(t *testing.T) {
+		mem := replicatest.NewMemStore()
+		g := newGateStore(mem)
+		m := vfs.NewMem()
+		a := openRepl(t, m, g, Options{})
+		defer a.Close()
+		for i := 1; i <= 4; i++ {
+			commit(t, a, "x", fmt.Sprint("a", i))
+		}
+		waitShipped(t, a, 4)
+		twin := m.CrashClone(vfs.CrashOptions{})
+		b := open(t, twin, Options{})
+		commit(t, b, "x", "b5")
+		commit(t, b, "x", "b6")
+		b.Close()
+		g.armed.Store(true)
+		commit(t, a, "x", "a5")
+		<-g.atGate // a listed and is about to create 5
+		b = openRepl(t, twin, mem, Options{})
+		defer b.Close()
+		waitShipped(t, b, 6)
+		close(g.release)
+		wantFenced(t, a, "the copy that created second", "a copy of this DB's directory")
+		_, snaps, _ := storeKeys(t, mem)
+		if slices.ContainsFunc(snaps, func(k string) bool { return strings.HasSuffix(k, "5") }) || !strings.HasSuffix(snaps[len(snaps)-1], "6") {
+			t.Fatalf("commit objects: %v, want b's 6 the newest, and no 5", snaps)
+		}
+		r, _, _ := restoreTo(t, mem, RestoreOptions{})
+		defer r.Close()
+		if got := contents(t, r, 0)["x"]; got != "b6" {
+			t.Fatalf("restored %q", got)
+		}
+	})
+	t.Run("older", func(t *testing.T) {
+		mem := replicatest.NewMemStore()
+		m := vfs.NewMem()
+		a := openRepl(t, m, mem, Options{})
+		for i := 1; i <= 4; i++ {
+			commit(t, a, "x", fmt.Sprint("a", i))
+		}
+		waitShipped(t, a, 4)
+		a.Close()
+		twin := m.CrashClone(vfs.CrashOptions{})
+		b := open(t, twin, Options{})
+		commit(t, b, "x", "b5")
+		b.Close()
+		a = open(t, m, Options{})
+		for i := 5; i <= 7; i++ {
+			commit(t, a, "x", fmt.Sprint("a", i))
+		}
+		a.Close()
+		g := newGateStore(mem)
+		g.armed.Store(true)
+		b = openRepl(t, twin, g, Options{})
+		defer b.Close()
+		<-g.atGate // b listed (nothing after 4) and is about to create 5
+		a = openRepl(t, m, mem, Options{})
+		defer a.Close()
+		waitShipped(t, a, 7)
+		close(g.release)
+		wantFenced(t, b, "the copy with the older snapshot", "a copy of this DB's directory")
+		waitShipped(t, a, commit(t, a, "x", "a8").ID)
+		snaps, err := ReplicaSnapshots(context.Background(), mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint64
+		for _, s := range snaps {
+			ids = append(ids, s.ID)
+		}
+		if slices.Contains(ids, 5) || ids[len(ids)-1] != 8 {
+			t.Fatalf("the timeline: %v, want a's, without b's 5", ids)
+		}
+	})
+}
+
+// lateStore fails the first Create of a commit object while armed, as
+// a timeout, without making it, and makes it at the next List of commit
+// objects: an S3 PUT that times out on the client and completes on the
+// server after the client read the key back.
+type lateStore struct {
+	replica.Store
+	armed atomic.Bool
+	mu    sync.Mutex
+	key   string
+	body  []byte
+}
+
+func (l *lateStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.Contains(key, "/snap/") && l.armed.CompareAndSwap(true, false) {
+		b, _ := io.ReadAll(r)
+		l.mu.Lock()
+		l.key, l.body = key, b
+		l.mu.Unlock()
+		return fmt.Errorf("request timed out: %w", replica.ErrUnavailable)
+	}
+	return l.Store.Create(ctx, key, r, size)
+}
+
+func (l *lateStore) List(ctx context.Context, prefix string) ([]replica.Object, error) {
+	if strings.Contains(prefix, "/snap/") {
+		l.mu.Lock()
+		if l.key != "" {
+			l.Store.Create(ctx, l.key, bytes.NewReader(l.body), int64(len(l.body)))
+			l.key = ""
+		}
+		l.mu.Unlock()
+	}
+	return l.Store.List(ctx, prefix)
+}
+
+// A Create of this directory that lands after it read the object back
+// as absent is its own, not a copy's: in the same process, and in the
+// next one (which finds the Create noted in LINEAGE).
+func TestLateCreateIsOurs(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprint("restart=", restart), func(t *testing.T) {
+			ls := &lateStore{Store: replicatest.NewMemStore()}
+			m := vfs.NewMem()
+			ro := replOpts(ls, 0)
+			// Slow enough that the failure shows before the retry.
+			ro.RetryMin, ro.RetryMax = 100*time.Millisecond, 100*time.Millisecond
+			if restart {
+				ro.RetryMin, ro.RetryMax = time.Hour, time.Hour
+			}
+			a := open(t, m, Options{Retain: 2, Replica: ro})
+			for i := 1; i <= 4; i++ {
+				commit(t, a, "x", fmt.Sprint(i))
+			}
+			waitShipped(t, a, 4)
+			ls.armed.Store(true)
+			commit(t, a, "x", "5")
+			waitShipFails(t, a, "the Create did not fail")
+			if restart {
+				// The process dies there; the next one ships on.
+				m = m.CrashClone(vfs.CrashOptions{})
+				defer a.Close()
+				a = openRepl(t, m, ls, Options{Retain: 2})
+			}
+			defer a.Close()
+			waitShipped(t, a, commit(t, a, "x", "6").ID)
+			r, _, _ := restoreTo(t, ls, RestoreOptions{ID: 5})
+			defer r.Close()
+			if got := contents(t, r, 0)["x"]; got != "5" {
+				t.Fatalf("snapshot 5 restored x=%q", got)
+			}
+		})
+	}
+}
+
+// existsStore answers the first Create of a commit object while armed
+// with ErrExists, though it does not hold it.
+type existsStore struct {
+	replica.Store
+	armed atomic.Bool
+}
+
+func (e *existsStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.Contains(key, "/snap/") && e.armed.CompareAndSwap(true, false) {
+		return replica.ErrExists
+	}
+	return e.Store.Create(ctx, key, r, size)
+}
+
+// A commit object that exists at its Create, then is not there when read
+// back, is created again: the snapshot is not left unshipped until the
+// next one.
+func TestCommitObjectThereThenGone(t *testing.T) {
+	es := &existsStore{Store: replicatest.NewMemStore()}
+	a := openRepl(t, vfs.NewMem(), es, Options{})
+	defer a.Close()
+	waitShipped(t, a, commit(t, a, "x", "1").ID)
+	es.armed.Store(true)
+	waitShipped(t, a, commit(t, a, "x", "2").ID)
 }

@@ -81,6 +81,10 @@ func (s *shipper) start(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	ids := slices.Sorted(maps.Keys(ours.commits))
+	if l := s.lin; l.SumsKnown && l.Shipped != 0 && ours.commits[l.Shipped] == nil {
+		// The last Create noted, which the store lacks: it may land yet.
+		s.tried[replica.CommitKey(l.ID, l.Shipped)] = l.ShippedSum
+	}
 	if len(ids) == 0 {
 		s.tidy = true
 		return nil

@@ -68,15 +68,46 @@ func (s *shipper) recheck(ctx context.Context) error {
 		theirs, err := s.readBack(ctx, p.key, len(p.b))
 		switch {
 		case errors.Is(err, replica.ErrNotFound):
+			s.tried[p.key] = binary.LittleEndian.Uint64(p.b[len(p.b)-8:])
 		case err != nil:
 			return fmt.Errorf("instadump: reading back %s: %w", where(s.st, p.key), err)
 		case !bytes.Equal(theirs, p.b):
+			if _, ok := s.tried[p.key]; ok {
+				// Perhaps an earlier Create of it, landed late.
+				ok, err := s.findLate(ctx, p.key)
+				if err != nil || ok {
+					s.pending = nil
+					return err
+				}
+			}
 			return s.fenced("another process shipped snapshot %d of this DB's lineage %s first: a copy of this DB's directory replicates here too", p.c.Snapshot, s.lin.ID)
 		default:
-			s.committed(p)
+			s.pending = nil
+			return s.confirm(ctx, p)
 		}
 		s.pending = nil
 	}
+	return nil
+}
+
+// confirm makes sure commit object p, just created (or found to be
+// there), went in alone: the List after it finds no commit object of
+// another process. A copy of this directory that listed before p was
+// created, and created its own after, finds p in its List after: of two
+// such Creates, at least one is seen. Seeing one, it deletes p again
+// (the other's snapshots go on alone, or neither's) and is fenced.
+func (s *shipper) confirm(ctx context.Context, p *pendingCommit) error {
+	if err := s.onlyShipper(ctx, p.key); err != nil {
+		if !errors.Is(err, ErrFenced) {
+			s.pending = p // the next round looks again
+			return err
+		}
+		if derr := s.st.Delete(ctx, p.key); derr != nil {
+			return fmt.Errorf("%w; its own snapshot %d, created at the same time, is still in the store: delete %s (%v)", err, p.c.Snapshot, where(s.st, p.key), derr)
+		}
+		return fmt.Errorf("%w; its own snapshot %d, created at the same time, was deleted again", err, p.c.Snapshot)
+	}
+	s.committed(p)
 	return nil
 }
 
@@ -113,9 +144,6 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		s.present[sg.ref.ID] = true
 		s.mu.Unlock()
 	}
-	if err := s.onlyShipper(ctx); err != nil {
-		return err
-	}
 	c, next, err := s.commitObject(h)
 	if err != nil {
 		return err
@@ -125,46 +153,115 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		return fmt.Errorf("instadump: encoding the commit object of snapshot %d: %w", id, err)
 	}
 	p := &pendingCommit{key: replica.CommitKey(s.lin.ID, id), b: b, c: c, next: next}
+	if _, ok := s.tried[p.key]; ok {
+		// An earlier Create of it failed: it may have landed since.
+		if ok, err := s.findLate(ctx, p.key); err != nil || ok {
+			return err
+		}
+	}
 	if err := s.noteShipped(id, binary.LittleEndian.Uint64(b[len(b)-8:])); err != nil {
 		return err
+	}
+	// Listed right before the Create, and again right after (confirm).
+	if err := s.onlyShipper(ctx, ""); err != nil {
+		return err
+	}
+	if co := ours.commits[id]; co != nil && co.c != nil {
+		return s.landed(co) // the earlier Create, landed as it listed
 	}
 	err = s.st.Create(ctx, p.key, bytes.NewReader(b), int64(len(b)))
 	if errors.Is(err, replica.ErrExists) {
 		// Ours, from an attempt whose answer was lost, or another copy
 		// of this directory's.
 		s.pending = p
-		return s.recheck(ctx)
+		if err := s.recheck(ctx); err != nil {
+			return err
+		}
+		if s.last == nil || s.last.id != id {
+			return fmt.Errorf("instadump: committing snapshot %d to the store: its commit object was there, then gone: %w", id, replica.ErrUnavailable)
+		}
+		return nil
 	}
 	if err != nil {
 		s.pending = p // it may be there all the same: the next round looks
 		return fmt.Errorf("instadump: committing snapshot %d to the store: %w", id, err)
 	}
-	s.committed(p)
-	return nil
+	return s.confirm(ctx, p)
 }
 
-// onlyShipper makes sure, before a commit object is created, that no
-// other process shipped a snapshot of this lineage after the last this
-// one shipped or found: a copy of this DB's directory that ships other
-// snapshot IDs is seen by no Create of one ID. One List of the lineage's
-// commit objects.
-func (s *shipper) onlyShipper(ctx context.Context) error {
+// onlyShipper makes sure, around the Create of a commit object, that the
+// store holds no commit object of this lineage but those this process
+// found at start, shipped, and mine (the one it creates, if any): a copy
+// of this DB's directory that ships other snapshot IDs is seen by no
+// Create of one ID. One List of the lineage's commit objects (and a Get
+// of one whose Create failed here and which landed since, tried).
+func (s *shipper) onlyShipper(ctx context.Context, mine string) error {
 	objs, err := list(ctx, s.st, replica.CommitPrefix(s.lin.ID))
 	if err != nil {
 		return fmt.Errorf("instadump: listing the commit objects of lineage %s%s: %w", s.lin.ID, inStore(s.st, err), err)
 	}
-	last := s.floor
-	if s.last != nil {
-		last = max(last, s.last.id)
-	}
 	ours := s.loc.lineages[s.lin.ID]
 	for _, o := range objs {
 		kind, l, id, _, ok := replica.ParseKey(o.Key)
-		if !ok || kind != "snap" || l != s.lin.ID || id <= last || ours.commits[id] != nil {
+		if !ok || kind != "snap" || l != s.lin.ID || o.Key == mine || ours.commits[id] != nil {
 			continue
 		}
-		return s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship, after its own %d: a copy of this DB's directory replicates here too", id, s.lin.ID, last)
+		if _, ok := s.tried[o.Key]; ok {
+			if _, err := s.late(ctx, o.Key); err != nil {
+				return err
+			}
+			if ours.commits[id] != nil {
+				continue
+			}
+		}
+		return s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship: a copy of this DB's directory replicates here too", id, s.lin.ID)
 	}
+	return nil
+}
+
+// late reads commit object key, one whose Create failed here (tried),
+// and returns it if it is that Create's, landed late: it joins the
+// lineage's commit objects, which retention sees. Nil if it is not (or
+// not there).
+func (s *shipper) late(ctx context.Context, key string) (*commitObj, error) {
+	b, err := s.readBack(ctx, key, replica.MaxCommitSize)
+	if errors.Is(err, replica.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("instadump: reading %s: %w", where(s.st, key), err)
+	}
+	c, sum, err := replica.DecodeCommit(b, where(s.st, key))
+	if err != nil || sum != s.tried[key] || c.Lineage != s.lin.ID || replica.CommitKey(c.Lineage, c.Snapshot) != key {
+		return nil, nil
+	}
+	co := &commitObj{key: key, size: int64(len(b)), c: c, sum: sum}
+	s.loc.lineages[s.lin.ID].commits[c.Snapshot] = co
+	delete(s.tried, key)
+	s.tidy = true
+	return co, nil
+}
+
+// findLate looks for an earlier Create of commit object key that failed
+// here and landed late (late). True if it landed.
+func (s *shipper) findLate(ctx context.Context, key string) (bool, error) {
+	co, err := s.late(ctx, key)
+	if err != nil || co == nil {
+		return false, err
+	}
+	return true, s.landed(co)
+}
+
+// landed takes commit object co, which landed late, as shipped if it is
+// newer than the last this process knows of, noting it in LINEAGE.
+func (s *shipper) landed(co *commitObj) error {
+	if s.last != nil && co.c.Snapshot <= s.last.id {
+		return nil
+	}
+	if err := s.noteShipped(co.c.Snapshot, co.sum); err != nil {
+		return err
+	}
+	s.shipped(&lastShipped{id: co.c.Snapshot, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})
 	return nil
 }
 
