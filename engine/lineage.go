@@ -20,9 +20,10 @@ import (
 // DB that never replicates has none. Like CURRENT it is a small text
 // file, replaced by rename, never edited:
 //
-//	instadump LINEAGE 3\n
+//	instadump LINEAGE 4\n
 //	id 0123456789abcdef0123456789abcdef\n
-//	parent fedcba9876543210fedcba9876543210 17\n   ("parent none\n" if not restored)
+//	parent fedcba9876543210fedcba9876543210 17\n   the lineage it takes over from, and the fork
+//	                                                ("parent none\n" if none)
 //	shipped 42 0123456789abcdef 41 fedcba9876543210\n
 //	                                                the snapshot it may have shipped last, and the one
 //	                                                shipped before it, each with its commit object's
@@ -63,7 +64,7 @@ type Lineage struct {
 	// compare, was shipped to by a copy of it (shipper.start).
 	Shipped uint64
 	// ShippedKnown says Shipped is known: false for a LINEAGE file of
-	// format 1, which did not note it. A LINEAGE written is of format 3.
+	// format 1, which did not note it. A LINEAGE written is of format 4.
 	ShippedKnown bool
 	// ShippedSum is the checksum of Shipped's commit object; Prev and
 	// PrevSum the snapshot shipped before it (the last known to be in
