@@ -119,10 +119,10 @@
 // a new snapshot is current. A round holds the newest snapshot's segments
 // open (so garbage collection cannot take them away mid-upload), uploads
 // the ones the store lacks, then creates the snapshot's commit object
-// conditionally, with a List of the lineage's commit objects right before
-// and right after that shows none it did not make (a copy of the
-// directory shipping other IDs: onlyShipper, confirm), and applies the
-// store's retention. Ownership of the
+// conditionally, with a List of the lineage right before and right after
+// that shows no commit object it did not make (a copy of the directory
+// shipping other IDs: alone, confirm), and applies the store's
+// retention. Ownership of the
 // location (owner records), lineages, the layout and the commit object's
 // encoding are in package replica's doc. Restore reads a location back,
 // verifies everything it fetched and writes a directory Open recovers as

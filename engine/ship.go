@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,18 +29,21 @@ import (
 //     and content, so what is there is never uploaded again), streamed
 //     from the file.
 //  3. Note in LINEAGE the snapshot about to be shipped, with its commit
-//     object's checksum (noteShipped), then list the lineage's commit
-//     objects: one this process neither found at start nor shipped is
-//     another copy's of this DB's directory: fenced (onlyShipper).
+//     object's checksum (noteShipped), then list the lineage (alone): a
+//     commit object this process neither found at start nor shipped is
+//     another copy's of this DB's directory, which fences it, unless it
+//     is this directory's own (ours: a Create that failed here and
+//     landed late, or one of a snapshot it retains, the same); a segment
+//     gone since it was uploaded is uploaded again.
 //  4. Create its commit object, conditionally: it commits the snapshot
 //     to the store. If the key is taken and the object there is not this
 //     one, another process (a copy of this DB's directory) shipped that
-//     snapshot first: shipping stops, fenced. Then list the commit
-//     objects again: a copy that listed before this Create and created
-//     after it is seen (of two such Creates, at least one sees the
-//     other); seeing one, the shipper deletes its own commit object
-//     again, and is fenced (confirm). A Create that failed here and
-//     landed late is this process's own, not a copy's (late).
+//     snapshot first: shipping stops, fenced. Then list the owner
+//     records and the lineage again (confirm): a copy that listed before
+//     this Create and created after it is seen (of two such Creates, at
+//     least one sees the other), and so is a DB that took the location
+//     over meanwhile; seeing either, the shipper deletes its commit
+//     object again and is fenced. Only then is the snapshot replicated.
 //  5. Retention: delete the commit objects that no snapshot kept in the
 //     store needs (the newest ReplicaOptions.Retain of the location's
 //     timeline, and the chains of deltas they stand on), newest first so
@@ -143,6 +147,9 @@ type pendingCommit struct {
 	c    *replica.Commit
 	next *lastShipped
 }
+
+// sum is p's checksum.
+func (p *pendingCommit) sum() uint64 { return binary.LittleEndian.Uint64(p.b[len(p.b)-8:]) }
 
 // checkReplica refuses replica options that cannot mean what was asked,
 // before recovery writes anything.

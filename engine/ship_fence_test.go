@@ -925,15 +925,16 @@ func TestCopiesRaceBetweenListAndCreate(t *testing.T) {
 }
 
 // lateStore fails the first Create of a commit object while armed, as
-// a timeout, without making it, and makes it at the next List of commit
-// objects: an S3 PUT that times out on the client and completes on the
-// server after the client read the key back.
+// a timeout, without making it, and makes it at a later List of its
+// lineage (after skip of them): an S3 PUT that times out on the client
+// and completes on the server after the client read the key back.
 type lateStore struct {
 	replica.Store
 	armed atomic.Bool
 	mu    sync.Mutex
 	key   string
 	body  []byte
+	skip  int
 }
 
 func (l *lateStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
@@ -948,14 +949,14 @@ func (l *lateStore) Create(ctx context.Context, key string, r io.Reader, size in
 }
 
 func (l *lateStore) List(ctx context.Context, prefix string) ([]replica.Object, error) {
-	if strings.Contains(prefix, "/snap/") {
-		l.mu.Lock()
-		if l.key != "" {
+	l.mu.Lock()
+	if l.key != "" && prefix == l.key[:strings.Index(l.key, "/")+1] {
+		if l.skip--; l.skip < 0 {
 			l.Store.Create(ctx, l.key, bytes.NewReader(l.body), int64(len(l.body)))
 			l.key = ""
 		}
-		l.mu.Unlock()
 	}
+	l.mu.Unlock()
 	return l.Store.List(ctx, prefix)
 }
 
@@ -982,7 +983,11 @@ func TestLateCreateIsOurs(t *testing.T) {
 			commit(t, a, "x", "5")
 			waitShipFails(t, a, "the Create did not fail")
 			if restart {
-				// The process dies there; the next one ships on.
+				// The process dies there; the next one ships on. The
+				// Create lands after it read the store at start.
+				ls.mu.Lock()
+				ls.skip = 1
+				ls.mu.Unlock()
 				m = m.CrashClone(vfs.CrashOptions{})
 				defer a.Close()
 				a = openRepl(t, m, ls, Options{Retain: 2})

@@ -48,72 +48,100 @@ func (s *shipper) round() error {
 // stored after all: segments whose upload's answer was lost (one List),
 // and the commit object whose Create failed (one Get).
 func (s *shipper) recheck(ctx context.Context) error {
-	ours := s.loc.lineages[s.lin.ID]
 	if s.relist {
 		objs, err := list(ctx, s.st, replica.SegmentPrefix(s.lin.ID))
 		if err != nil {
 			return fmt.Errorf("instadump: listing the segments of lineage %s%s: %w", s.lin.ID, inStore(s.st, err), err)
 		}
-		for _, o := range objs {
-			if kind, l, id, _, ok := replica.ParseKey(o.Key); ok && kind == "seg" && l == s.lin.ID {
-				ours.segs[o.Key] = o.Size
-				s.mu.Lock()
-				s.present[id] = true
-				s.mu.Unlock()
-			}
-		}
+		s.listedSegments(objs)
 		s.relist = false
 	}
-	if p := s.pending; p != nil {
-		theirs, err := s.readBack(ctx, p.key, len(p.b))
-		switch {
-		case errors.Is(err, replica.ErrNotFound):
-			s.tried[p.key] = binary.LittleEndian.Uint64(p.b[len(p.b)-8:])
-		case err != nil:
-			return fmt.Errorf("instadump: reading back %s: %w", where(s.st, p.key), err)
-		case !bytes.Equal(theirs, p.b):
-			if _, ok := s.tried[p.key]; ok {
-				// Perhaps an earlier Create of it, landed late.
-				ok, err := s.findLate(ctx, p.key)
-				if err != nil || ok {
-					s.pending = nil
-					return err
-				}
-			}
-			return s.fenced("another process shipped snapshot %d of this DB's lineage %s first: a copy of this DB's directory replicates here too", p.c.Snapshot, s.lin.ID)
-		default:
-			s.pending = nil
-			return s.confirm(ctx, p)
-		}
-		s.pending = nil
+	p := s.pending
+	if p == nil {
+		return nil
 	}
-	return nil
+	s.pending = nil
+	theirs, err := s.readBack(ctx, p.key, replica.MaxCommitSize)
+	switch {
+	case errors.Is(err, replica.ErrNotFound):
+		s.tried[p.key] = p.sum() // it may land yet
+		return nil
+	case err != nil:
+		s.pending = p
+		return fmt.Errorf("instadump: reading back %s: %w", where(s.st, p.key), err)
+	case bytes.Equal(theirs, p.b):
+		return s.confirm(ctx, p.c, p.key, p.sum(), func() error { s.committed(p); return nil })
+	}
+	// Another object under its key: an earlier Create of this
+	// directory's, landed late, or another copy's.
+	co, err := s.ours(p.key, theirs)
+	if err != nil {
+		return err
+	}
+	if co == nil {
+		return s.fenced("another process shipped snapshot %d of this DB's lineage %s first: a copy of this DB's directory replicates here too", p.c.Snapshot, s.lin.ID)
+	}
+	return s.confirm(ctx, co.c, co.key, co.sum, func() error { return s.landed(co) })
 }
 
-// confirm makes sure commit object p, just created (or found to be
-// there), went in alone: the List after it finds no commit object of
-// another process. A copy of this directory that listed before p was
-// created, and created its own after, finds p in its List after: of two
-// such Creates, at least one is seen. Seeing one, it deletes p again
-// (the other's snapshots go on alone, or neither's) and is fenced.
-func (s *shipper) confirm(ctx context.Context, p *pendingCommit) error {
-	if err := s.onlyShipper(ctx, p.key); err != nil {
-		if !errors.Is(err, ErrFenced) {
-			s.pending = p // the next round looks again
-			return err
+// listedSegments makes what the shipper knows of its lineage's segments
+// what a List of them found (objs, which may hold other objects too).
+func (s *shipper) listedSegments(objs []replica.Object) {
+	ours := s.loc.lineages[s.lin.ID]
+	clear(ours.segs)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.present)
+	for _, o := range objs {
+		if kind, l, id, _, ok := replica.ParseKey(o.Key); ok && kind == "seg" && l == s.lin.ID {
+			ours.segs[o.Key] = o.Size
+			s.present[id] = true
 		}
-		if derr := s.st.Delete(ctx, p.key); derr != nil {
-			return fmt.Errorf("%w; its own snapshot %d, created at the same time, is still in the store: delete %s (%v)", err, p.c.Snapshot, where(s.st, p.key), derr)
-		}
-		return fmt.Errorf("%w; its own snapshot %d, created at the same time, was deleted again", err, p.c.Snapshot)
 	}
-	s.committed(p)
-	return nil
+}
+
+// confirm makes sure commit object c, under key with checksum sum, just
+// created or found to be this process's, went in alone, and then calls
+// done: a List of the owner records finds the lineage still owns the
+// location, and a List of the lineage (alone) finds no commit object of
+// another process, and every segment c lists. A copy of this directory
+// that listed before c was created, and created its own after, finds c
+// in its List after: of two such Creates, at least one is seen. Seeing
+// one, or a new owner, the shipper deletes c again (the other's
+// snapshots go on alone, or neither's) and is fenced. A segment gone
+// (another copy's retention deleted it) fails the round: the next one
+// uploads it again.
+func (s *shipper) confirm(ctx context.Context, c *replica.Commit, key string, sum uint64, done func() error) error {
+	err := s.checkOwner(ctx)
+	if err == nil {
+		err = s.alone(ctx, key)
+	}
+	ours := s.loc.lineages[s.lin.ID]
+	if err == nil {
+		for _, sg := range c.Segments {
+			if k := replica.SegmentKey(s.lin.ID, sg); ours.segs[k] != sg.Size {
+				err = fmt.Errorf("instadump: segment %s of snapshot %d is gone from the store since it was uploaded (another copy of this DB's directory may replicate here): it is uploaded again: %w", k, c.Snapshot, replica.ErrUnavailable)
+				break
+			}
+		}
+	}
+	if err == nil {
+		return done()
+	}
+	if !errors.Is(err, ErrFenced) {
+		s.tried[key] = sum // the next round finds it this process's
+		return err
+	}
+	delete(ours.commits, c.Snapshot)
+	if derr := s.st.Delete(ctx, key); derr != nil {
+		return fmt.Errorf("%w; its own snapshot %d, created meanwhile, is still in the store: delete %s (%v)", err, c.Snapshot, where(s.st, key), derr)
+	}
+	return fmt.Errorf("%w; its own snapshot %d, created meanwhile, was deleted again", err, c.Snapshot)
 }
 
 // committed records that commit object p is in the store.
 func (s *shipper) committed(p *pendingCommit) {
-	p.next.sum = binary.LittleEndian.Uint64(p.b[len(p.b)-8:])
+	p.next.sum = p.sum()
 	s.loc.lineages[s.lin.ID].commits[p.c.Snapshot] = &commitObj{key: p.key, size: int64(len(p.b)), c: p.c, sum: p.next.sum}
 	s.shipped(p.next)
 	s.tidy = true
@@ -130,19 +158,8 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		return nil // dropped by retention meanwhile: the next round ships the newest
 	}
 	defer h.release()
-	ours := s.loc.lineages[s.lin.ID]
-	for _, sg := range h.segs {
-		key := replica.SegmentKey(s.lin.ID, sg.ref)
-		if size, ok := ours.segs[key]; ok && size == sg.ref.Size {
-			continue
-		}
-		if err := s.st.Put(ctx, key, io.NewSectionReader(sg.f, 0, sg.ref.Size), sg.ref.Size); err != nil {
-			return fmt.Errorf("instadump: uploading segment %s of snapshot %d: %w", segment.FileName(sg.ref.ID), id, err)
-		}
-		ours.segs[key] = sg.ref.Size
-		s.mu.Lock()
-		s.present[sg.ref.ID] = true
-		s.mu.Unlock()
+	if err := s.upload(ctx, h); err != nil {
+		return err
 	}
 	c, next, err := s.commitObject(h)
 	if err != nil {
@@ -153,21 +170,19 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		return fmt.Errorf("instadump: encoding the commit object of snapshot %d: %w", id, err)
 	}
 	p := &pendingCommit{key: replica.CommitKey(s.lin.ID, id), b: b, c: c, next: next}
-	if _, ok := s.tried[p.key]; ok {
-		// An earlier Create of it failed: it may have landed since.
-		if ok, err := s.findLate(ctx, p.key); err != nil || ok {
-			return err
-		}
-	}
-	if err := s.noteShipped(id, binary.LittleEndian.Uint64(b[len(b)-8:])); err != nil {
+	if err := s.noteShipped(id, p.sum()); err != nil {
 		return err
 	}
 	// Listed right before the Create, and again right after (confirm).
-	if err := s.onlyShipper(ctx, ""); err != nil {
+	if err := s.alone(ctx, ""); err != nil {
 		return err
 	}
-	if co := ours.commits[id]; co != nil && co.c != nil {
-		return s.landed(co) // the earlier Create, landed as it listed
+	if co := s.loc.lineages[s.lin.ID].commits[id]; co != nil && co.c != nil {
+		// An earlier Create of it, landed late: listed just now.
+		return s.confirm(ctx, co.c, co.key, co.sum, func() error { return s.landed(co) })
+	}
+	if err := s.upload(ctx, h); err != nil { // any the List found gone
+		return err
 	}
 	err = s.st.Create(ctx, p.key, bytes.NewReader(b), int64(len(b)))
 	if errors.Is(err, replica.ErrExists) {
@@ -186,70 +201,93 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		s.pending = p // it may be there all the same: the next round looks
 		return fmt.Errorf("instadump: committing snapshot %d to the store: %w", id, err)
 	}
-	return s.confirm(ctx, p)
+	return s.confirm(ctx, c, p.key, p.sum(), func() error { s.committed(p); return nil })
 }
 
-// onlyShipper makes sure, around the Create of a commit object, that the
-// store holds no commit object of this lineage but those this process
-// found at start, shipped, and mine (the one it creates, if any): a copy
-// of this DB's directory that ships other snapshot IDs is seen by no
-// Create of one ID. One List of the lineage's commit objects (and a Get
-// of one whose Create failed here and which landed since, tried).
-func (s *shipper) onlyShipper(ctx context.Context, mine string) error {
-	objs, err := list(ctx, s.st, replica.CommitPrefix(s.lin.ID))
-	if err != nil {
-		return fmt.Errorf("instadump: listing the commit objects of lineage %s%s: %w", s.lin.ID, inStore(s.st, err), err)
+// upload uploads the segments of h the store lacks, as far as the
+// shipper knows.
+func (s *shipper) upload(ctx context.Context, h *heldSnapshot) error {
+	ours := s.loc.lineages[s.lin.ID]
+	for _, sg := range h.segs {
+		key := replica.SegmentKey(s.lin.ID, sg.ref)
+		if size, ok := ours.segs[key]; ok && size == sg.ref.Size {
+			continue
+		}
+		if err := s.st.Put(ctx, key, io.NewSectionReader(sg.f, 0, sg.ref.Size), sg.ref.Size); err != nil {
+			return fmt.Errorf("instadump: uploading segment %s of snapshot %d: %w", segment.FileName(sg.ref.ID), h.snap.ID, err)
+		}
+		ours.segs[key] = sg.ref.Size
+		s.mu.Lock()
+		s.present[sg.ref.ID] = true
+		s.mu.Unlock()
 	}
+	return nil
+}
+
+// alone makes sure, around the Create of a commit object, that the
+// store holds no commit object of this lineage but those this process
+// found at start, shipped, and mine (the one it created, if any): a copy
+// of this DB's directory that ships other snapshot IDs is seen by no
+// Create of one ID. One List of the lineage, which also tells which of
+// its segments the store holds; a commit object not known is read: one
+// gone since (a List lagging a Delete) is passed over, one of this
+// directory's (ours) is taken in.
+
+func (s *shipper) alone(ctx context.Context, mine string) error {
+	objs, err := list(ctx, s.st, replica.LineagePrefix(s.lin.ID))
+	if err != nil {
+		return fmt.Errorf("instadump: listing lineage %s%s: %w", s.lin.ID, inStore(s.st, err), err)
+	}
+	s.listedSegments(objs)
 	ours := s.loc.lineages[s.lin.ID]
 	for _, o := range objs {
 		kind, l, id, _, ok := replica.ParseKey(o.Key)
 		if !ok || kind != "snap" || l != s.lin.ID || o.Key == mine || ours.commits[id] != nil {
 			continue
 		}
-		if _, ok := s.tried[o.Key]; ok {
-			if _, err := s.late(ctx, o.Key); err != nil {
-				return err
-			}
-			if ours.commits[id] != nil {
-				continue
-			}
+		b, err := s.readBack(ctx, o.Key, replica.MaxCommitSize)
+		if errors.Is(err, replica.ErrNotFound) {
+			continue
 		}
-		return s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship: a copy of this DB's directory replicates here too", id, s.lin.ID)
+		if err != nil {
+			return fmt.Errorf("instadump: reading %s: %w", where(s.st, o.Key), err)
+		}
+		co, err := s.ours(o.Key, b)
+		if err != nil {
+			return err
+		}
+		if co == nil {
+			return s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship: a copy of this DB's directory replicates here too", id, s.lin.ID)
+		}
 	}
 	return nil
 }
 
-// late reads commit object key, one whose Create failed here (tried),
-// and returns it if it is that Create's, landed late: it joins the
-// lineage's commit objects, which retention sees. Nil if it is not (or
-// not there).
-func (s *shipper) late(ctx context.Context, key string) (*commitObj, error) {
-	b, err := s.readBack(ctx, key, replica.MaxCommitSize)
-	if errors.Is(err, replica.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("instadump: reading %s: %w", where(s.st, key), err)
-	}
+// ours returns commit object b, read under key, if it is this
+// directory's: a Create that failed here and landed late (its checksum
+// is one tried), or one of a snapshot this directory retains, the same
+// (a Create of an earlier process, landed after this one started). It
+// joins the lineage's commit objects, which retention sees. Nil if it
+// is another process's.
+func (s *shipper) ours(key string, b []byte) (*commitObj, error) {
 	c, sum, err := replica.DecodeCommit(b, where(s.st, key))
-	if err != nil || sum != s.tried[key] || c.Lineage != s.lin.ID || replica.CommitKey(c.Lineage, c.Snapshot) != key {
+	if err != nil || c.Lineage != s.lin.ID || replica.CommitKey(c.Lineage, c.Snapshot) != key {
 		return nil, nil
+	}
+	if tried, ok := s.tried[key]; !ok || tried != sum {
+		retained, err := s.sameAsLocal(c)
+		if errors.Is(err, ErrFenced) || err == nil && !retained {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	co := &commitObj{key: key, size: int64(len(b)), c: c, sum: sum}
 	s.loc.lineages[s.lin.ID].commits[c.Snapshot] = co
 	delete(s.tried, key)
 	s.tidy = true
 	return co, nil
-}
-
-// findLate looks for an earlier Create of commit object key that failed
-// here and landed late (late). True if it landed.
-func (s *shipper) findLate(ctx context.Context, key string) (bool, error) {
-	co, err := s.late(ctx, key)
-	if err != nil || co == nil {
-		return false, err
-	}
-	return true, s.landed(co)
 }
 
 // landed takes commit object co, which landed late, as shipped if it is

@@ -1,0 +1,400 @@
+package engine
+
+// Races and late arrivals around the Create of a commit object.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/instadump/instadump/internal/vfs"
+	"github.com/instadump/instadump/replica"
+	"github.com/instadump/instadump/replica/replicatest"
+	"github.com/instadump/instadump/segment"
+)
+
+// ctlStore: while failing, every Create of a commit object fails as a
+// timeout without landing (the first body is stashed, to be landed by the
+// test). getHook, if set, runs before every Get.
+type ctlStore struct {
+	replica.Store
+	failing  atomic.Bool
+	mu       sync.Mutex
+	key      string
+	body     []byte
+	getHook  func(key string)
+	listHook func(prefix string)
+}
+
+func (c *ctlStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.Contains(key, "/snap/") && c.failing.Load() {
+		b, _ := io.ReadAll(r)
+		c.mu.Lock()
+		if c.key == "" {
+			c.key, c.body = key, b
+		}
+		c.mu.Unlock()
+		return fmt.Errorf("request timed out: %w", replica.ErrUnavailable)
+	}
+	return c.Store.Create(ctx, key, r, size)
+}
+
+func (c *ctlStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	c.mu.Lock()
+	h := c.getHook
+	c.mu.Unlock()
+	if h != nil {
+		h(key)
+	}
+	return c.Store.Get(ctx, key)
+}
+
+func (c *ctlStore) List(ctx context.Context, prefix string) ([]replica.Object, error) {
+	c.mu.Lock()
+	h := c.listHook
+	c.mu.Unlock()
+	if h != nil {
+		h(prefix)
+	}
+	return c.Store.List(ctx, prefix)
+}
+
+// land makes the stashed Create take effect in st.
+func (c *ctlStore) land(t *testing.T, st replica.Store) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := st.Create(context.Background(), c.key, bytes.NewReader(c.body), int64(len(c.body))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Create of this directory's that lands late is taken in only after a
+// List after it: a copy that shipped another snapshot meanwhile, alone
+// as far as it could tell, goes on; this one is fenced, and deletes its
+// late commit object again.
+func TestLateCreateIsConfirmed(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	ctl := &ctlStore{Store: mem}
+	m := vfs.NewMem()
+	a := openRepl(t, m, ctl, Options{})
+	defer a.Close()
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint("a", i))
+	}
+	waitShipped(t, a, 4)
+	twin := m.CrashClone(vfs.CrashOptions{})
+	b := open(t, twin, Options{})
+	commit(t, b, "x", "b5")
+	commit(t, b, "x", "b6")
+	b.Close()
+
+	var key5 string
+	var gets atomic.Int32
+	atHook := make(chan struct{})
+	release := make(chan struct{})
+	ctl.mu.Lock()
+	ctl.getHook = func(key string) {
+		if key5 != "" && key == key5 && gets.Add(1) == 2 { // 1: recheck (absent), 2: findLate
+			close(atHook)
+			<-release
+		}
+	}
+	ctl.mu.Unlock()
+	al, _, _ := readLineage(m, dir)
+	key5 = replica.CommitKey(al.ID, 5)
+	ctl.failing.Store(true)
+	commit(t, a, "x", "a5")
+	<-atHook
+	ctl.failing.Store(false)
+
+	// Meanwhile the copy ships its 6, alone as far as it can tell.
+	b = openRepl(t, twin, mem, Options{})
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bErr := b.WaitReplicated(ctx, 6)
+	// Then a's first Create of 5 lands, and a reads it back.
+	ctl.land(t, mem)
+	close(release)
+	if err := waitStopped(t, a); !errors.Is(err, ErrFenced) || bErr != nil {
+		t.Fatalf("a: %v; b: %v; want a fenced, b's 6 replicated", err, bErr)
+	}
+	snaps, err := ReplicaSnapshots(context.Background(), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps {
+		if s.ID == 5 {
+			t.Fatalf("a's late snapshot 5 stayed in the store: %+v", snaps)
+		}
+	}
+	r, _, _ := restoreTo(t, mem, RestoreOptions{})
+	defer r.Close()
+	if got := contents(t, r, 0)["x"]; got != "b6" {
+		t.Fatalf("restored x=%q", got)
+	}
+}
+
+// A Create that timed out, read back as absent and given up for a newer
+// snapshot lands after a restart: the commit object is of a snapshot
+// the directory retains, the same: its own, not a copy's.
+func TestLateOlderCreateAfterRestart(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	ctl := &ctlStore{Store: mem}
+	m := vfs.NewMem()
+	ro := replOpts(ctl, 0)
+	ro.RetryMin, ro.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+	a := open(t, m, Options{Replica: ro})
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint(i))
+	}
+	waitShipped(t, a, 4)
+	ctl.failing.Store(true)
+	commit(t, a, "x", "5") // its Create times out; the PUT is still on its way
+	waitShipFails(t, a, "the Create did not fail")
+	ctl.failing.Store(false)
+	commit(t, a, "x", "6")
+	waitShipped(t, a, 6) // the next round ships 6 (5 read back as absent: tried)
+	a.Close()
+
+	a = openRepl(t, m, mem, Options{})
+	defer a.Close()
+	waitShipped(t, a, 6) // resumed
+	ctl.land(t, mem)     // the first PUT of 5 completes on the server
+	s := commit(t, a, "x", "7")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, s.ID); err != nil {
+		t.Errorf("a single DB, its own late commit object of snapshot 5 in the store: %v", err)
+	}
+}
+
+// A copy of the directory that only opens runs retention and deletes
+// the segments the original uploaded for a snapshot whose Create failed
+// and is retried: the original uploads them again before it reports the
+// snapshot replicated.
+func TestIdleCopyDeletesUploadedSegments(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	ctl := &ctlStore{Store: mem}
+	m := vfs.NewMem()
+	ro := replOpts(ctl, 0)
+	ro.RetryMin, ro.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+	a := open(t, m, Options{Replica: ro})
+	defer a.Close()
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint(i))
+	}
+	waitShipped(t, a, 4)
+	twin := m.CrashClone(vfs.CrashOptions{}) // the copy, at snapshot 4
+	var lists atomic.Int32
+	ctl.mu.Lock()
+	ctl.listHook = func(prefix string) {
+		if strings.Contains(prefix, "/snap/") {
+			lists.Add(1)
+		}
+	}
+	ctl.mu.Unlock()
+	ctl.failing.Store(true)
+	commit(t, a, "x", "5") // segment 5 uploaded, Create fails: retries in 300ms
+	waitShipFails(t, a, "the Create did not fail")
+	// The copy opens with the same replica options, and does nothing.
+	b := openRepl(t, twin, mem, Options{})
+	for deadline := time.Now().Add(5 * time.Second); len(orphansIn(t, mem)) > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	b.Close()
+	ctl.failing.Store(false)
+	ctl.mu.Lock()
+	ctl.key = "" // the failed Create never lands
+	ctl.mu.Unlock()
+	waitShipped(t, a, 5)
+	if _, err := Restore(context.Background(), mem, "r", RestoreOptions{ID: 5, FS: vfs.NewMem()}); err != nil {
+		t.Errorf("WaitReplicated(5) returned nil, but: %v", err)
+	}
+}
+
+// After a restart the commit object of a snapshot is made again, full
+// (another checksum than the first attempt's delta LINEAGE noted); when
+// its Create times out too and the first one then lands, that one is the
+// directory's own: the snapshot it retains, the same.
+func TestLateFirstCreateAfterRestart(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	ctl := &ctlStore{Store: mem}
+	m := vfs.NewMem()
+	ro := replOpts(ctl, 0)
+	ro.RetryMin, ro.RetryMax = time.Hour, time.Hour
+	a := open(t, m, Options{Replica: ro})
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint(i))
+	}
+	waitShipped(t, a, 4)
+	ctl.failing.Store(true)
+	commit(t, a, "x", "5") // PUT X (a delta on 4) times out; still on its way
+	waitShipFails(t, a, "the Create did not fail")
+	m2 := m.CrashClone(vfs.CrashOptions{}) // the process dies
+	a.Close()
+	l, _, _ := readLineage(m2, dir)
+	key5 := replica.CommitKey(l.ID, 5)
+	var gets atomic.Int32
+	ctl.mu.Lock()
+	ctl.getHook = func(key string) {
+		if key == key5 {
+			gets.Add(1)
+		}
+	}
+	ctl.mu.Unlock()
+	ro.RetryMin, ro.RetryMax = 50*time.Millisecond, 50*time.Millisecond
+	a = open(t, m2, Options{Replica: ro}) // the store still times out
+	defer a.Close()
+	for deadline := time.Now().Add(5 * time.Second); gets.Load() < 4; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no retries")
+		}
+	}
+	ctl.land(t, mem) // the first PUT completes on the server
+	ctl.failing.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, 5); err != nil {
+		t.Errorf("a single DB: %v", err)
+	}
+}
+
+// A DB whose Via lineage was taken over by a restore is fenced after a
+// fallback below its fork; the restored DB keeps the location.
+func TestViaTakenOverByRestore(t *testing.T) {
+	st := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	o := Options{Retain: 5, Replica: replOpts(st, 5)}
+	e := openRepl(t, m, st, o)
+	for i := 1; i <= 4; i++ {
+		waitShipped(t, e, commit(t, e, "a", fmt.Sprint(i)).ID)
+	}
+	e.Close()
+	fo := o
+	fo.Fallback = true
+	rewrite(t, m, segment.FileName(4), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	e = openRepl(t, m, st, fo) // L2 from 3
+	waitShipped(t, e, commit(t, e, "b", "x").ID)
+	e.Close()
+	// Restore from the location (owner L2) and take over.
+	rfs := vfs.NewMem()
+	if _, err := Restore(context.Background(), st, dir, RestoreOptions{FS: rfs}); err != nil {
+		t.Fatal(err)
+	}
+	r := openRepl(t, rfs, st, o)
+	defer r.Close()
+	waitShipped(t, r, commit(t, r, "r", "1").ID)
+	// The DB falls back below L2's fork: Via [L2], but R owns.
+	rewrite(t, m, segment.FileName(3), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	e = openRepl(t, m, st, fo)
+	defer e.Close()
+	commit(t, e, "a", "3''")
+	wantFenced(t, e, "the fallback whose Via lineage was taken over", "")
+	waitShipped(t, r, commit(t, r, "r", "2").ID)
+}
+
+// An owner taken over by a restored DB between its owner check and its
+// Create does not report its snapshot replicated: the List of owner
+// records after the Create fences it.
+func TestTakenOverMidShip(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	g := newGateStore(mem)
+	a := openRepl(t, vfs.NewMem(), g, Options{})
+	defer a.Close()
+	for i := 1; i <= 3; i++ {
+		waitShipped(t, a, commit(t, a, "x", fmt.Sprint("a", i)).ID)
+	}
+	g.armed.Store(true)
+	commit(t, a, "x", "a4")
+	<-g.atGate
+	rfs := vfs.NewMem()
+	if _, err := Restore(context.Background(), mem, dir, RestoreOptions{FS: rfs}); err != nil {
+		t.Fatal(err)
+	}
+	r := openRepl(t, rfs, mem, Options{})
+	defer r.Close()
+	waitShipped(t, r, commit(t, r, "x", "r4").ID)
+	g.armed.Store(false)
+	close(g.release)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, 4); !errors.Is(err, ErrFenced) {
+		t.Fatalf("the old owner's snapshot 4, created after the takeover: %v", err)
+	}
+	r2, _, _ := restoreTo(t, mem, RestoreOptions{ID: 4})
+	defer r2.Close()
+	if got := contents(t, r2, 0)["x"]; got != "r4" {
+		t.Fatalf("the timeline's 4 holds x=%q", got)
+	}
+}
+
+// laggyList keeps listing a deleted key for its next 2 Lists (a listing
+// that lags deletes: a mounted bucket, an NFS directory cache), while
+// Get says ErrNotFound, as readLineageObjs expects ("deleted since the
+// listing").
+type laggyList struct {
+	replica.Store
+	mu   sync.Mutex
+	gone map[string]int
+	size map[string]int64
+}
+
+func (l *laggyList) Delete(ctx context.Context, key string) error {
+	objs, _ := l.Store.List(ctx, key)
+	l.mu.Lock()
+	for _, o := range objs {
+		if o.Key == key {
+			l.gone[key], l.size[key] = 2, o.Size
+		}
+	}
+	l.mu.Unlock()
+	return l.Store.Delete(ctx, key)
+}
+
+func (l *laggyList) List(ctx context.Context, prefix string) ([]replica.Object, error) {
+	objs, err := l.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, n := range l.gone {
+		if strings.HasPrefix(k, prefix) {
+			objs = append(objs, replica.Object{Key: k, Size: l.size[k]})
+			if n--; n == 0 {
+				delete(l.gone, k)
+			} else {
+				l.gone[k] = n
+			}
+		}
+	}
+	slices.SortFunc(objs, func(a, b replica.Object) int { return strings.Compare(a.Key, b.Key) })
+	return objs, nil
+}
+
+// A single DB on a store whose listing lags its deletes is not fenced
+// by a commit object its own retention just deleted.
+func TestListLaggingDeletes(t *testing.T) {
+	st := &laggyList{Store: replicatest.NewMemStore(), gone: map[string]int{}, size: map[string]int64{}}
+	a := openRepl(t, vfs.NewMem(), st, Options{Retain: 2, Replica: replOpts(st, 2)})
+	defer a.Close()
+	for i := 1; i <= 8; i++ {
+		s := commit(t, a, "x", fmt.Sprint(i))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := a.WaitReplicated(ctx, s.ID)
+		cancel()
+		if err != nil {
+			t.Fatalf("snapshot %d: %v", s.ID, err)
+		}
+	}
+}
