@@ -136,7 +136,7 @@ type shipper struct {
 	// notes as shipped last if the store lacked it at start: such a
 	// Create may still land (an S3 PUT the server completes after the
 	// client gave up), and one that does is this directory's, not a
-	// copy's (onlyShipper).
+	// copy's (ours).
 	tried map[string]uint64
 }
 
