@@ -138,6 +138,9 @@ type shipper struct {
 	// client gave up), and one that does is this directory's, not a
 	// copy's (ours).
 	tried map[string]uint64
+	// foreign are the commit objects of other processes the last List
+	// of the lineage found (alone).
+	foreign []*replica.Commit
 }
 
 // pendingCommit is a commit object that may be in the store.

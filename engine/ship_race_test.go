@@ -398,3 +398,209 @@ func TestListLaggingDeletes(t *testing.T) {
 		}
 	}
 }
+
+// A copy fenced after its Create does not delete a commit object that
+// another process's follows: with the same snapshot in both copies, the
+// object under its key may be the other's, the base of the other's next
+// delta.
+func TestFencedCopyKeepsWhatOthersFollow(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, mem, Options{})
+	var filler []string
+	for i := range 20 {
+		filler = append(filler, fmt.Sprint("k", i), "v")
+	}
+	commit(t, a, filler...)
+	for i := 2; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint("a", i))
+	}
+	waitShipped(t, a, 4)
+	a.Close()
+	a = open(t, m, Options{}) // snapshot 5 saved, not shipped yet
+	commit(t, a, "x", "a5")
+	a.Close()
+	twin := m.CrashClone(vfs.CrashOptions{}) // both hold the same snapshot 5
+
+	g := newGateStore(mem)
+	g.armed.Store(true)
+	b := openRepl(t, twin, g, Options{})
+	defer b.Close()
+	<-g.atGate // b listed (nothing after 4) and is about to create 5
+
+	a = openRepl(t, m, mem, Options{})
+	defer a.Close()
+	waitShipped(t, a, 5)
+	waitShipped(t, a, commit(t, a, "x", "a6").ID) // a delta on a's 5
+	g.armed.Store(false)
+	close(g.release)
+	wantFenced(t, b, "the copy", "")
+	if snap, err := Restore(context.Background(), mem, "r", RestoreOptions{FS: vfs.NewMem()}); err != nil || snap.ID != 6 {
+		t.Fatalf("a's WaitReplicated(6) returned nil, but Restore of the newest gives snapshot %d, %v", snap.ID, err)
+	}
+	if _, err := Restore(context.Background(), mem, "r", RestoreOptions{ID: 6, FS: vfs.NewMem()}); err != nil {
+		t.Fatalf("Restore(ID 6): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s7 := commit(t, a, "x", "a7")
+	if err := a.WaitReplicated(ctx, s7.ID); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := Restore(context.Background(), mem, "r", RestoreOptions{FS: vfs.NewMem()}); err != nil || snap.ID != 7 {
+		t.Errorf("a's WaitReplicated(7) returned nil, but Restore of the newest gives snapshot %d, %v", snap.ID, err)
+	}
+}
+
+// A copy that only opens deletes, by its retention, the segment the
+// original uploaded for a snapshot it is about to commit: the List after
+// the Create finds it gone, and the next round uploads it again.
+func TestSegmentGoneBeforeCreate(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	g := newGateStore(mem)
+	fs := replicatest.NewFaultStore(g)
+	m := vfs.NewMem()
+	a := openRepl(t, m, fs, Options{})
+	defer a.Close()
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint(i))
+	}
+	waitShipped(t, a, 4)
+	twin := m.CrashClone(vfs.CrashOptions{}) // a copy at snapshot 4
+	g.armed.Store(true)
+	commit(t, a, "x", "5")
+	<-g.atGate // a uploaded segment 5, listed, and is about to create 5
+	// The copy opens, idle: its retention deletes segment 5, which no
+	// commit object lists yet.
+	b := openRepl(t, twin, mem, Options{})
+	for deadline := time.Now().Add(5 * time.Second); len(orphansIn(t, mem)) > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	b.Close()
+	g.armed.Store(false)
+	close(g.release)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, 5); err != nil {
+		t.Fatalf("WaitReplicated(5): %v", err)
+	}
+	if _, err := Restore(context.Background(), mem, "r", RestoreOptions{ID: 5, FS: vfs.NewMem()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A shipper fenced after its Create whose Delete of its commit object
+// fails is fenced again at its next open: the copy's snapshot, newer
+// than the last it noted as in the store, is not one of its own.
+func TestFailedDeleteOfOwnCommit(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, mem, Options{})
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint("a", i))
+	}
+	waitShipped(t, a, 4)
+	a.Close()
+	twin := m.CrashClone(vfs.CrashOptions{})
+	b := open(t, twin, Options{})
+	commit(t, b, "x", "b5")
+	b.Close()
+	a = open(t, m, Options{})
+	commit(t, a, "x", "a5")
+	commit(t, a, "x", "a6")
+	a.Close()
+
+	g := newGateStore(mem)
+	fa := replicatest.NewFaultStore(g)
+	g.armed.Store(true)
+	a = openRepl(t, m, fa, Options{})
+	<-g.atGate // a listed (nothing after 4) and is about to create 6
+	b = openRepl(t, twin, mem, Options{})
+	waitShipped(t, b, 5) // b created 5 and listed: alone
+	fa.Inject(replicatest.Fault{Ops: replicatest.OpDelete, N: 1, All: true, Err: replicatest.ErrTransient})
+	g.armed.Store(false)
+	close(g.release)
+	wantFenced(t, a, "a, which sees b's 5 after its Create", "")
+	commit(t, b, "x", "b6")
+	wantFenced(t, b, "b, which sees a's 6", "")
+	a.Close()
+	b.Close()
+
+	a = openRepl(t, m, mem, Options{})
+	defer a.Close()
+	s := commit(t, a, "x", "a7")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, s.ID); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a reopened beside b's 5, which it did not make: %v", err)
+	}
+}
+
+// The same when the shipper dies between its Create and the List after
+// it: at its next open, every commit object after the last it noted as
+// in the store is checked, not only the newest.
+func TestCrashBetweenCreateAndListAfter(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, mem, Options{})
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint("a", i))
+	}
+	waitShipped(t, a, 4)
+	a.Close()
+	twin := m.CrashClone(vfs.CrashOptions{})
+	b := open(t, twin, Options{})
+	commit(t, b, "x", "b5")
+	b.Close()
+	a = open(t, m, Options{})
+	commit(t, a, "x", "a5")
+	commit(t, a, "x", "a6")
+	a.Close()
+
+	g := newGateStore(mem)
+	fa := replicatest.NewFaultStore(g)
+	g.armed.Store(true)
+	a = openRepl(t, m, fa, Options{})
+	<-g.atGate // a listed (nothing after 4) and is about to create 6
+	b = openRepl(t, twin, mem, Options{})
+	defer b.Close()
+	waitShipped(t, b, 5) // b created 5 and listed after: alone; replicated
+	// a's Create goes through; everything after it fails: a dies there.
+	fa.Inject(replicatest.Fault{Ops: replicatest.OpList | replicatest.OpGet | replicatest.OpDelete, N: 1, All: true, Err: replicatest.ErrTransient})
+	g.armed.Store(false)
+	close(g.release)
+	waitShipFails(t, a, "a's List after its Create did not fail")
+	crashed := m.CrashClone(vfs.CrashOptions{})
+	a.Close()
+
+	a = openRepl(t, crashed, mem, Options{})
+	defer a.Close()
+	s := commit(t, a, "x", "a7")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, s.ID); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a reopened beside b's 5, which it did not make: %v", err)
+	}
+}
+
+// A store whose listing lags its deletes, with a small Retain: every
+// snapshot WaitReplicated reports restores.
+func TestListLaggingDeletesSmallRetain(t *testing.T) {
+	for _, retain := range []int{1, 2} {
+		st := &laggyList{Store: replicatest.NewMemStore(), gone: map[string]int{}, size: map[string]int64{}}
+		a := openRepl(t, vfs.NewMem(), st, Options{Retain: retain, Replica: replOpts(st, retain)})
+		for i := 1; i <= 30; i++ {
+			s := commit(t, a, fmt.Sprint("k", i%4), fmt.Sprint(i), "big", fmt.Sprint(i%7))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := a.WaitReplicated(ctx, s.ID)
+			cancel()
+			if err != nil {
+				t.Fatalf("snapshot %d: %v", s.ID, err)
+			}
+			if _, err := Restore(context.Background(), st.Store, "r", RestoreOptions{ID: s.ID, FS: vfs.NewMem()}); err != nil {
+				t.Fatalf("retain %d: snapshot %d: %v", retain, s.ID, err)
+			}
+		}
+		a.Close()
+	}
+}

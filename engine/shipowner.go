@@ -95,21 +95,31 @@ func (s *shipper) start(ctx context.Context) error {
 	if newest > cur.ID {
 		return s.fenced("it holds snapshot %d of this DB's lineage %s, newer than this directory's newest, %d: another copy of this DB's directory replicates here, or this directory is an old copy (restore from the store to continue from it)", newest, s.lin.ID, cur.ID)
 	}
+	resumed := false
 	for _, id := range slices.Backward(ids) {
 		co := ours.commits[id]
 		if co.c == nil {
 			s.log.Error("instadump: a commit object of this DB in the store is damaged; it is skipped", "err", co.err)
 			continue
 		}
+		if resumed && (!s.lin.SumsKnown || id <= s.lin.Prev) {
+			break
+		}
 		retained, err := s.sameAsLocal(co.c)
 		if err != nil {
 			return err
 		}
 		if !retained && s.lin.ShippedKnown && !s.mayBeOurs(id, co.sum) {
-			return s.fenced("its newest snapshot %d of this DB's lineage %s is not one this directory shipped last (%d) or before it (%d), nor one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped, s.lin.Prev)
+			return s.fenced("its snapshot %d of this DB's lineage %s is not one this directory shipped last (%d) or before it (%d), nor one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped, s.lin.Prev)
 		}
-		s.shipped(&lastShipped{id: id, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})
-		break
+		if !resumed {
+			s.shipped(&lastShipped{id: id, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})
+			resumed = true
+		}
+		// And every one after the last this directory knew in the store
+		// when it noted its last (Prev): a copy's that got in while this
+		// one was between its Create and the List after it, or had died
+		// there, is not passed over.
 	}
 	s.tidy = true
 	s.log.Info("instadump: replication resumes", "lineage", s.lin.ID, "shipped", s.floor)

@@ -107,10 +107,12 @@ func (s *shipper) listedSegments(objs []replica.Object) {
 // another process, and every segment c lists. A copy of this directory
 // that listed before c was created, and created its own after, finds c
 // in its List after: of two such Creates, at least one is seen. Seeing
-// one, or a new owner, the shipper deletes c again (the other's
-// snapshots go on alone, or neither's) and is fenced. A segment gone
-// (another copy's retention deleted it) fails the round: the next one
-// uploads it again.
+// one, or a new owner, the shipper is fenced, and deletes c again (the
+// other's snapshots go on alone, or neither's) unless a commit object of
+// another process follows it: c may be that process's too, the same
+// bytes (a copy of the directory holds the same snapshots). A segment
+// gone (another copy's retention deleted it) fails the round: the next
+// one uploads it again.
 func (s *shipper) confirm(ctx context.Context, c *replica.Commit, key string, sum uint64, done func() error) error {
 	err := s.checkOwner(ctx)
 	if err == nil {
@@ -131,6 +133,11 @@ func (s *shipper) confirm(ctx context.Context, c *replica.Commit, key string, su
 	if !errors.Is(err, ErrFenced) {
 		s.tried[key] = sum // the next round finds it this process's
 		return err
+	}
+	for _, f := range s.foreign {
+		if f.Prev == c.Snapshot && f.PrevSum == sum {
+			return fmt.Errorf("%w; its snapshot %d stays in the store: the other's snapshot %d follows it", err, c.Snapshot, f.Snapshot)
+		}
 	}
 	delete(ours.commits, c.Snapshot)
 	if derr := s.st.Delete(ctx, key); derr != nil {
@@ -240,6 +247,8 @@ func (s *shipper) alone(ctx context.Context, mine string) error {
 	}
 	s.listedSegments(objs)
 	ours := s.loc.lineages[s.lin.ID]
+	s.foreign = s.foreign[:0]
+	var fenced error
 	for _, o := range objs {
 		kind, l, id, _, ok := replica.ParseKey(o.Key)
 		if !ok || kind != "snap" || l != s.lin.ID || o.Key == mine || ours.commits[id] != nil {
@@ -257,10 +266,15 @@ func (s *shipper) alone(ctx context.Context, mine string) error {
 			return err
 		}
 		if co == nil {
-			return s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship: a copy of this DB's directory replicates here too", id, s.lin.ID)
+			if c, _, err := replica.DecodeCommit(b, where(s.st, o.Key)); err == nil {
+				s.foreign = append(s.foreign, c)
+			}
+			if fenced == nil {
+				fenced = s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship: a copy of this DB's directory replicates here too", id, s.lin.ID)
+			}
 		}
 	}
-	return nil
+	return fenced
 }
 
 // ours returns commit object b, read under key, if it is this
