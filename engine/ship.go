@@ -236,11 +236,21 @@ func (e *Engine) stopShipper() {
 // must cover everything shipped, so a failure fails the round: nothing
 // is shipped until LINEAGE can be written.
 func (s *shipper) noteShipped(id, sum uint64) error {
-	l := s.lin
-	l.Shipped, l.ShippedSum, l.Prev, l.PrevSum = id, sum, 0, 0
-	if s.last != nil {
-		l.Prev, l.PrevSum = s.last.id, s.last.sum
+	if s.last == nil {
+		return s.note(id, sum, 0, 0)
 	}
+	return s.note(id, sum, s.last.id, s.last.sum)
+}
+
+// noteStored writes into LINEAGE, durably, that commit object id, with
+// checksum sum, is this directory's newest in the store: one taken in
+// (a Create that landed late), with nothing of this directory's after
+// it that LINEAGE does not note.
+func (s *shipper) noteStored(id, sum uint64) error { return s.note(id, sum, id, sum) }
+
+func (s *shipper) note(id, sum, prev, prevSum uint64) error {
+	l := s.lin
+	l.Shipped, l.ShippedSum, l.Prev, l.PrevSum = id, sum, prev, prevSum
 	l.ShippedKnown, l.SumsKnown = true, true
 	if l == s.lin {
 		return nil

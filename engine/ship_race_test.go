@@ -604,3 +604,136 @@ func TestListLaggingDeletesSmallRetain(t *testing.T) {
 		a.Close()
 	}
 }
+
+// afterCreateStore fails, once armed, the first List after a Create of a
+// commit object: confirm's check fails transiently. Before failing, it
+// runs hook (the test commits a newer snapshot there).
+type afterCreateStore struct {
+	replica.Store
+	armed   atomic.Bool
+	created atomic.Bool
+	fails   atomic.Int32
+	mu      sync.Mutex
+	hook    func()
+}
+
+func (s *afterCreateStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	err := s.Store.Create(ctx, key, r, size)
+	if strings.Contains(key, "/snap/") && s.armed.Load() {
+		s.created.Store(true)
+	}
+	return err
+}
+
+func (s *afterCreateStore) List(ctx context.Context, prefix string) ([]replica.Object, error) {
+	if s.created.Load() && s.armed.Load() {
+		if s.fails.Add(1) == 2 {
+			s.armed.Store(false)
+			s.mu.Lock()
+			h := s.hook
+			s.mu.Unlock()
+			if h != nil {
+				h()
+			}
+		}
+		return nil, fmt.Errorf("injected 503: %w", replica.ErrUnavailable)
+	}
+	return s.Store.List(ctx, prefix)
+}
+
+// A single DB whose List after its Create of snapshot 2 fails, while
+// snapshot 3 is committed and shipped: it reopens unfenced (2, taken in
+// as its own, is noted).
+func TestListFailsAfterCreate(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	st := &afterCreateStore{Store: mem}
+	m := vfs.NewMem()
+	o := Options{Retain: 1, Replica: replOpts(st, 3)}
+	a := open(t, m, o)
+	waitShipped(t, a, commit(t, a, "x", "1").ID)
+	st.mu.Lock()
+	st.hook = func() { commit(t, a, "x", "3") }
+	st.mu.Unlock()
+	st.armed.Store(true)
+	commit(t, a, "x", "2")
+	waitShipped(t, a, 3)
+	a.Close()
+
+	a = open(t, m, o)
+	defer a.Close()
+	s := commit(t, a, "x", "4")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, s.ID); err != nil {
+		t.Fatalf("a single DB reopened: %v", err)
+	}
+}
+
+// The same with a larger local Retain: the reopen right after is fine
+// (snapshot 2 is retained), and so is one after the store was down over
+// a few commits (2 is not retained any more, but noted).
+func TestListFailsAfterCreateRetained(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	st := &afterCreateStore{Store: mem}
+	fs := replicatest.NewFaultStore(st)
+	m := vfs.NewMem()
+	o := Options{Retain: 3, Replica: replOpts(fs, 3)}
+	a := open(t, m, o)
+	waitShipped(t, a, commit(t, a, "x", "1").ID)
+	st.mu.Lock()
+	st.hook = func() { commit(t, a, "x", "3") }
+	st.mu.Unlock()
+	st.armed.Store(true)
+	commit(t, a, "x", "2")
+	waitShipped(t, a, 3)
+	a.Close()
+
+	a = open(t, m, o) // retains 1..3: resumes
+	waitShipped(t, a, 3)
+	fs.SetDown(true)
+	for i := 4; i <= 6; i++ {
+		commit(t, a, "x", fmt.Sprint(i))
+	}
+	a.Close()
+	fs.SetDown(false)
+
+	a = open(t, m, o)
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, 6); err != nil {
+		t.Fatalf("a single DB reopened: %v", err)
+	}
+}
+
+// A Create that timed out lands late, after retention deleted the
+// segments uploaded for it: it is deleted again, never listed as a
+// snapshot the store cannot restore.
+func TestLateCreateAfterItsSegmentsWereDeleted(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	ctl := &ctlStore{Store: mem}
+	m := vfs.NewMem()
+	ro := replOpts(ctl, 4)
+	ro.RetryMin, ro.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+	a := open(t, m, Options{Retain: 1, Replica: ro})
+	defer a.Close()
+	waitShipped(t, a, commit(t, a, "x", "1").ID)
+	ctl.failing.Store(true)
+	commit(t, a, "x", "2") // its Create times out; the PUT is still on its way
+	waitShipFails(t, a, "the Create did not fail")
+	ctl.failing.Store(false)
+	commit(t, a, "x", "3")
+	waitShipped(t, a, 3) // 2 read back as absent: tried; its segment unused: deleted
+	ctl.land(t, mem)     // the first PUT of 2 completes on the server
+	waitShipped(t, a, commit(t, a, "x", "4").ID)
+	waitShipped(t, a, commit(t, a, "y", "5").ID) // a round of retention after 2 was taken in
+	snaps, err := ReplicaSnapshots(context.Background(), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps {
+		if s.Problem != nil || s.ID == 2 {
+			t.Errorf("the store lists snapshot %d, which cannot be restored: %v", s.ID, s.Problem)
+		}
+	}
+}

@@ -95,7 +95,7 @@ func (s *shipper) start(ctx context.Context) error {
 	if newest > cur.ID {
 		return s.fenced("it holds snapshot %d of this DB's lineage %s, newer than this directory's newest, %d: another copy of this DB's directory replicates here, or this directory is an old copy (restore from the store to continue from it)", newest, s.lin.ID, cur.ID)
 	}
-	resumed := false
+	resumed, unnoted := false, false
 	for _, id := range slices.Backward(ids) {
 		co := ours.commits[id]
 		if co.c == nil {
@@ -109,8 +109,11 @@ func (s *shipper) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if !retained && s.lin.ShippedKnown && !s.mayBeOurs(id, co.sum) {
-			return s.fenced("its snapshot %d of this DB's lineage %s is not one this directory shipped last (%d) or before it (%d), nor one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped, s.lin.Prev)
+		if !s.lin.ShippedKnown || !s.mayBeOurs(id, co.sum) {
+			if !retained && s.lin.ShippedKnown {
+				return s.fenced("its snapshot %d of this DB's lineage %s is not one this directory shipped last (%d) or before it (%d), nor one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped, s.lin.Prev)
+			}
+			unnoted = true // its own, as it retains it: noted below
 		}
 		if !resumed {
 			s.shipped(&lastShipped{id: id, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})
@@ -120,6 +123,12 @@ func (s *shipper) start(ctx context.Context) error {
 		// when it noted its last (Prev): a copy's that got in while this
 		// one was between its Create and the List after it, or had died
 		// there, is not passed over.
+	}
+	if unnoted && s.lin.SumsKnown {
+		// Noted now, so that the next open need not find it retained.
+		if err := s.noteStored(s.last.id, s.last.sum); err != nil {
+			return err
+		}
 	}
 	s.tidy = true
 	s.log.Info("instadump: replication resumes", "lineage", s.lin.ID, "shipped", s.floor)

@@ -118,32 +118,65 @@ func (s *shipper) confirm(ctx context.Context, c *replica.Commit, key string, su
 	if err == nil {
 		err = s.alone(ctx, key)
 	}
-	ours := s.loc.lineages[s.lin.ID]
 	if err == nil {
-		for _, sg := range c.Segments {
-			if k := replica.SegmentKey(s.lin.ID, sg); ours.segs[k] != sg.Size {
-				err = fmt.Errorf("instadump: segment %s of snapshot %d is gone from the store since it was uploaded (another copy of this DB's directory may replicate here): it is uploaded again: %w", k, c.Snapshot, replica.ErrUnavailable)
-				break
+		if k := s.gone(c); k != "" {
+			// Deleted (if nothing follows it), it is created again.
+			err = fmt.Errorf("instadump: segment %s of snapshot %d is gone from the store since it was uploaded (another copy of this DB's directory may replicate here): the snapshot is shipped again: %w", k, c.Snapshot, replica.ErrUnavailable)
+			if f := s.follower(c, sum); f == nil {
+				if derr := s.withdraw(ctx, c, key); derr != nil {
+					return derr
+				}
 			}
+			return err
 		}
-	}
-	if err == nil {
 		return done()
 	}
 	if !errors.Is(err, ErrFenced) {
 		s.tried[key] = sum // the next round finds it this process's
 		return err
 	}
-	for _, f := range s.foreign {
-		if f.Prev == c.Snapshot && f.PrevSum == sum {
-			return fmt.Errorf("%w; its snapshot %d stays in the store: the other's snapshot %d follows it", err, c.Snapshot, f.Snapshot)
-		}
+	if f := s.follower(c, sum); f != nil {
+		return fmt.Errorf("%w; its snapshot %d stays in the store: the other's snapshot %d follows it", err, c.Snapshot, f.Snapshot)
 	}
-	delete(ours.commits, c.Snapshot)
-	if derr := s.st.Delete(ctx, key); derr != nil {
+	if derr := s.withdraw(ctx, c, key); derr != nil {
 		return fmt.Errorf("%w; its own snapshot %d, created meanwhile, is still in the store: delete %s (%v)", err, c.Snapshot, where(s.st, key), derr)
 	}
 	return fmt.Errorf("%w; its own snapshot %d, created meanwhile, was deleted again", err, c.Snapshot)
+}
+
+// gone returns the key of the first segment c lists that the last List
+// of the lineage did not find (or found of another size), or "".
+func (s *shipper) gone(c *replica.Commit) string {
+	ours := s.loc.lineages[s.lin.ID]
+	for _, sg := range c.Segments {
+		if k := replica.SegmentKey(s.lin.ID, sg); ours.segs[k] != sg.Size {
+			return k
+		}
+	}
+	return ""
+}
+
+// follower returns a commit object of another process the last List of
+// the lineage found that follows c, with checksum sum, or nil: c may be
+// that process's too, the same bytes (a copy of the directory holds the
+// same snapshots), and must stay.
+func (s *shipper) follower(c *replica.Commit, sum uint64) *replica.Commit {
+	for _, f := range s.foreign {
+		if f.Prev == c.Snapshot && f.PrevSum == sum {
+			return f
+		}
+	}
+	return nil
+}
+
+// withdraw deletes this directory's commit object c, under key, from the
+// store.
+func (s *shipper) withdraw(ctx context.Context, c *replica.Commit, key string) error {
+	if err := s.st.Delete(ctx, key); err != nil {
+		return fmt.Errorf("instadump: deleting %s: %w", where(s.st, key), err)
+	}
+	delete(s.loc.lineages[s.lin.ID].commits, c.Snapshot)
+	return nil
 }
 
 // committed records that commit object p is in the store.
@@ -184,9 +217,13 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 	if err := s.alone(ctx, ""); err != nil {
 		return err
 	}
-	if co := s.loc.lineages[s.lin.ID].commits[id]; co != nil && co.c != nil {
-		// An earlier Create of it, landed late: listed just now.
-		return s.confirm(ctx, co.c, co.key, co.sum, func() error { return s.landed(co) })
+	if co := s.newest(); co != nil {
+		// An earlier Create of this directory's, landed late: listed
+		// just now, newer than the last it knew of.
+		if err := s.confirm(ctx, co.c, co.key, co.sum, func() error { return s.landed(co) }); err != nil || co.c.Snapshot == id {
+			return err
+		}
+		return s.ship(ctx, id) // on it
 	}
 	if err := s.upload(ctx, h); err != nil { // any the List found gone
 		return err
@@ -249,6 +286,7 @@ func (s *shipper) alone(ctx context.Context, mine string) error {
 	ours := s.loc.lineages[s.lin.ID]
 	s.foreign = s.foreign[:0]
 	var fenced error
+	var taken []*commitObj // this directory's, taken in
 	for _, o := range objs {
 		kind, l, id, _, ok := replica.ParseKey(o.Key)
 		if !ok || kind != "snap" || l != s.lin.ID || o.Key == mine || ours.commits[id] != nil {
@@ -265,16 +303,39 @@ func (s *shipper) alone(ctx context.Context, mine string) error {
 		if err != nil {
 			return err
 		}
-		if co == nil {
-			if c, _, err := replica.DecodeCommit(b, where(s.st, o.Key)); err == nil {
-				s.foreign = append(s.foreign, c)
-			}
-			if fenced == nil {
-				fenced = s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship: a copy of this DB's directory replicates here too", id, s.lin.ID)
+		if co != nil {
+			taken = append(taken, co)
+			continue
+		}
+		if c, _, err := replica.DecodeCommit(b, where(s.st, o.Key)); err == nil {
+			s.foreign = append(s.foreign, c)
+		}
+		if fenced == nil {
+			fenced = s.fenced("it holds snapshot %d of this DB's lineage %s, which this process did not ship: a copy of this DB's directory replicates here too", id, s.lin.ID)
+		}
+	}
+	// A Create of this directory's that landed after retention deleted
+	// its segments: it never was a snapshot of the store.
+	for _, co := range taken {
+		if s.gone(co.c) != "" && s.follower(co.c, co.sum) == nil {
+			if err := s.withdraw(ctx, co.c, co.key); err != nil {
+				return err
 			}
 		}
 	}
 	return fenced
+}
+
+// newest returns the newest commit object of this lineage that is newer
+// than the last this process shipped or found, or nil.
+func (s *shipper) newest() *commitObj {
+	var newest *commitObj
+	for id, co := range s.loc.lineages[s.lin.ID].commits {
+		if co.c != nil && (s.last == nil || id > s.last.id) && (newest == nil || id > newest.c.Snapshot) {
+			newest = co
+		}
+	}
+	return newest
 }
 
 // ours returns commit object b, read under key, if it is this
@@ -310,7 +371,7 @@ func (s *shipper) landed(co *commitObj) error {
 	if s.last != nil && co.c.Snapshot <= s.last.id {
 		return nil
 	}
-	if err := s.noteShipped(co.c.Snapshot, co.sum); err != nil {
+	if err := s.noteStored(co.c.Snapshot, co.sum); err != nil {
 		return err
 	}
 	s.shipped(&lastShipped{id: co.c.Snapshot, sum: co.sum, base: co.c.Base, time: co.c.Record.Time})
