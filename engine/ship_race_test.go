@@ -171,11 +171,7 @@ func TestLateOlderCreateAfterRestart(t *testing.T) {
 	waitShipped(t, a, 6) // resumed
 	ctl.land(t, mem)     // the first PUT of 5 completes on the server
 	s := commit(t, a, "x", "7")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.WaitReplicated(ctx, s.ID); err != nil {
-		t.Errorf("a single DB, its own late commit object of snapshot 5 in the store: %v", err)
-	}
+	waitShipped(t, a, s.ID)
 }
 
 // A copy of the directory that only opens runs retention and deletes
@@ -262,11 +258,7 @@ func TestLateFirstCreateAfterRestart(t *testing.T) {
 	}
 	ctl.land(t, mem) // the first PUT completes on the server
 	ctl.failing.Store(false)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.WaitReplicated(ctx, 5); err != nil {
-		t.Errorf("a single DB: %v", err)
-	}
+	waitShipped(t, a, 5)
 }
 
 // A DB whose Via lineage was taken over by a restore is fenced after a
@@ -326,11 +318,7 @@ func TestTakenOverMidShip(t *testing.T) {
 	waitShipped(t, r, commit(t, r, "x", "r4").ID)
 	g.armed.Store(false)
 	close(g.release)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.WaitReplicated(ctx, 4); !errors.Is(err, ErrFenced) {
-		t.Fatalf("the old owner's snapshot 4, created after the takeover: %v", err)
-	}
+	wantFenced(t, a, "the old owner's snapshot 4, created after the takeover", "")
 	r2, _, _ := restoreTo(t, mem, RestoreOptions{ID: 4})
 	defer r2.Close()
 	if got := contents(t, r2, 0)["x"]; got != "r4" {
@@ -382,23 +370,6 @@ func (l *laggyList) List(ctx context.Context, prefix string) ([]replica.Object, 
 	return objs, nil
 }
 
-// A single DB on a store whose listing lags its deletes is not fenced
-// by a commit object its own retention just deleted.
-func TestListLaggingDeletes(t *testing.T) {
-	st := &laggyList{Store: replicatest.NewMemStore(), gone: map[string]int{}, size: map[string]int64{}}
-	a := openRepl(t, vfs.NewMem(), st, Options{Retain: 2, Replica: replOpts(st, 2)})
-	defer a.Close()
-	for i := 1; i <= 8; i++ {
-		s := commit(t, a, "x", fmt.Sprint(i))
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := a.WaitReplicated(ctx, s.ID)
-		cancel()
-		if err != nil {
-			t.Fatalf("snapshot %d: %v", s.ID, err)
-		}
-	}
-}
-
 // A copy fenced after its Create does not delete a commit object that
 // another process's follows: with the same snapshot in both copies, the
 // object under its key may be the other's, the base of the other's next
@@ -441,12 +412,8 @@ func TestFencedCopyKeepsWhatOthersFollow(t *testing.T) {
 	if _, err := Restore(context.Background(), mem, "r", RestoreOptions{ID: 6, FS: vfs.NewMem()}); err != nil {
 		t.Fatalf("Restore(ID 6): %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	s7 := commit(t, a, "x", "a7")
-	if err := a.WaitReplicated(ctx, s7.ID); err != nil {
-		t.Fatal(err)
-	}
+	waitShipped(t, a, s7.ID)
 	if snap, err := Restore(context.Background(), mem, "r", RestoreOptions{FS: vfs.NewMem()}); err != nil || snap.ID != 7 {
 		t.Errorf("a's WaitReplicated(7) returned nil, but Restore of the newest gives snapshot %d, %v", snap.ID, err)
 	}
@@ -479,124 +446,80 @@ func TestSegmentGoneBeforeCreate(t *testing.T) {
 	b.Close()
 	g.armed.Store(false)
 	close(g.release)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.WaitReplicated(ctx, 5); err != nil {
-		t.Fatalf("WaitReplicated(5): %v", err)
-	}
+	waitShipped(t, a, 5)
 	if _, err := Restore(context.Background(), mem, "r", RestoreOptions{ID: 5, FS: vfs.NewMem()}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// A shipper fenced after its Create whose Delete of its commit object
-// fails is fenced again at its next open: the copy's snapshot, newer
-// than the last it noted as in the store, is not one of its own.
-func TestFailedDeleteOfOwnCommit(t *testing.T) {
-	mem := replicatest.NewMemStore()
-	m := vfs.NewMem()
-	a := openRepl(t, m, mem, Options{})
-	for i := 1; i <= 4; i++ {
-		commit(t, a, "x", fmt.Sprint("a", i))
-	}
-	waitShipped(t, a, 4)
-	a.Close()
-	twin := m.CrashClone(vfs.CrashOptions{})
-	b := open(t, twin, Options{})
-	commit(t, b, "x", "b5")
-	b.Close()
-	a = open(t, m, Options{})
-	commit(t, a, "x", "a5")
-	commit(t, a, "x", "a6")
-	a.Close()
+// A shipper that sees a copy's commit object after its own Create but
+// does not delete its own (the Delete fails, or it dies between the
+// Create and the List after it) is fenced again at its next open: the
+// copy's snapshot, newer than the last it noted as in the store, is not
+// one of its own. Every commit object after that note is checked, not
+// only the newest.
+func TestCopyAfterOwnCreateAtNextOpen(t *testing.T) {
+	for _, dies := range []bool{false, true} {
+		t.Run(fmt.Sprint("dies=", dies), func(t *testing.T) {
+			mem := replicatest.NewMemStore()
+			m := vfs.NewMem()
+			a := openRepl(t, m, mem, Options{})
+			for i := 1; i <= 4; i++ {
+				commit(t, a, "x", fmt.Sprint("a", i))
+			}
+			waitShipped(t, a, 4)
+			a.Close()
+			twin := m.CrashClone(vfs.CrashOptions{})
+			b := open(t, twin, Options{})
+			commit(t, b, "x", "b5")
+			b.Close()
+			a = open(t, m, Options{})
+			commit(t, a, "x", "a5")
+			commit(t, a, "x", "a6")
+			a.Close()
 
-	g := newGateStore(mem)
-	fa := replicatest.NewFaultStore(g)
-	g.armed.Store(true)
-	a = openRepl(t, m, fa, Options{})
-	<-g.atGate // a listed (nothing after 4) and is about to create 6
-	b = openRepl(t, twin, mem, Options{})
-	waitShipped(t, b, 5) // b created 5 and listed: alone
-	fa.Inject(replicatest.Fault{Ops: replicatest.OpDelete, N: 1, All: true, Err: replicatest.ErrTransient})
-	g.armed.Store(false)
-	close(g.release)
-	wantFenced(t, a, "a, which sees b's 5 after its Create", "")
-	commit(t, b, "x", "b6")
-	wantFenced(t, b, "b, which sees a's 6", "")
-	a.Close()
-	b.Close()
+			g := newGateStore(mem)
+			fa := replicatest.NewFaultStore(g)
+			g.armed.Store(true)
+			a = openRepl(t, m, fa, Options{})
+			<-g.atGate // a listed (nothing after 4) and is about to create 6
+			b = openRepl(t, twin, mem, Options{})
+			defer b.Close()
+			waitShipped(t, b, 5) // b created 5 and listed after: alone; replicated
+			if dies {
+				// a's Create goes through; everything after it fails.
+				fa.Inject(replicatest.Fault{Ops: replicatest.OpList | replicatest.OpGet | replicatest.OpDelete, N: 1, All: true, Err: replicatest.ErrTransient})
+			} else {
+				fa.Inject(replicatest.Fault{Ops: replicatest.OpDelete, N: 1, All: true, Err: replicatest.ErrTransient})
+			}
+			g.armed.Store(false)
+			close(g.release)
+			if dies {
+				waitShipFails(t, a, "a's List after its Create did not fail")
+				m = m.CrashClone(vfs.CrashOptions{})
+			} else {
+				wantFenced(t, a, "a, which sees b's 5 after its Create", "")
+			}
+			a.Close()
 
-	a = openRepl(t, m, mem, Options{})
-	defer a.Close()
-	s := commit(t, a, "x", "a7")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.WaitReplicated(ctx, s.ID); !errors.Is(err, ErrFenced) {
-		t.Fatalf("a reopened beside b's 5, which it did not make: %v", err)
-	}
-}
-
-// The same when the shipper dies between its Create and the List after
-// it: at its next open, every commit object after the last it noted as
-// in the store is checked, not only the newest.
-func TestCrashBetweenCreateAndListAfter(t *testing.T) {
-	mem := replicatest.NewMemStore()
-	m := vfs.NewMem()
-	a := openRepl(t, m, mem, Options{})
-	for i := 1; i <= 4; i++ {
-		commit(t, a, "x", fmt.Sprint("a", i))
-	}
-	waitShipped(t, a, 4)
-	a.Close()
-	twin := m.CrashClone(vfs.CrashOptions{})
-	b := open(t, twin, Options{})
-	commit(t, b, "x", "b5")
-	b.Close()
-	a = open(t, m, Options{})
-	commit(t, a, "x", "a5")
-	commit(t, a, "x", "a6")
-	a.Close()
-
-	g := newGateStore(mem)
-	fa := replicatest.NewFaultStore(g)
-	g.armed.Store(true)
-	a = openRepl(t, m, fa, Options{})
-	<-g.atGate // a listed (nothing after 4) and is about to create 6
-	b = openRepl(t, twin, mem, Options{})
-	defer b.Close()
-	waitShipped(t, b, 5) // b created 5 and listed after: alone; replicated
-	// a's Create goes through; everything after it fails: a dies there.
-	fa.Inject(replicatest.Fault{Ops: replicatest.OpList | replicatest.OpGet | replicatest.OpDelete, N: 1, All: true, Err: replicatest.ErrTransient})
-	g.armed.Store(false)
-	close(g.release)
-	waitShipFails(t, a, "a's List after its Create did not fail")
-	crashed := m.CrashClone(vfs.CrashOptions{})
-	a.Close()
-
-	a = openRepl(t, crashed, mem, Options{})
-	defer a.Close()
-	s := commit(t, a, "x", "a7")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.WaitReplicated(ctx, s.ID); !errors.Is(err, ErrFenced) {
-		t.Fatalf("a reopened beside b's 5, which it did not make: %v", err)
+			a = openRepl(t, m, mem, Options{})
+			defer a.Close()
+			commit(t, a, "x", "a7")
+			wantFenced(t, a, "a reopened beside b's 5, which it did not make", "")
+		})
 	}
 }
 
-// A store whose listing lags its deletes, with a small Retain: every
-// snapshot WaitReplicated reports restores.
-func TestListLaggingDeletesSmallRetain(t *testing.T) {
+// A single DB on a store whose listing lags its deletes is not fenced
+// by a commit object its own retention just deleted, and every snapshot
+// WaitReplicated reports restores, with a small Retain.
+func TestListLaggingDeletes(t *testing.T) {
 	for _, retain := range []int{1, 2} {
 		st := &laggyList{Store: replicatest.NewMemStore(), gone: map[string]int{}, size: map[string]int64{}}
 		a := openRepl(t, vfs.NewMem(), st, Options{Retain: retain, Replica: replOpts(st, retain)})
 		for i := 1; i <= 30; i++ {
 			s := commit(t, a, fmt.Sprint("k", i%4), fmt.Sprint(i), "big", fmt.Sprint(i%7))
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := a.WaitReplicated(ctx, s.ID)
-			cancel()
-			if err != nil {
-				t.Fatalf("snapshot %d: %v", s.ID, err)
-			}
+			waitShipped(t, a, s.ID)
 			if _, err := Restore(context.Background(), st.Store, "r", RestoreOptions{ID: s.ID, FS: vfs.NewMem()}); err != nil {
 				t.Fatalf("retain %d: snapshot %d: %v", retain, s.ID, err)
 			}
@@ -662,11 +585,7 @@ func TestListFailsAfterCreate(t *testing.T) {
 	a = open(t, m, o)
 	defer a.Close()
 	s := commit(t, a, "x", "4")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.WaitReplicated(ctx, s.ID); err != nil {
-		t.Fatalf("a single DB reopened: %v", err)
-	}
+	waitShipped(t, a, s.ID)
 }
 
 // The same with a larger local Retain: the reopen right after is fine
@@ -699,11 +618,7 @@ func TestListFailsAfterCreateRetained(t *testing.T) {
 
 	a = open(t, m, o)
 	defer a.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.WaitReplicated(ctx, 6); err != nil {
-		t.Fatalf("a single DB reopened: %v", err)
-	}
+	waitShipped(t, a, 6)
 }
 
 // A Create that timed out lands late, after retention deleted the
