@@ -243,10 +243,16 @@ func (s *shipper) noteShipped(id, sum uint64) error {
 }
 
 // noteStored writes into LINEAGE, durably, that commit object id, with
-// checksum sum, is this directory's newest in the store: one taken in
-// (a Create that landed late), with nothing of this directory's after
-// it that LINEAGE does not note.
-func (s *shipper) noteStored(id, sum uint64) error { return s.note(id, sum, id, sum) }
+// checksum sum, is this directory's newest known in the store: one taken
+// in (a Create that landed late, or one of a snapshot it retains), with
+// nothing of this directory's after it that LINEAGE does not note. A
+// newer one noted as shipped stays noted: its Create may land yet.
+func (s *shipper) noteStored(id, sum uint64) error {
+	if l := s.lin; l.SumsKnown && l.Shipped > id {
+		return s.note(l.Shipped, l.ShippedSum, id, sum)
+	}
+	return s.note(id, sum, id, sum)
+}
 
 func (s *shipper) note(id, sum, prev, prevSum uint64) error {
 	l := s.lin

@@ -652,3 +652,206 @@ func TestLateCreateAfterItsSegmentsWereDeleted(t *testing.T) {
 		}
 	}
 }
+
+// stashStore: while failing, every Create of a commit object times out
+// without landing; the body of each is stashed by key, to be landed by
+// the test. failListsFrom: every List from the n-th on fails (0: none).
+type stashStore struct {
+	replica.Store
+	failing   atomic.Bool
+	mu        sync.Mutex
+	bodies    map[string][]byte
+	lists     atomic.Int64
+	failLists atomic.Int64
+}
+
+func (c *stashStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.Contains(key, "/snap/") && c.failing.Load() {
+		b, _ := io.ReadAll(r)
+		c.mu.Lock()
+		if c.bodies == nil {
+			c.bodies = map[string][]byte{}
+		}
+		if _, ok := c.bodies[key]; !ok {
+			c.bodies[key] = b
+		}
+		c.mu.Unlock()
+		return fmt.Errorf("request timed out: %w", replica.ErrUnavailable)
+	}
+	return c.Store.Create(ctx, key, r, size)
+}
+
+func (c *stashStore) List(ctx context.Context, prefix string) ([]replica.Object, error) {
+	n := c.lists.Add(1)
+	if f := c.failLists.Load(); f > 0 && n >= f {
+		return nil, fmt.Errorf("injected 503: %w", replica.ErrUnavailable)
+	}
+	return c.Store.List(ctx, prefix)
+}
+
+func (c *stashStore) stashed(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.bodies[key]
+	return ok
+}
+
+func (c *stashStore) land(t *testing.T, st replica.Store, key string) {
+	t.Helper()
+	c.mu.Lock()
+	b := c.bodies[key]
+	c.mu.Unlock()
+	if b == nil {
+		t.Fatalf("nothing stashed under %s", key)
+	}
+	if err := st.Create(context.Background(), key, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A retained commit object that start takes in and notes does not
+// lower LINEAGE's note below a Create still in flight: when that Create
+// lands and the DB falls back below it, the DB starts a new lineage, not
+// fenced by its own snapshot.
+func TestStartNoteKeepsAnUnlandedCreate(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	st := &stashStore{Store: mem}
+	m := vfs.NewMem()
+	ro := replOpts(st, 0)
+	ro.RetryMin, ro.RetryMax = 50*time.Millisecond, 50*time.Millisecond
+	o := Options{Retain: 3, Replica: ro}
+	a := open(t, m, o)
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint(i), fmt.Sprint("k", i), "v")
+	}
+	waitShipped(t, a, 4)
+	lin, _, _ := readLineage(m, dir)
+	key5, key6 := replica.CommitKey(lin.ID, 5), replica.CommitKey(lin.ID, 6)
+	st.failing.Store(true)
+	commit(t, a, "x", "5") // its Create times out; the PUT is on its way
+	for deadline := time.Now().Add(hangGuard); !st.stashed(key5); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no Create of 5")
+		}
+	}
+	commit(t, a, "x", "6") // the next rounds: 5 read back absent; 6's Create times out too
+	for deadline := time.Now().Add(hangGuard); !st.stashed(key6); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no Create of 6")
+		}
+	}
+	a.Close()
+	l1, _, _ := readLineage(m, dir)
+	t.Logf("LINEAGE after the first process: shipped %d prev %d", l1.Shipped, l1.Prev)
+	st.failing.Store(false)
+	st.land(t, mem, key5) // 5's PUT completes
+
+	// The next process: start takes 5 in as retained and notes it; the
+	// store is then unreachable for the rest of its life (its first
+	// round fails at the List of the owner records).
+	st2 := &stashStore{Store: mem}
+	st2.failLists.Store(4) // own: 1, readLocation: 2; checkOwner is the 4th
+	ro2 := replOpts(st2, 0)
+	ro2.RetryMin, ro2.RetryMax = time.Hour, time.Hour
+	a = open(t, m, Options{Retain: 3, Replica: ro2})
+	waitShipFails(t, a, "the round did not fail")
+	a.Close()
+	l2, _, _ := readLineage(m, dir)
+	t.Logf("LINEAGE after the second process: shipped %d prev %d", l2.Shipped, l2.Prev)
+
+	st.land(t, mem, key6) // 6's PUT (the first process's) completes
+	// Snapshot 6 is damaged locally: the DB falls back to 5.
+	rewrite(t, m, segment.FileName(6), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	a = open(t, m, Options{Retain: 3, Fallback: true, Replica: replOpts(mem, 0)})
+	defer a.Close()
+	if !a.Report().FellBack {
+		t.Fatal("no fallback")
+	}
+	cur, _ := a.Current()
+	l3, _, _ := readLineage(m, dir)
+	t.Logf("after the fallback to %d: lineage %s (was %s) shipped %d", cur.ID, l3.ID, lin.ID, l3.Shipped)
+	s := commit(t, a, "x", "6'")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, s.ID); err != nil {
+		t.Fatalf("a single DB that fell back to %d, its own 6 in the store: %v", cur.ID, err)
+	}
+}
+
+// The same for a late Create taken in by a round, with a crash before
+// the round notes the snapshot it ships on top of it.
+func TestLandedNoteKeepsAnUnlandedCreate(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	st := &stashStore{Store: mem}
+	base := vfs.NewMem()
+	var armed atomic.Bool
+	var writes atomic.Int32
+	var crashed *vfs.MemFS
+	var cmu sync.Mutex
+	fsys := vfs.WithErrors(base, vfs.InjectorFunc(func(op vfs.Op) error {
+		if armed.Load() && strings.HasSuffix(op.Path, lineageTmp) && op.Kind == vfs.OpCreate {
+			if writes.Add(1) == 2 {
+				cmu.Lock()
+				crashed = base.CrashClone(vfs.CrashOptions{})
+				cmu.Unlock()
+			}
+			if writes.Load() >= 2 {
+				return errors.New("power lost")
+			}
+		}
+		return nil
+	}))
+	ro := replOpts(st, 0)
+	ro.RetryMin, ro.RetryMax = 50*time.Millisecond, 50*time.Millisecond
+	a := open(t, fsys, Options{Retain: 3, Replica: ro})
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint(i), fmt.Sprint("k", i), "v")
+	}
+	waitShipped(t, a, 4)
+	lin, _, _ := readLineage(base, dir)
+	key5, key6 := replica.CommitKey(lin.ID, 5), replica.CommitKey(lin.ID, 6)
+	st.failing.Store(true)
+	commit(t, a, "x", "5")
+	for deadline := time.Now().Add(hangGuard); !st.stashed(key5); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no Create of 5")
+		}
+	}
+	commit(t, a, "x", "6")
+	for deadline := time.Now().Add(hangGuard); !st.stashed(key6); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no Create of 6")
+		}
+	}
+	armed.Store(true)
+	st.land(t, mem, key5) // 5's PUT completes; the next round takes it in
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
+		cmu.Lock()
+		c := crashed
+		cmu.Unlock()
+		if c != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no second LINEAGE write")
+		}
+	}
+	st.failing.Store(false)
+	a.Close()
+	l1, _, _ := readLineage(crashed, dir)
+	t.Logf("LINEAGE at the crash: shipped %d prev %d", l1.Shipped, l1.Prev)
+	st.land(t, mem, key6) // 6's first PUT completes
+	rewrite(t, crashed, segment.FileName(6), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
+	a = open(t, crashed, Options{Retain: 3, Fallback: true, Replica: replOpts(mem, 0)})
+	defer a.Close()
+	if !a.Report().FellBack {
+		t.Fatal("no fallback")
+	}
+	cur, _ := a.Current()
+	s := commit(t, a, "x", "6'")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitReplicated(ctx, s.ID); err != nil {
+		t.Fatalf("a single DB that fell back to %d, its own 6 in the store: %v", cur.ID, err)
+	}
+}

@@ -220,7 +220,7 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 	if co := s.newest(); co != nil {
 		// An earlier Create of this directory's, landed late: listed
 		// just now, newer than the last it knew of.
-		if err := s.confirm(ctx, co.c, co.key, co.sum, func() error { return s.landed(co) }); err != nil || co.c.Snapshot == id {
+		if err := s.confirm(ctx, co.c, co.key, co.sum, func() error { return s.landed(co) }); err != nil || co.c.Snapshot >= id {
 			return err
 		}
 		return s.ship(ctx, id) // on it
