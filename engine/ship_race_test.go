@@ -625,31 +625,43 @@ func TestListFailsAfterCreateRetained(t *testing.T) {
 // segments uploaded for it: it is deleted again, never listed as a
 // snapshot the store cannot restore.
 func TestLateCreateAfterItsSegmentsWereDeleted(t *testing.T) {
-	mem := replicatest.NewMemStore()
-	ctl := &ctlStore{Store: mem}
-	m := vfs.NewMem()
-	ro := replOpts(ctl, 4)
-	ro.RetryMin, ro.RetryMax = 300*time.Millisecond, 300*time.Millisecond
-	a := open(t, m, Options{Retain: 1, Replica: ro})
-	defer a.Close()
-	waitShipped(t, a, commit(t, a, "x", "1").ID)
-	ctl.failing.Store(true)
-	commit(t, a, "x", "2") // its Create times out; the PUT is still on its way
-	waitShipFails(t, a, "the Create did not fail")
-	ctl.failing.Store(false)
-	commit(t, a, "x", "3")
-	waitShipped(t, a, 3) // 2 read back as absent: tried; its segment unused: deleted
-	ctl.land(t, mem)     // the first PUT of 2 completes on the server
-	waitShipped(t, a, commit(t, a, "x", "4").ID)
-	waitShipped(t, a, commit(t, a, "y", "5").ID) // a round of retention after 2 was taken in
-	snaps, err := ReplicaSnapshots(context.Background(), mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range snaps {
-		if s.Problem != nil || s.ID == 2 {
-			t.Errorf("the store lists snapshot %d, which cannot be restored: %v", s.ID, s.Problem)
-		}
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprint("restart=", restart), func(t *testing.T) {
+			mem := replicatest.NewMemStore()
+			ctl := &ctlStore{Store: mem}
+			m := vfs.NewMem()
+			ro := replOpts(ctl, 4)
+			ro.RetryMin, ro.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+			o := Options{Retain: 1, Replica: ro}
+			if restart {
+				o.Retain = 3 // 2 is retained at the next open: taken in there
+			}
+			a := open(t, m, o)
+			defer func() { a.Close() }()
+			waitShipped(t, a, commit(t, a, "x", "1").ID)
+			ctl.failing.Store(true)
+			commit(t, a, "x", "2") // its Create times out; the PUT is still on its way
+			waitShipFails(t, a, "the Create did not fail")
+			ctl.failing.Store(false)
+			commit(t, a, "x", "3")
+			waitShipped(t, a, 3) // 2 read back as absent: tried; its segment unused: deleted
+			ctl.land(t, mem)     // the first PUT of 2 completes on the server
+			if restart {
+				a.Close()
+				a = open(t, m, o)
+			}
+			waitShipped(t, a, commit(t, a, "x", "4").ID)
+			waitShipped(t, a, commit(t, a, "y", "5").ID) // a round of retention after 2 was taken in
+			snaps, err := ReplicaSnapshots(context.Background(), mem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range snaps {
+				if s.Problem != nil || s.ID == 2 {
+					t.Errorf("the store lists snapshot %d, which cannot be restored: %v", s.ID, s.Problem)
+				}
+			}
+		})
 	}
 }
 
@@ -853,5 +865,55 @@ func TestLandedNoteKeepsAnUnlandedCreate(t *testing.T) {
 	defer cancel()
 	if err := a.WaitReplicated(ctx, s.ID); err != nil {
 		t.Fatalf("a single DB that fell back to %d, its own 6 in the store: %v", cur.ID, err)
+	}
+}
+
+// blockDeletes fails every Delete while on.
+type blockDeletes struct {
+	replica.Store
+	on atomic.Bool
+}
+
+func (b *blockDeletes) Delete(ctx context.Context, key string) error {
+	if b.on.Load() {
+		return fmt.Errorf("injected 503: %w", replica.ErrUnavailable)
+	}
+	return b.Store.Delete(ctx, key)
+}
+
+// An owner whose retention fails, taken over by a restored DB before it
+// retries, checks the owner records before it deletes anything: the new
+// owner's timeline lists its older snapshots, up to the fork.
+func TestTakenOverBeforeRetention(t *testing.T) {
+	mem := replicatest.NewMemStore()
+	m := vfs.NewMem()
+	a := openRepl(t, m, mem, Options{Retain: 10, Replica: replOpts(mem, 10)})
+	for i := 1; i <= 6; i++ {
+		waitShipped(t, a, commit(t, a, "x", fmt.Sprint("a", i)).ID)
+	}
+	a.Close()
+	// Reopened keeping 1 in the store: its retention fails.
+	bd := &blockDeletes{Store: mem}
+	bd.on.Store(true)
+	ro := replOpts(bd, 1)
+	ro.RetryMin, ro.RetryMax = 200*time.Millisecond, 200*time.Millisecond
+	a = open(t, m, Options{Retain: 10, Replica: ro})
+	defer a.Close()
+	waitShipFails(t, a, "retention did not fail")
+	// b, restored from 2, takes the location over; its timeline: a's 1
+	// and 2, then its own.
+	bfs := vfs.NewMem()
+	if _, err := Restore(context.Background(), mem, dir, RestoreOptions{ID: 2, FS: bfs}); err != nil {
+		t.Fatal(err)
+	}
+	b := openRepl(t, bfs, mem, Options{Replica: replOpts(mem, 10)})
+	defer b.Close()
+	waitShipped(t, b, 2)
+	bd.on.Store(false)
+	wantFenced(t, a, "the old owner, retrying its retention", "took the location over")
+	r, _, _ := restoreTo(t, mem, RestoreOptions{ID: 1})
+	defer r.Close()
+	if got := contents(t, r, 0)["x"]; got != "a1" {
+		t.Fatalf("snapshot 1 restored x=%q", got)
 	}
 }

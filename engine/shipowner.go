@@ -113,6 +113,14 @@ func (s *shipper) start(ctx context.Context) error {
 			if !retained && s.lin.ShippedKnown {
 				return s.fenced("its snapshot %d of this DB's lineage %s is not one this directory shipped last (%d) or before it (%d), nor one it retains: a copy of this DB's directory shipped it", id, s.lin.ID, s.lin.Shipped, s.lin.Prev)
 			}
+			if s.broken(co) {
+				// A Create of its own that landed late, after retention
+				// deleted what it needs: never a snapshot of the store.
+				if err := s.withdraw(ctx, co.c, co.key); err != nil {
+					return err
+				}
+				continue
+			}
 			unnoted = true // its own, as it retains it: noted below
 		}
 		if !resumed {

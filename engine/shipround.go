@@ -34,6 +34,13 @@ func (s *shipper) round() error {
 		if err := s.ship(ctx, cur.ID); err != nil {
 			return err
 		}
+	} else if s.tidy {
+		// Nothing shipped, so nothing checked the owner records this
+		// round: a DB that took the location over may list, up to its
+		// fork, what retention would delete.
+		if err := s.checkOwner(ctx); err != nil {
+			return err
+		}
 	}
 	if s.tidy {
 		if err := s.retain(ctx); err != nil {
@@ -154,6 +161,13 @@ func (s *shipper) gone(c *replica.Commit) string {
 		}
 	}
 	return ""
+}
+
+// broken says whether the store lacks what commit object co of this
+// lineage needs, as far as the shipper knows: a segment, or a commit
+// object of its chain.
+func (s *shipper) broken(co *commitObj) bool {
+	return s.gone(co.c) != "" || s.loc.complete(entry{lin: s.loc.lineages[s.lin.ID], obj: co, id: co.c.Snapshot}) != nil
 }
 
 // follower returns a commit object of another process the last List of
@@ -315,9 +329,9 @@ func (s *shipper) alone(ctx context.Context, mine string) error {
 		}
 	}
 	// A Create of this directory's that landed after retention deleted
-	// its segments: it never was a snapshot of the store.
+	// what it needs: it never was a snapshot of the store.
 	for _, co := range taken {
-		if s.gone(co.c) != "" && s.follower(co.c, co.sum) == nil {
+		if s.broken(co) && s.follower(co.c, co.sum) == nil {
 			if err := s.withdraw(ctx, co.c, co.key); err != nil {
 				return err
 			}
