@@ -251,9 +251,10 @@ func (db *DB) registerAll(ms []member, reset bool) error {
 // writes a snapshot without it, even if nothing else changed. Older
 // retained snapshots keep it. The name may be registered again, with its
 // default; a Reload or ReloadFrom that then loads the name's value from
-// the snapshot undoes the Drop. A registered *State or *Map of that name stays usable in
-// memory, but is no longer saved, and fails SetIn and GetIn. Drop of a
-// name neither registered nor in the current snapshot is ErrNoState.
+// the snapshot undoes the Drop. A registered *State or *Map of that name
+// stays usable in memory, but is no longer saved, and fails SetIn and
+// GetIn. Drop of a name neither registered nor in the current snapshot
+// is ErrNoState.
 //
 // It may be called from Atomically's and Update's functions.
 func (db *DB) Drop(name string) error {

@@ -380,9 +380,9 @@ func (m *Map[K, V]) lockW() *locks { return lock(&m.lk, writersLock) }
 // (or a type inside it) with an encoding or decoding method of its own
 // (MarshalBinary, MarshalText, MarshalMsgpack or EncodeMsgpack, or their
 // counterparts, as uuid.UUID and netip.Addr have) is taken at NewMap,
-// unless it holds a float or an interface, and trusted only key by key: a Save that would write a key that does not
-// load back as itself fails with ErrUnsupportedType, naming it, and
-// writes nothing.
+// unless it holds a float or an interface, and trusted only key by key:
+// a Save that would write a key that does not load back as itself fails
+// with ErrUnsupportedType, naming it, and writes nothing.
 //
 // It fails as NewState does (ErrBadName, with at most MaxMapNameLen
 // bytes; ErrDuplicate; ErrUnsupportedType; ErrTypeMismatch, also when the
@@ -494,18 +494,18 @@ func mayBeUnequal(t reflect.Type) bool {
 // encoded or decoded, at any depth, by a method of a type of theirs.
 func keyMethods(t reflect.Type) bool { return holds(t, codec.CustomCoded) }
 
-// holds says whether is is true of t, or of a type t holds: the element
-// of an array, a struct's field, at any depth.
-func holds(t reflect.Type, is func(reflect.Type) bool) bool {
-	if is(t) {
+// holds says whether pred is true of t, or of a type t holds: the
+// element of an array, a struct's field, at any depth.
+func holds(t reflect.Type, pred func(reflect.Type) bool) bool {
+	if pred(t) {
 		return true
 	}
 	switch t.Kind() {
 	case reflect.Array:
-		return holds(t.Elem(), is)
+		return holds(t.Elem(), pred)
 	case reflect.Struct:
 		for i := range t.NumField() {
-			if holds(t.Field(i).Type, is) {
+			if holds(t.Field(i).Type, pred) {
 				return true
 			}
 		}

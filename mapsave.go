@@ -133,11 +133,12 @@ func (m *Map[K, V]) settle(c *capture, committed bool) {
 	if committed {
 		return
 	}
-	if f.full || f.rebase.Load() {
+	if f.rebase.Load() {
+		m.needBase = true // and the keys changed stay dirty, below
+	}
+	if f.full {
 		m.needBase = true
-		if f.full {
-			return
-		}
+		return
 	}
 	for i := range m.shards {
 		if len(f.keys[i]) == 0 {

@@ -152,8 +152,9 @@ func (o *restoreOptions) check() error {
 // Open refuses: never a DB that opens with part of the snapshot.
 //
 // Saving on, the restored DB is a new lineage: opened WithReplica on s,
-// it takes the location over, and the DB it was restored from is fenced
-// there (ErrFenced).
+// it takes the location over (even when restored from an older snapshot
+// than the owner's newest), and the DB that owned it is fenced there
+// (ErrFenced).
 //
 // Errors: ErrBadOption for RestoreAt(0), RestoreBefore of the zero
 // time, or both given; ErrNoSnapshot when the store holds no complete snapshot, or

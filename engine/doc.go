@@ -122,9 +122,8 @@
 // conditionally, with a List of the lineage right before and right after
 // that shows no commit object it did not make (a copy of the directory
 // shipping other IDs: alone, confirm), and applies the store's
-// retention. Ownership of the
-// location (owner records), lineages, the layout and the commit object's
-// encoding are in package replica's doc. Restore reads a location back,
+// retention. Ownership of the location (owner records), lineages, the
+// layout and the commit object's encoding are in package replica's doc. Restore reads a location back,
 // verifies everything it fetched and writes a directory Open recovers as
 // any other, with a LINEAGE naming a new lineage.
 //

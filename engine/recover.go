@@ -200,12 +200,12 @@ func (e *Engine) start(d *dirState, num uint64) error {
 		// or rolled over (a crash falls back again), whether or not this
 		// open replicates, or a later open would take the old lineage,
 		// whose newer snapshots are in the store.
-		_, ok, err := readLineage(e.fs, e.dir)
+		l, ok, err := readLineage(e.fs, e.dir)
 		if err != nil {
 			return fmt.Errorf("instadump: the DB fell back, and its %s does not read, so its new lineage cannot be noted; nothing was changed: repair %s, or remove it to replicate as a new DB, and open again: %w", LineageFile, LineageFile, err)
 		}
 		if ok {
-			if _, err := e.lineage(); err != nil {
+			if _, err := e.settleLineage(l, ok); err != nil {
 				return fmt.Errorf("instadump: the DB fell back, and its new lineage cannot be noted; nothing was changed: open it again once %s can be written: %w", LineageFile, err)
 			}
 		}

@@ -44,8 +44,8 @@ type RestoreOptions struct {
 // every value's checksums) against the commit object, writes a manifest
 // holding the snapshot, CURRENT, and a LINEAGE naming a new lineage
 // that takes the location over from its owner when it replicates there
-// (the snapshot is on the owner's timeline), syncs them all, and renames the
-// directory into place. Into a directory that exists, empty (a mount
+// (the snapshot is on the owner's timeline), syncs them all, and renames
+// the directory into place. Into a directory that exists, empty (a mount
 // point, say, which cannot be replaced), the temporary directory is made
 // inside it (".restore-*") and the files are moved out of it, CURRENT
 // last. On failure it removes the temporary directory and leaves

@@ -154,6 +154,11 @@ type pendingCommit struct {
 // sum is p's checksum.
 func (p *pendingCommit) sum() uint64 { return binary.LittleEndian.Uint64(p.b[len(p.b)-8:]) }
 
+// obj is p as a commit object in the store.
+func (p *pendingCommit) obj() *commitObj {
+	return &commitObj{key: p.key, size: int64(len(p.b)), c: p.c, sum: p.sum()}
+}
+
 // checkReplica refuses replica options that cannot mean what was asked,
 // before recovery writes anything.
 func (o *Options) checkReplica(dir string) error {
@@ -262,7 +267,7 @@ func (s *shipper) note(id, sum, prev, prevSum uint64) error {
 		return nil
 	}
 	if err := writeLineage(s.e.fs, s.e.dir, l); err != nil {
-		return fmt.Errorf("instadump: noting snapshot %d in %s before shipping it: %w", id, LineageFile, err)
+		return fmt.Errorf("instadump: noting snapshot %d of the store in %s: %w", id, LineageFile, err)
 	}
 	s.lin = l
 	return nil

@@ -39,9 +39,7 @@ func TestSecondDBIsFenced(t *testing.T) {
 	}
 	commit(t, b, "who", "b2") // local saves go on
 	b.Close()
-	r, _, _ := restoreTo(t, st, RestoreOptions{})
-	defer r.Close()
-	if got := contents(t, r, 0)["who"]; got != "a" {
+	if got := restored(t, st, RestoreOptions{})["who"]; got != "a" {
 		t.Fatalf("restored %q: the second DB's snapshot got in", got)
 	}
 	// Reopened, it is fenced again (its lineage was kept).
@@ -140,9 +138,7 @@ func TestCopiesOfOneDirectory(t *testing.T) {
 	waitShipped(t, a, 2)
 	commit(t, b, "who", "b2")
 	wantFenced(t, b, "the copy", "copy of this DB's directory")
-	r, _, _ := restoreTo(t, st, RestoreOptions{})
-	defer r.Close()
-	if got := contents(t, r, 0)["who"]; got != "a2" {
+	if got := restored(t, st, RestoreOptions{})["who"]; got != "a2" {
 		t.Fatalf("restored %q", got)
 	}
 	// Reopened, a copy that is behind the store is fenced at once.
@@ -209,9 +205,7 @@ func TestFallbackStartsALineage(t *testing.T) {
 	if now.ID == old.ID || now.Parent != old.ID || now.Fork != 1 {
 		t.Fatalf("lineage after fallback: %+v (was %+v)", now, old)
 	}
-	r, _, _ := restoreTo(t, st, RestoreOptions{})
-	defer r.Close()
-	if got := contents(t, r, 0)["a"]; got != "2'" {
+	if got := restored(t, st, RestoreOptions{})["a"]; got != "2'" {
 		t.Fatalf("restored %q", got)
 	}
 }
@@ -283,20 +277,13 @@ func TestLineageFile(t *testing.T) {
 // The store's newest snapshot is the other's.
 func TestCopiesShippingOtherIDs(t *testing.T) {
 	st := replicatest.NewMemStore()
-	m := vfs.NewMem()
-	a := openRepl(t, m, st, Options{})
-	for i := 1; i <= 4; i++ {
-		commit(t, a, "x", fmt.Sprint("a", i))
-	}
-	waitShipped(t, a, 4)
-	a.Close()
-	twin := m.CrashClone(vfs.CrashOptions{})
+	m, twin := shippedAndCopied(t, st)
 	b := open(t, twin, Options{}) // saves on without replicating: 5 to 8
 	for i := 5; i <= 8; i++ {
 		commit(t, b, "x", fmt.Sprint("b", i))
 	}
 	b.Close()
-	a = openRepl(t, m, st, Options{})
+	a := openRepl(t, m, st, Options{})
 	defer a.Close()
 	commit(t, a, "x", "a5")
 	waitShipped(t, a, 5)
@@ -317,9 +304,7 @@ func TestCopiesShippingOtherIDs(t *testing.T) {
 		t.Fatalf("a: %v, b: %v: want the copy fenced", aErr, bErr)
 	}
 	want := "a6"
-	r, _, _ := restoreTo(t, st, RestoreOptions{})
-	defer r.Close()
-	if got := contents(t, r, 0)["x"]; got != want {
+	if got := restored(t, st, RestoreOptions{})["x"]; got != want {
 		t.Fatalf("restored %q, want %q (a: %v, b: %v)", got, want, aErr, bErr)
 	}
 }
@@ -344,9 +329,7 @@ func TestCopyShipsFirst(t *testing.T) {
 	waitShipped(t, b, 8)
 	commit(t, a, "x", "a5")
 	wantFenced(t, a, "the directory the copy was made of", "did not ship")
-	r, _, _ := restoreTo(t, st, RestoreOptions{})
-	defer r.Close()
-	if got := contents(t, r, 0)["x"]; got != "b8" {
+	if got := restored(t, st, RestoreOptions{})["x"]; got != "b8" {
 		t.Fatalf("restored %q", got)
 	}
 }
@@ -383,8 +366,7 @@ func TestKilledMidShipIsNotFenced(t *testing.T) {
 	mem := replicatest.NewMemStore()
 	fs := replicatest.NewFaultStore(mem)
 	m := vfs.NewMem()
-	ro := replOpts(fs, 0)
-	ro.RetryMin, ro.RetryMax = time.Hour, time.Hour
+	ro := retrying(fs, 0, time.Hour)
 	a := open(t, m, Options{Retain: 2, Replica: ro})
 	defer a.Close()
 	commit(t, a, "x", "1")
@@ -625,9 +607,7 @@ func TestFallbackBelowTheFork(t *testing.T) {
 	if _, err := Restore(context.Background(), st, "r3", RestoreOptions{ID: 3, FS: vfs.NewMem()}); !errors.Is(err, errs.ErrNoSnapshot) {
 		t.Fatalf("restore of snapshot 3: %v", err)
 	}
-	r, _, _ := restoreTo(t, st, RestoreOptions{})
-	defer r.Close()
-	if got := contents(t, r, 0)["a"]; got != "5''" {
+	if got := restored(t, st, RestoreOptions{})["a"]; got != "5''" {
 		t.Fatalf("restored a=%q", got)
 	}
 }
@@ -805,14 +785,10 @@ func TestFallbackBelowTheForkAfterAClaim(t *testing.T) {
 	fo := o
 	fo.Fallback = true
 	e = openRepl(t, m, st, fo) // back to 3: a new lineage, which claims the location
-	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
-		if owners, _, _ := storeKeys(t, st); len(owners) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no takeover")
-		}
-	}
+	eventually(t, "no takeover", func() bool {
+		owners, _, _ := storeKeys(t, st)
+		return len(owners) == 2
+	})
 	commit(t, e, "b", "x")
 	e.Close()
 	rewrite(t, m, segment.FileName(3), flipAt(segment.HeaderSize+segment.ChunkHeaderSize))
@@ -875,26 +851,17 @@ func TestCopiesRaceBetweenListAndCreate(t *testing.T) {
 		if slices.ContainsFunc(snaps, func(k string) bool { return strings.HasSuffix(k, "5") }) || !strings.HasSuffix(snaps[len(snaps)-1], "6") {
 			t.Fatalf("commit objects: %v, want b's 6 the newest, and no 5", snaps)
 		}
-		r, _, _ := restoreTo(t, mem, RestoreOptions{})
-		defer r.Close()
-		if got := contents(t, r, 0)["x"]; got != "b6" {
+		if got := restored(t, mem, RestoreOptions{})["x"]; got != "b6" {
 			t.Fatalf("restored %q", got)
 		}
 	})
 	t.Run("older", func(t *testing.T) {
 		mem := replicatest.NewMemStore()
-		m := vfs.NewMem()
-		a := openRepl(t, m, mem, Options{})
-		for i := 1; i <= 4; i++ {
-			commit(t, a, "x", fmt.Sprint("a", i))
-		}
-		waitShipped(t, a, 4)
-		a.Close()
-		twin := m.CrashClone(vfs.CrashOptions{})
+		m, twin := shippedAndCopied(t, mem)
 		b := open(t, twin, Options{})
 		commit(t, b, "x", "b5")
 		b.Close()
-		a = open(t, m, Options{})
+		a := open(t, m, Options{})
 		for i := 5; i <= 7; i++ {
 			commit(t, a, "x", fmt.Sprint("a", i))
 		}
@@ -994,9 +961,7 @@ func TestLateCreateIsOurs(t *testing.T) {
 			}
 			defer a.Close()
 			waitShipped(t, a, commit(t, a, "x", "6").ID)
-			r, _, _ := restoreTo(t, ls, RestoreOptions{ID: 5})
-			defer r.Close()
-			if got := contents(t, r, 0)["x"]; got != "5" {
+			if got := restored(t, ls, RestoreOptions{ID: 5})["x"]; got != "5" {
 				t.Fatalf("snapshot 5 restored x=%q", got)
 			}
 		})

@@ -26,12 +26,11 @@ import (
 // test). getHook, if set, runs before every Get.
 type ctlStore struct {
 	replica.Store
-	failing  atomic.Bool
-	mu       sync.Mutex
-	key      string
-	body     []byte
-	getHook  func(key string)
-	listHook func(prefix string)
+	failing atomic.Bool
+	mu      sync.Mutex
+	key     string
+	body    []byte
+	getHook func(key string)
 }
 
 func (c *ctlStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
@@ -55,16 +54,6 @@ func (c *ctlStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		h(key)
 	}
 	return c.Store.Get(ctx, key)
-}
-
-func (c *ctlStore) List(ctx context.Context, prefix string) ([]replica.Object, error) {
-	c.mu.Lock()
-	h := c.listHook
-	c.mu.Unlock()
-	if h != nil {
-		h(prefix)
-	}
-	return c.Store.List(ctx, prefix)
 }
 
 // land makes the stashed Create take effect in st.
@@ -137,9 +126,7 @@ func TestLateCreateIsConfirmed(t *testing.T) {
 			t.Fatalf("a's late snapshot 5 stayed in the store: %+v", snaps)
 		}
 	}
-	r, _, _ := restoreTo(t, mem, RestoreOptions{})
-	defer r.Close()
-	if got := contents(t, r, 0)["x"]; got != "b6" {
+	if got := restored(t, mem, RestoreOptions{})["x"]; got != "b6" {
 		t.Fatalf("restored x=%q", got)
 	}
 }
@@ -151,8 +138,7 @@ func TestLateOlderCreateAfterRestart(t *testing.T) {
 	mem := replicatest.NewMemStore()
 	ctl := &ctlStore{Store: mem}
 	m := vfs.NewMem()
-	ro := replOpts(ctl, 0)
-	ro.RetryMin, ro.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+	ro := retrying(ctl, 0, 300*time.Millisecond)
 	a := open(t, m, Options{Replica: ro})
 	for i := 1; i <= 4; i++ {
 		commit(t, a, "x", fmt.Sprint(i))
@@ -182,8 +168,7 @@ func TestIdleCopyDeletesUploadedSegments(t *testing.T) {
 	mem := replicatest.NewMemStore()
 	ctl := &ctlStore{Store: mem}
 	m := vfs.NewMem()
-	ro := replOpts(ctl, 0)
-	ro.RetryMin, ro.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+	ro := retrying(ctl, 0, 300*time.Millisecond)
 	a := open(t, m, Options{Replica: ro})
 	defer a.Close()
 	for i := 1; i <= 4; i++ {
@@ -191,14 +176,6 @@ func TestIdleCopyDeletesUploadedSegments(t *testing.T) {
 	}
 	waitShipped(t, a, 4)
 	twin := m.CrashClone(vfs.CrashOptions{}) // the copy, at snapshot 4
-	var lists atomic.Int32
-	ctl.mu.Lock()
-	ctl.listHook = func(prefix string) {
-		if strings.Contains(prefix, "/snap/") {
-			lists.Add(1)
-		}
-	}
-	ctl.mu.Unlock()
 	ctl.failing.Store(true)
 	commit(t, a, "x", "5") // segment 5 uploaded, Create fails: retries in 300ms
 	waitShipFails(t, a, "the Create did not fail")
@@ -226,8 +203,7 @@ func TestLateFirstCreateAfterRestart(t *testing.T) {
 	mem := replicatest.NewMemStore()
 	ctl := &ctlStore{Store: mem}
 	m := vfs.NewMem()
-	ro := replOpts(ctl, 0)
-	ro.RetryMin, ro.RetryMax = time.Hour, time.Hour
+	ro := retrying(ctl, 0, time.Hour)
 	a := open(t, m, Options{Replica: ro})
 	for i := 1; i <= 4; i++ {
 		commit(t, a, "x", fmt.Sprint(i))
@@ -251,11 +227,7 @@ func TestLateFirstCreateAfterRestart(t *testing.T) {
 	ro.RetryMin, ro.RetryMax = 50*time.Millisecond, 50*time.Millisecond
 	a = open(t, m2, Options{Replica: ro}) // the store still times out
 	defer a.Close()
-	for deadline := time.Now().Add(5 * time.Second); gets.Load() < 4; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no retries")
-		}
-	}
+	eventually(t, "no retries", func() bool { return !(gets.Load() < 4) })
 	ctl.land(t, mem) // the first PUT completes on the server
 	ctl.failing.Store(false)
 	waitShipped(t, a, 5)
@@ -319,9 +291,7 @@ func TestTakenOverMidShip(t *testing.T) {
 	g.armed.Store(false)
 	close(g.release)
 	wantFenced(t, a, "the old owner's snapshot 4, created after the takeover", "")
-	r2, _, _ := restoreTo(t, mem, RestoreOptions{ID: 4})
-	defer r2.Close()
-	if got := contents(t, r2, 0)["x"]; got != "r4" {
+	if got := restored(t, mem, RestoreOptions{ID: 4})["x"]; got != "r4" {
 		t.Fatalf("the timeline's 4 holds x=%q", got)
 	}
 }
@@ -462,18 +432,11 @@ func TestCopyAfterOwnCreateAtNextOpen(t *testing.T) {
 	for _, dies := range []bool{false, true} {
 		t.Run(fmt.Sprint("dies=", dies), func(t *testing.T) {
 			mem := replicatest.NewMemStore()
-			m := vfs.NewMem()
-			a := openRepl(t, m, mem, Options{})
-			for i := 1; i <= 4; i++ {
-				commit(t, a, "x", fmt.Sprint("a", i))
-			}
-			waitShipped(t, a, 4)
-			a.Close()
-			twin := m.CrashClone(vfs.CrashOptions{})
+			m, twin := shippedAndCopied(t, mem)
 			b := open(t, twin, Options{})
 			commit(t, b, "x", "b5")
 			b.Close()
-			a = open(t, m, Options{})
+			a := open(t, m, Options{})
 			commit(t, a, "x", "a5")
 			commit(t, a, "x", "a6")
 			a.Close()
@@ -630,8 +593,7 @@ func TestLateCreateAfterItsSegmentsWereDeleted(t *testing.T) {
 			mem := replicatest.NewMemStore()
 			ctl := &ctlStore{Store: mem}
 			m := vfs.NewMem()
-			ro := replOpts(ctl, 4)
-			ro.RetryMin, ro.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+			ro := retrying(ctl, 4, 300*time.Millisecond)
 			o := Options{Retain: 1, Replica: ro}
 			if restart {
 				o.Retain = 3 // 2 is retained at the next open: taken in there
@@ -729,8 +691,7 @@ func TestStartNoteKeepsAnUnlandedCreate(t *testing.T) {
 	mem := replicatest.NewMemStore()
 	st := &stashStore{Store: mem}
 	m := vfs.NewMem()
-	ro := replOpts(st, 0)
-	ro.RetryMin, ro.RetryMax = 50*time.Millisecond, 50*time.Millisecond
+	ro := retrying(st, 0, 50*time.Millisecond)
 	o := Options{Retain: 3, Replica: ro}
 	a := open(t, m, o)
 	for i := 1; i <= 4; i++ {
@@ -741,17 +702,9 @@ func TestStartNoteKeepsAnUnlandedCreate(t *testing.T) {
 	key5, key6 := replica.CommitKey(lin.ID, 5), replica.CommitKey(lin.ID, 6)
 	st.failing.Store(true)
 	commit(t, a, "x", "5") // its Create times out; the PUT is on its way
-	for deadline := time.Now().Add(hangGuard); !st.stashed(key5); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no Create of 5")
-		}
-	}
+	eventually(t, "no Create of 5", func() bool { return st.stashed(key5) })
 	commit(t, a, "x", "6") // the next rounds: 5 read back absent; 6's Create times out too
-	for deadline := time.Now().Add(hangGuard); !st.stashed(key6); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no Create of 6")
-		}
-	}
+	eventually(t, "no Create of 6", func() bool { return st.stashed(key6) })
 	a.Close()
 	l1, _, _ := readLineage(m, dir)
 	t.Logf("LINEAGE after the first process: shipped %d prev %d", l1.Shipped, l1.Prev)
@@ -813,8 +766,7 @@ func TestLandedNoteKeepsAnUnlandedCreate(t *testing.T) {
 		}
 		return nil
 	}))
-	ro := replOpts(st, 0)
-	ro.RetryMin, ro.RetryMax = 50*time.Millisecond, 50*time.Millisecond
+	ro := retrying(st, 0, 50*time.Millisecond)
 	a := open(t, fsys, Options{Retain: 3, Replica: ro})
 	for i := 1; i <= 4; i++ {
 		commit(t, a, "x", fmt.Sprint(i), fmt.Sprint("k", i), "v")
@@ -824,30 +776,16 @@ func TestLandedNoteKeepsAnUnlandedCreate(t *testing.T) {
 	key5, key6 := replica.CommitKey(lin.ID, 5), replica.CommitKey(lin.ID, 6)
 	st.failing.Store(true)
 	commit(t, a, "x", "5")
-	for deadline := time.Now().Add(hangGuard); !st.stashed(key5); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no Create of 5")
-		}
-	}
+	eventually(t, "no Create of 5", func() bool { return st.stashed(key5) })
 	commit(t, a, "x", "6")
-	for deadline := time.Now().Add(hangGuard); !st.stashed(key6); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no Create of 6")
-		}
-	}
+	eventually(t, "no Create of 6", func() bool { return st.stashed(key6) })
 	armed.Store(true)
 	st.land(t, mem, key5) // 5's PUT completes; the next round takes it in
-	for deadline := time.Now().Add(hangGuard); ; time.Sleep(time.Millisecond) {
+	eventually(t, "no second LINEAGE write", func() bool {
 		cmu.Lock()
-		c := crashed
-		cmu.Unlock()
-		if c != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no second LINEAGE write")
-		}
-	}
+		defer cmu.Unlock()
+		return crashed != nil
+	})
 	st.failing.Store(false)
 	a.Close()
 	l1, _, _ := readLineage(crashed, dir)
@@ -895,8 +833,7 @@ func TestTakenOverBeforeRetention(t *testing.T) {
 	// Reopened keeping 1 in the store: its retention fails.
 	bd := &blockDeletes{Store: mem}
 	bd.on.Store(true)
-	ro := replOpts(bd, 1)
-	ro.RetryMin, ro.RetryMax = 200*time.Millisecond, 200*time.Millisecond
+	ro := retrying(bd, 1, 200*time.Millisecond)
 	a = open(t, m, Options{Retain: 10, Replica: ro})
 	defer a.Close()
 	waitShipFails(t, a, "retention did not fail")
@@ -911,9 +848,7 @@ func TestTakenOverBeforeRetention(t *testing.T) {
 	waitShipped(t, b, 2)
 	bd.on.Store(false)
 	wantFenced(t, a, "the old owner, retrying its retention", "took the location over")
-	r, _, _ := restoreTo(t, mem, RestoreOptions{ID: 1})
-	defer r.Close()
-	if got := contents(t, r, 0)["x"]; got != "a1" {
+	if got := restored(t, mem, RestoreOptions{ID: 1})["x"]; got != "a1" {
 		t.Fatalf("snapshot 1 restored x=%q", got)
 	}
 }

@@ -76,6 +76,47 @@ func restoreTo(t *testing.T, st replica.Store, o RestoreOptions) (*Engine, *vfs.
 	return open(t, m, Options{}), m, snap
 }
 
+// retrying is replOpts with the backoff between failed rounds d.
+func retrying(st replica.Store, retain int, d time.Duration) ReplicaOptions {
+	o := replOpts(st, retain)
+	o.RetryMin, o.RetryMax = d, d
+	return o
+}
+
+// shippedAndCopied makes a DB that ships snapshots 1 to 4 (x = a1..a4)
+// to st and closes, and returns its directory and a copy of it.
+func shippedAndCopied(t *testing.T, st replica.Store) (m, copied *vfs.MemFS) {
+	t.Helper()
+	m = vfs.NewMem()
+	a := openRepl(t, m, st, Options{})
+	for i := 1; i <= 4; i++ {
+		commit(t, a, "x", fmt.Sprint("a", i))
+	}
+	waitShipped(t, a, 4)
+	a.Close()
+	return m, m.CrashClone(vfs.CrashOptions{})
+}
+
+// eventually waits until cond holds, and fails the test with what if it
+// does not within hangGuard.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(hangGuard); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+	}
+}
+
+// restored restores from st as o says into a new in-memory machine and
+// returns the contents of the snapshot restored.
+func restored(t *testing.T, st replica.Store, o RestoreOptions) map[string]string {
+	t.Helper()
+	r, _, _ := restoreTo(t, st, o)
+	defer r.Close()
+	return contents(t, r, 0)
+}
+
 func readFile(t *testing.T, fsys FS, name string) []byte {
 	t.Helper()
 	f, err := fsys.Open(filepath.Join(dir, name))

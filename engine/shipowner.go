@@ -25,15 +25,21 @@ func (e *Engine) lineage() (Lineage, error) {
 	if err != nil {
 		return l, err
 	}
+	return e.settleLineage(l, ok)
+}
+
+// settleLineage is lineage with the LINEAGE file read: l, if ok.
+func (e *Engine) settleLineage(l Lineage, ok bool) (Lineage, error) {
 	cur, has := e.Current()
 	below := ok && !l.Parent.IsZero() && has && cur.ID < l.Fork // back past where the lineage began
 	if ok && (!e.report.FellBack || l.ShippedKnown && has && l.Shipped <= cur.ID && !below) {
 		return l, nil
 	}
-	var next Lineage
-	if next.ID, err = replica.NewLineage(); err != nil {
+	id, err := replica.NewLineage()
+	if err != nil {
 		return l, err
 	}
+	next := Lineage{ID: id}
 	switch {
 	case below:
 		// Its snapshots up to cur are its parent's: it begins again from
@@ -116,7 +122,7 @@ func (s *shipper) start(ctx context.Context) error {
 			if s.broken(co) {
 				// A Create of its own that landed late, after retention
 				// deleted what it needs: never a snapshot of the store.
-				if err := s.withdraw(ctx, co.c, co.key); err != nil {
+				if err := s.withdraw(ctx, co); err != nil {
 					return err
 				}
 				continue
@@ -143,10 +149,10 @@ func (s *shipper) start(ctx context.Context) error {
 	return nil
 }
 
-// mayBeOurs says whether the store's newest snapshot id, whose commit
-// object has checksum sum, may be one this directory shipped, as LINEAGE
-// notes: the last it may have shipped, or the one before (the last
-// create may have failed). Without checksums (LINEAGE format 2), any not
+// mayBeOurs says whether snapshot id of the store, whose commit object
+// has checksum sum, may be one this directory shipped, as LINEAGE notes:
+// the last it may have shipped, or the one before (the last create may
+// have failed). Without checksums (LINEAGE format 2), any not
 // newer than the last.
 func (s *shipper) mayBeOurs(id, sum uint64) bool {
 	l := s.lin

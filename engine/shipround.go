@@ -77,18 +77,21 @@ func (s *shipper) recheck(ctx context.Context) error {
 		s.pending = p
 		return fmt.Errorf("instadump: reading back %s: %w", where(s.st, p.key), err)
 	case bytes.Equal(theirs, p.b):
-		return s.confirm(ctx, p.c, p.key, p.sum(), func() error { s.committed(p); return nil })
+		return s.confirm(ctx, p.obj(), func() error { s.committed(p); return nil })
 	}
 	// Another object under its key: an earlier Create of this
 	// directory's, landed late, or another copy's.
-	co, err := s.ours(p.key, theirs)
-	if err != nil {
-		return err
+	c, sum, derr := replica.DecodeCommit(theirs, where(s.st, p.key))
+	var co *commitObj
+	if derr == nil {
+		if co, err = s.ours(p.key, c, sum, len(theirs)); err != nil {
+			return err
+		}
 	}
 	if co == nil {
 		return s.fenced("another process shipped snapshot %d of this DB's lineage %s first: a copy of this DB's directory replicates here too", p.c.Snapshot, s.lin.ID)
 	}
-	return s.confirm(ctx, co.c, co.key, co.sum, func() error { return s.landed(co) })
+	return s.confirm(ctx, co, func() error { return s.landed(co) })
 }
 
 // listedSegments makes what the shipper knows of its lineage's segments
@@ -107,96 +110,85 @@ func (s *shipper) listedSegments(objs []replica.Object) {
 	}
 }
 
-// confirm makes sure commit object c, under key with checksum sum, just
-// created or found to be this process's, went in alone, and then calls
-// done: a List of the owner records finds the lineage still owns the
-// location, and a List of the lineage (alone) finds no commit object of
-// another process, and every segment c lists. A copy of this directory
-// that listed before c was created, and created its own after, finds c
-// in its List after: of two such Creates, at least one is seen. Seeing
-// one, or a new owner, the shipper is fenced, and deletes c again (the
-// other's snapshots go on alone, or neither's) unless a commit object of
-// another process follows it: c may be that process's too, the same
-// bytes (a copy of the directory holds the same snapshots). A segment
-// gone (another copy's retention deleted it) fails the round: the next
-// one uploads it again.
-func (s *shipper) confirm(ctx context.Context, c *replica.Commit, key string, sum uint64, done func() error) error {
+// confirm makes sure commit object co, just created or found to be this
+// process's, went in alone, and then calls done: a List of the owner
+// records finds the lineage still owns the location, and a List of the
+// lineage (alone) finds no commit object of another process, and every
+// segment co lists. A copy of this directory that listed before co was
+// created, and created its own after, finds co in its List after: of
+// two such Creates, at least one is seen. Seeing one, or a new owner,
+// the shipper is fenced, and deletes co again (the other's snapshots go
+// on alone, or neither's) unless a commit object of another process
+// follows it: co may be that process's too, the same bytes (a copy of
+// the directory holds the same snapshots). A segment gone (another
+// copy's retention deleted it) fails the round: the next one uploads it
+// again.
+func (s *shipper) confirm(ctx context.Context, co *commitObj, done func() error) error {
 	err := s.checkOwner(ctx)
 	if err == nil {
-		err = s.alone(ctx, key)
+		err = s.alone(ctx, co.key)
 	}
 	if err == nil {
-		if k := s.gone(c); k != "" {
-			// Deleted (if nothing follows it), it is created again.
-			err = fmt.Errorf("instadump: segment %s of snapshot %d is gone from the store since it was uploaded (another copy of this DB's directory may replicate here): the snapshot is shipped again: %w", k, c.Snapshot, replica.ErrUnavailable)
-			if f := s.follower(c, sum); f == nil {
-				if derr := s.withdraw(ctx, c, key); derr != nil {
-					return derr
-				}
+		if k := s.loc.missing(s.entry(co)); k != "" {
+			// No other process's commit object was listed (alone), so
+			// none follows it: deleted, it is created again.
+			if err := s.withdraw(ctx, co); err != nil {
+				return err
 			}
-			return err
+			return fmt.Errorf("instadump: segment %s of snapshot %d is gone from the store since it was uploaded (another copy of this DB's directory may replicate here): the snapshot is shipped again: %w", k, co.c.Snapshot, replica.ErrUnavailable)
 		}
 		return done()
 	}
 	if !errors.Is(err, ErrFenced) {
-		s.tried[key] = sum // the next round finds it this process's
+		s.tried[co.key] = co.sum // the next round finds it this process's
 		return err
 	}
-	if f := s.follower(c, sum); f != nil {
-		return fmt.Errorf("%w; its snapshot %d stays in the store: the other's snapshot %d follows it", err, c.Snapshot, f.Snapshot)
+	if f := s.follower(co); f != nil {
+		return fmt.Errorf("%w; its snapshot %d stays in the store: the other's snapshot %d follows it", err, co.c.Snapshot, f.Snapshot)
 	}
-	if derr := s.withdraw(ctx, c, key); derr != nil {
-		return fmt.Errorf("%w; its own snapshot %d, created meanwhile, is still in the store: delete %s (%v)", err, c.Snapshot, where(s.st, key), derr)
+	if derr := s.withdraw(ctx, co); derr != nil {
+		return fmt.Errorf("%w; its own snapshot %d, created meanwhile, is still in the store: delete %s (%v)", err, co.c.Snapshot, where(s.st, co.key), derr)
 	}
-	return fmt.Errorf("%w; its own snapshot %d, created meanwhile, was deleted again", err, c.Snapshot)
+	return fmt.Errorf("%w; its own snapshot %d, created meanwhile, was deleted again", err, co.c.Snapshot)
 }
 
-// gone returns the key of the first segment c lists that the last List
-// of the lineage did not find (or found of another size), or "".
-func (s *shipper) gone(c *replica.Commit) string {
-	ours := s.loc.lineages[s.lin.ID]
-	for _, sg := range c.Segments {
-		if k := replica.SegmentKey(s.lin.ID, sg); ours.segs[k] != sg.Size {
-			return k
-		}
-	}
-	return ""
+// entry is commit object co of this lineage as an entry of its timeline.
+func (s *shipper) entry(co *commitObj) entry {
+	return entry{lin: s.loc.lineages[s.lin.ID], obj: co, id: co.c.Snapshot}
 }
 
 // broken says whether the store lacks what commit object co of this
 // lineage needs, as far as the shipper knows: a segment, or a commit
 // object of its chain.
-func (s *shipper) broken(co *commitObj) bool {
-	return s.gone(co.c) != "" || s.loc.complete(entry{lin: s.loc.lineages[s.lin.ID], obj: co, id: co.c.Snapshot}) != nil
-}
+func (s *shipper) broken(co *commitObj) bool { return s.loc.complete(s.entry(co)) != nil }
 
 // follower returns a commit object of another process the last List of
-// the lineage found that follows c, with checksum sum, or nil: c may be
-// that process's too, the same bytes (a copy of the directory holds the
-// same snapshots), and must stay.
-func (s *shipper) follower(c *replica.Commit, sum uint64) *replica.Commit {
+// the lineage found that follows co, or nil: co may be that process's
+// too, the same bytes (a copy of the directory holds the same
+// snapshots), and must stay.
+func (s *shipper) follower(co *commitObj) *replica.Commit {
 	for _, f := range s.foreign {
-		if f.Prev == c.Snapshot && f.PrevSum == sum {
+		if f.Prev == co.c.Snapshot && f.PrevSum == co.sum {
 			return f
 		}
 	}
 	return nil
 }
 
-// withdraw deletes this directory's commit object c, under key, from the
-// store.
-func (s *shipper) withdraw(ctx context.Context, c *replica.Commit, key string) error {
-	if err := s.st.Delete(ctx, key); err != nil {
-		return fmt.Errorf("instadump: deleting %s: %w", where(s.st, key), err)
+// withdraw deletes this directory's commit object co from the store.
+func (s *shipper) withdraw(ctx context.Context, co *commitObj) error {
+	if err := s.st.Delete(ctx, co.key); err != nil {
+		return fmt.Errorf("instadump: deleting %s: %w", where(s.st, co.key), err)
 	}
-	delete(s.loc.lineages[s.lin.ID].commits, c.Snapshot)
+	delete(s.loc.lineages[s.lin.ID].commits, co.c.Snapshot)
 	return nil
 }
 
 // committed records that commit object p is in the store.
 func (s *shipper) committed(p *pendingCommit) {
-	p.next.sum = p.sum()
-	s.loc.lineages[s.lin.ID].commits[p.c.Snapshot] = &commitObj{key: p.key, size: int64(len(p.b)), c: p.c, sum: p.next.sum}
+	co := p.obj()
+	p.next.sum = co.sum
+	s.loc.lineages[s.lin.ID].commits[p.c.Snapshot] = co
 	s.shipped(p.next)
 	s.tidy = true
 }
@@ -234,7 +226,7 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 	if co := s.newest(); co != nil {
 		// An earlier Create of this directory's, landed late: listed
 		// just now, newer than the last it knew of.
-		if err := s.confirm(ctx, co.c, co.key, co.sum, func() error { return s.landed(co) }); err != nil || co.c.Snapshot >= id {
+		if err := s.confirm(ctx, co, func() error { return s.landed(co) }); err != nil || co.c.Snapshot >= id {
 			return err
 		}
 		return s.ship(ctx, id) // on it
@@ -259,7 +251,7 @@ func (s *shipper) ship(ctx context.Context, id uint64) error {
 		s.pending = p // it may be there all the same: the next round looks
 		return fmt.Errorf("instadump: committing snapshot %d to the store: %w", id, err)
 	}
-	return s.confirm(ctx, c, p.key, p.sum(), func() error { s.committed(p); return nil })
+	return s.confirm(ctx, p.obj(), func() error { s.committed(p); return nil })
 }
 
 // upload uploads the segments of h the store lacks, as far as the
@@ -290,7 +282,6 @@ func (s *shipper) upload(ctx context.Context, h *heldSnapshot) error {
 // its segments the store holds; a commit object not known is read: one
 // gone since (a List lagging a Delete) is passed over, one of this
 // directory's (ours) is taken in.
-
 func (s *shipper) alone(ctx context.Context, mine string) error {
 	objs, err := list(ctx, s.st, replica.LineagePrefix(s.lin.ID))
 	if err != nil {
@@ -313,15 +304,16 @@ func (s *shipper) alone(ctx context.Context, mine string) error {
 		if err != nil {
 			return fmt.Errorf("instadump: reading %s: %w", where(s.st, o.Key), err)
 		}
-		co, err := s.ours(o.Key, b)
-		if err != nil {
-			return err
-		}
-		if co != nil {
-			taken = append(taken, co)
-			continue
-		}
-		if c, _, err := replica.DecodeCommit(b, where(s.st, o.Key)); err == nil {
+		c, sum, derr := replica.DecodeCommit(b, where(s.st, o.Key))
+		if derr == nil {
+			co, err := s.ours(o.Key, c, sum, len(b))
+			if err != nil {
+				return err
+			}
+			if co != nil {
+				taken = append(taken, co)
+				continue
+			}
 			s.foreign = append(s.foreign, c)
 		}
 		if fenced == nil {
@@ -331,8 +323,8 @@ func (s *shipper) alone(ctx context.Context, mine string) error {
 	// A Create of this directory's that landed after retention deleted
 	// what it needs: it never was a snapshot of the store.
 	for _, co := range taken {
-		if s.broken(co) && s.follower(co.c, co.sum) == nil {
-			if err := s.withdraw(ctx, co.c, co.key); err != nil {
+		if s.broken(co) && s.follower(co) == nil {
+			if err := s.withdraw(ctx, co); err != nil {
 				return err
 			}
 		}
@@ -352,15 +344,14 @@ func (s *shipper) newest() *commitObj {
 	return newest
 }
 
-// ours returns commit object b, read under key, if it is this
-// directory's: a Create that failed here and landed late (its checksum
-// is one tried), or one of a snapshot this directory retains, the same
-// (a Create of an earlier process, landed after this one started). It
-// joins the lineage's commit objects, which retention sees. Nil if it
-// is another process's.
-func (s *shipper) ours(key string, b []byte) (*commitObj, error) {
-	c, sum, err := replica.DecodeCommit(b, where(s.st, key))
-	if err != nil || c.Lineage != s.lin.ID || replica.CommitKey(c.Lineage, c.Snapshot) != key {
+// ours returns commit object c, with checksum sum and size bytes, read
+// under key, if it is this directory's: a Create that failed here and
+// landed late (its checksum is one tried), or one of a snapshot this
+// directory retains, the same (a Create of an earlier process, landed
+// after this one started). It joins the lineage's commit objects, which
+// retention sees. Nil if it is another process's.
+func (s *shipper) ours(key string, c *replica.Commit, sum uint64, size int) (*commitObj, error) {
+	if c.Lineage != s.lin.ID || replica.CommitKey(c.Lineage, c.Snapshot) != key {
 		return nil, nil
 	}
 	if tried, ok := s.tried[key]; !ok || tried != sum {
@@ -372,7 +363,7 @@ func (s *shipper) ours(key string, b []byte) (*commitObj, error) {
 			return nil, err
 		}
 	}
-	co := &commitObj{key: key, size: int64(len(b)), c: c, sum: sum}
+	co := &commitObj{key: key, size: int64(size), c: c, sum: sum}
 	s.loc.lineages[s.lin.ID].commits[c.Snapshot] = co
 	delete(s.tried, key)
 	s.tidy = true
